@@ -1,0 +1,1 @@
+//! mirror-daemon library.

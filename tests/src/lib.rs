@@ -1,1 +1,31 @@
-//! Test harness.
+//! Test harness for mirror: a Kubernetes node simulated with network namespaces, the daemon run
+//! inside it, and what is needed to watch both.
+//!
+//! - [`node`]: the node, its pods (CNI-named veths) and services (the primary).
+//! - [`netns`]: named namespaces and running code inside them.
+//! - [`tcp`], [`http`]: bounded servers and clients.
+//! - [`daemon`]: the daemon's config, process, log and admin endpoint; [`metrics`] parses scrapes.
+//! - [`kernel_state`]: before/after snapshots of what the daemon adds to the node's kernel.
+//! - [`environment`]: run, skip loudly, or (under `CI=true`) fail when privileges are missing.
+//!
+//! This is test code, an edge of the project: errors are `anyhow` with context.
+
+pub mod bpf;
+pub mod command;
+pub mod daemon;
+pub mod environment;
+pub mod http;
+pub mod kernel_state;
+pub mod metrics;
+pub mod names;
+pub mod netns;
+pub mod node;
+pub mod tcp;
+
+pub use daemon::{Daemon, DaemonConfig};
+pub use kernel_state::KernelState;
+pub use metrics::Metrics;
+pub use names::Cni;
+pub use netns::Netns;
+pub use node::{Node, Pod, Service};
+pub use tcp::{ConnectOptions, Server};

@@ -1,0 +1,440 @@
+//! Running `mirror-daemon` inside the node namespace: its config file, its process (killed on
+//! drop), its captured log (printed when the test fails) and its admin endpoint.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::http;
+use crate::metrics::{Counters, Metrics};
+use crate::netns::Netns;
+use crate::tcp::{self, ConnectOptions};
+
+/// The admin address the daemon listens on by default (inside the node namespace).
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:15090";
+/// How long the daemon may take to answer `/readyz` with 200.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the daemon may take to exit after SIGTERM (its drain timeout plus cleanup).
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Env var that makes the harness echo the daemon's log live, line by line.
+pub const LIVE_LOG_ENV: &str = "MIRROR_TEST_DAEMON_LOG";
+
+/// One `[[interception.rules]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterceptRule {
+    pub cidr: String,
+    /// Empty means every port.
+    pub ports: Vec<u16>,
+}
+
+/// The daemon's config file, as the tests write it. Unset options keep the daemon's defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonConfig {
+    pub interfaces: Option<Vec<String>>,
+    pub watchdog_timeout: Option<String>,
+    pub rules: Vec<InterceptRule>,
+    pub connect_timeout: Option<String>,
+    pub drain_timeout: Option<String>,
+    pub admin: SocketAddr,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            interfaces: None,
+            watchdog_timeout: None,
+            rules: Vec::new(),
+            connect_timeout: None,
+            drain_timeout: None,
+            admin: DEFAULT_ADMIN.parse().unwrap_or_else(|_| unreachable!()),
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// Intercepts the primary's subnets (10.96.0.0/24, fd00:96::/64) on `ports`.
+    pub fn intercepting_primary(ports: &[u16]) -> DaemonConfig {
+        DaemonConfig::default()
+            .intercept("10.96.0.0/24", ports)
+            .intercept("fd00:96::/64", ports)
+    }
+
+    /// Adds an interception rule.
+    pub fn intercept(mut self, cidr: &str, ports: &[u16]) -> DaemonConfig {
+        self.rules.push(InterceptRule {
+            cidr: cidr.to_owned(),
+            ports: ports.to_vec(),
+        });
+        self
+    }
+
+    /// Sets the interface globs.
+    pub fn interfaces(mut self, globs: &[&str]) -> DaemonConfig {
+        self.interfaces = Some(globs.iter().map(|glob| (*glob).to_owned()).collect());
+        self
+    }
+
+    /// Sets the watchdog timeout (humantime, `"0s"` disables).
+    pub fn watchdog_timeout(mut self, timeout: &str) -> DaemonConfig {
+        self.watchdog_timeout = Some(timeout.to_owned());
+        self
+    }
+
+    /// Sets the drain timeout used on SIGTERM.
+    pub fn drain_timeout(mut self, timeout: &str) -> DaemonConfig {
+        self.drain_timeout = Some(timeout.to_owned());
+        self
+    }
+
+    /// The TOML text.
+    pub fn to_toml(&self) -> String {
+        let mut text = String::from("[interception]\n");
+        if let Some(interfaces) = &self.interfaces {
+            let quoted: Vec<String> = interfaces.iter().map(|glob| toml_string(glob)).collect();
+            let _ = writeln!(text, "interfaces = [{}]", quoted.join(", "));
+        }
+        if let Some(timeout) = &self.watchdog_timeout {
+            let _ = writeln!(text, "watchdog_timeout = {}", toml_string(timeout));
+        }
+        for rule in &self.rules {
+            let _ = writeln!(text, "\n[[interception.rules]]");
+            let _ = writeln!(text, "cidr = {}", toml_string(&rule.cidr));
+            if !rule.ports.is_empty() {
+                let ports: Vec<String> = rule.ports.iter().map(u16::to_string).collect();
+                let _ = writeln!(text, "ports = [{}]", ports.join(", "));
+            }
+        }
+        text.push_str("\n[relay]\n");
+        if let Some(timeout) = &self.connect_timeout {
+            let _ = writeln!(text, "connect_timeout = {}", toml_string(timeout));
+        }
+        text.push_str("\n[shutdown]\n");
+        if let Some(timeout) = &self.drain_timeout {
+            let _ = writeln!(text, "drain_timeout = {}", toml_string(timeout));
+        }
+        let _ = writeln!(
+            text,
+            "\n[admin]\naddress = {}",
+            toml_string(&self.admin.to_string())
+        );
+        text
+    }
+}
+
+/// A TOML basic string (the values here are plain ASCII; quotes and backslashes are escaped).
+fn toml_string(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A running (or exited) daemon. Dropping it kills the process if it still runs and prints the
+/// daemon's log, which the test runner shows only when the test fails.
+pub struct Daemon {
+    child: Child,
+    exit: Option<ExitStatus>,
+    netns: Netns,
+    admin: SocketAddr,
+    log: Arc<Mutex<String>>,
+    config_dir: Option<PathBuf>,
+    print_log_on_drop: bool,
+}
+
+impl Daemon {
+    /// Starts the daemon in `netns` with `config` and waits until `/readyz` answers 200.
+    pub fn start(binary: &Path, netns: &Netns, config: &DaemonConfig) -> Result<Daemon> {
+        let mut daemon = Daemon::spawn(binary, netns, Some(config))?;
+        daemon.wait_ready(READY_TIMEOUT)?;
+        Ok(daemon)
+    }
+
+    /// Starts the daemon in `netns` without `--config` (its embedded default) and waits until
+    /// ready; the admin endpoint is then expected at [`DEFAULT_ADMIN`].
+    pub fn start_with_default_config(binary: &Path, netns: &Netns) -> Result<Daemon> {
+        let mut daemon = Daemon::spawn(binary, netns, None)?;
+        daemon.wait_ready(READY_TIMEOUT)?;
+        Ok(daemon)
+    }
+
+    /// Starts the daemon without waiting for readiness.
+    pub fn spawn(binary: &Path, netns: &Netns, config: Option<&DaemonConfig>) -> Result<Daemon> {
+        let mut args: Vec<String> = vec![
+            "netns".into(),
+            "exec".into(),
+            netns.name().into(),
+            binary.display().to_string(),
+            "run".into(),
+        ];
+        let mut config_dir = None;
+        let admin = match config {
+            Some(config) => {
+                let dir = std::env::temp_dir().join(format!("{}-daemon", netns.name()));
+                std::fs::create_dir_all(&dir)?;
+                let path = dir.join("config.toml");
+                std::fs::write(&path, config.to_toml())?;
+                config_dir = Some(dir);
+                args.push("--config".into());
+                args.push(path.display().to_string());
+                config.admin
+            }
+            None => DEFAULT_ADMIN.parse()?,
+        };
+        // `ip netns exec` execs the binary in place: the child's pid is the daemon's.
+        let mut child = Command::new("ip")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start `ip netns exec … mirror-daemon`")?;
+        let log = Arc::new(Mutex::new(String::new()));
+        let live = std::env::var_os(LIVE_LOG_ENV).is_some();
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = Arc::clone(&log);
+            let pid = child.id();
+            thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if live {
+                        eprintln!("[mirror-daemon {pid}] {line}");
+                    }
+                    let mut log = log
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        Ok(Daemon {
+            child,
+            exit: None,
+            netns: netns.clone(),
+            admin,
+            log,
+            config_dir,
+            print_log_on_drop: true,
+        })
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the daemon printed so far.
+    pub fn log(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether the process still runs (reaps it if it exited).
+    pub fn is_running(&mut self) -> bool {
+        self.poll_exit().is_none()
+    }
+
+    fn poll_exit(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().ok().flatten();
+        }
+        self.exit
+    }
+
+    /// Polls `/readyz` until it answers 200; fails early if the daemon exits.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.poll_exit() {
+                bail!(
+                    "mirror-daemon exited ({status}) before it was ready; log:\n{}",
+                    self.log()
+                );
+            }
+            let last = match self.admin_get("/readyz") {
+                Ok(response) if response.status == 200 => return Ok(()),
+                Ok(response) => format!("/readyz answered {}", response.status),
+                Err(error) => format!("{error:#}"),
+            };
+            if Instant::now() > deadline {
+                bail!(
+                    "mirror-daemon not ready within {timeout:?} ({last}); log:\n{}",
+                    self.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `GET path` on the admin endpoint, from a socket in the node namespace.
+    pub fn admin_get(&self, path: &str) -> Result<http::Response> {
+        let admin = self.admin;
+        let options = ConnectOptions {
+            connect_timeout: Duration::from_secs(2),
+            io_timeout: Duration::from_secs(5),
+            ..ConnectOptions::default()
+        };
+        let mut stream = self.netns.run(|| tcp::connect(None, admin, &options))??;
+        http::get(&mut stream, &admin.to_string(), path)
+    }
+
+    /// Scrapes `/metrics`.
+    pub fn metrics(&self) -> Result<Metrics> {
+        let response = self.admin_get("/metrics")?;
+        if response.status != 200 {
+            bail!("/metrics answered {}: {}", response.status, response.text());
+        }
+        Metrics::parse(&response.text())
+    }
+
+    /// `mirror_intercepted_connections_total` now.
+    pub fn intercepted(&self) -> Result<u64> {
+        self.metrics()?.intercepted()
+    }
+
+    /// The connection and kernel counters now.
+    pub fn counters(&self) -> Result<Counters> {
+        Counters::from_metrics(&self.metrics()?)
+    }
+
+    /// Whether drop prints the daemon's log (default: yes; the test runner shows it only for a
+    /// failing test, since it captures a passing test's output).
+    pub fn print_log_on_drop(&mut self, print: bool) {
+        self.print_log_on_drop = print;
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        let pid = Pid::from_raw(i32::try_from(self.pid())?);
+        kill(pid, signal).with_context(|| format!("cannot send {signal} to the daemon"))
+    }
+
+    /// SIGTERM, then waits (up to [`EXIT_TIMEOUT`]) for the exit status.
+    pub fn terminate(&mut self) -> Result<ExitStatus> {
+        if let Some(status) = self.poll_exit() {
+            bail!("mirror-daemon had already exited ({status})");
+        }
+        self.signal(Signal::SIGTERM)?;
+        self.wait_exit(EXIT_TIMEOUT)
+    }
+
+    /// SIGKILL, then reaps the process.
+    pub fn kill(&mut self) -> Result<ExitStatus> {
+        if let Some(status) = self.poll_exit() {
+            bail!("mirror-daemon had already exited ({status})");
+        }
+        self.signal(Signal::SIGKILL)?;
+        self.wait_exit(Duration::from_secs(10))
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.poll_exit() {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                return Err(anyhow!("mirror-daemon did not exit within {timeout:?}"));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.is_running() {
+            let _ = self.signal(Signal::SIGKILL);
+            if self.wait_exit(Duration::from_secs(10)).is_err() {
+                eprintln!(
+                    "mirror-tests: mirror-daemon (pid {}) survived SIGKILL",
+                    self.pid()
+                );
+            }
+        }
+        if self.print_log_on_drop || thread::panicking() {
+            eprintln!(
+                "---- mirror-daemon log (pid {}, {}) ----\n{}---- end of mirror-daemon log ----",
+                self.pid(),
+                self.exit
+                    .map_or_else(|| "still running".into(), |status| status.to_string()),
+                self.log()
+            );
+        }
+        if let Some(dir) = self.config_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_renders_rules_ports_and_admin() {
+        let config = DaemonConfig::intercepting_primary(&[8080])
+            .intercept("10.0.0.0/8", &[])
+            .interfaces(&["cali*", "lxc*"])
+            .watchdog_timeout("2s");
+        let toml = config.to_toml();
+        assert!(
+            toml.contains("interfaces = [\"cali*\", \"lxc*\"]"),
+            "{toml}"
+        );
+        assert!(toml.contains("watchdog_timeout = \"2s\""), "{toml}");
+        assert!(
+            toml.contains("cidr = \"10.96.0.0/24\"\nports = [8080]"),
+            "{toml}"
+        );
+        assert!(
+            toml.contains("cidr = \"fd00:96::/64\"\nports = [8080]"),
+            "{toml}"
+        );
+        assert!(toml.contains("cidr = \"10.0.0.0/8\"\n\n"), "{toml}");
+        assert!(
+            toml.contains("[admin]\naddress = \"127.0.0.1:15090\""),
+            "{toml}"
+        );
+    }
+
+    #[test]
+    fn config_is_valid_toml_of_the_documented_shape() -> Result<()> {
+        let config = DaemonConfig::intercepting_primary(&[8080, 80]).drain_timeout("3s");
+        let value: toml::Table = toml::from_str(&config.to_toml())?;
+        let rules = value["interception"]["rules"]
+            .as_array()
+            .context("rules is not an array")?;
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[1]["cidr"].as_str(), Some("fd00:96::/64"));
+        assert_eq!(rules[0]["ports"].as_array().map(Vec::len), Some(2));
+        assert_eq!(value["shutdown"]["drain_timeout"].as_str(), Some("3s"));
+        assert_eq!(value["admin"]["address"].as_str(), Some(DEFAULT_ADMIN));
+        Ok(())
+    }
+
+    #[test]
+    fn toml_strings_escape_quotes() {
+        assert_eq!(toml_string(r#"a"b\c"#), r#""a\"b\\c""#);
+    }
+}

@@ -1,0 +1,94 @@
+//! Whether a privileged test can run here. Outside CI a test that cannot run skips with a loud
+//! message; under `CI=true` it fails instead, so CI can never pass by silently skipping.
+
+use std::path::{Path, PathBuf};
+
+use crate::{bpf, command};
+
+/// Env var naming the daemon binary (absolute path).
+pub const DAEMON_BIN_ENV: &str = "MIRROR_DAEMON_BIN";
+
+/// Whether we run under CI (`CI=true`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
+}
+
+/// The daemon binary: `$MIRROR_DAEMON_BIN`, else `<workspace>/target/release/mirror-daemon`.
+pub fn daemon_binary() -> PathBuf {
+    match std::env::var_os(DAEMON_BIN_ENV) {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/release/mirror-daemon")
+            .components()
+            .collect(),
+    }
+}
+
+/// Root, network namespaces and BPF: `None` when all are there, else why not.
+fn missing_privileges() -> Option<String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not running as root".into());
+    }
+    if !Path::new("/proc/self/ns/net").exists() {
+        return Some("the kernel has no network namespaces".into());
+    }
+    match command::output("ip", &["netns", "list"]) {
+        Ok(output) if output.success => {}
+        Ok(output) => return Some(format!("`ip netns` fails: {}", output.stderr.trim())),
+        Err(error) => return Some(format!("iproute2 is missing: {error:#}")),
+    }
+    for tool in ["tc", "bpftool"] {
+        if let Err(error) = command::output(tool, &["help"]) {
+            return Some(format!("{tool} is missing: {error:#}"));
+        }
+    }
+    if let Err(error) = bpf::probe() {
+        return Some(format!("BPF is unavailable: {error}"));
+    }
+    None
+}
+
+fn cannot_run(test: &str, reason: &str) {
+    if in_ci() {
+        panic!("{test}: cannot run under CI: {reason}");
+    }
+    eprintln!();
+    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    eprintln!("!!! SKIPPED {test}: {reason}");
+    eprintln!(
+        "!!! run as root with MIRROR_DAEMON_BIN set (see tests/README.md); CI=true fails here"
+    );
+    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+}
+
+/// For tests that build namespaces but need no daemon: `true` when they can run.
+pub fn require_namespaces(test: &str) -> bool {
+    match missing_privileges() {
+        None => true,
+        Some(reason) => {
+            cannot_run(test, &reason);
+            false
+        }
+    }
+}
+
+/// For tests that run the daemon: its binary when everything is there.
+pub fn require_daemon(test: &str) -> Option<PathBuf> {
+    if !require_namespaces(test) {
+        return None;
+    }
+    let binary = daemon_binary();
+    if binary.is_file() {
+        Some(binary)
+    } else {
+        cannot_run(
+            test,
+            &format!(
+                "no daemon binary at {} (set {DAEMON_BIN_ENV} or build it with `cargo xtask build`)",
+                binary.display()
+            ),
+        );
+        None
+    }
+}

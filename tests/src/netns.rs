@@ -1,0 +1,148 @@
+//! Named network namespaces (`/run/netns/<name>`): an owning guard that deletes the namespace on
+//! drop, and a cheap handle that runs code inside it.
+//!
+//! Code runs "inside" a namespace on a fresh thread that `setns`es into it; sockets created there
+//! keep that namespace for life, so a listener made with [`Netns::run`] can be served from any
+//! thread afterwards.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context, Result};
+use nix::sched::{setns, CloneFlags};
+
+use crate::command;
+
+/// Where `ip netns` keeps its namespaces.
+pub const NETNS_DIR: &str = "/run/netns";
+
+/// A handle on a named network namespace; cloning it does not own anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// The `ip netns` name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The bind-mounted namespace file.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(NETNS_DIR).join(&self.name)
+    }
+
+    /// Whether the namespace still exists.
+    pub fn exists(&self) -> bool {
+        self.path().exists()
+    }
+
+    /// Runs `f` on a thread that has entered this namespace and returns its result. A panic in `f`
+    /// is propagated to the caller.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
+        let path = self.path();
+        std::thread::scope(|scope| {
+            let thread = scope.spawn(move || -> Result<T> {
+                let file =
+                    File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+                setns(file.as_fd(), CloneFlags::CLONE_NEWNET)
+                    .with_context(|| format!("cannot enter {}", path.display()))?;
+                Ok(f())
+            });
+            match thread.join() {
+                Ok(result) => result,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    }
+
+    /// Runs `ip -n <ns> args...`.
+    pub fn ip(&self, args: &[&str]) -> Result<String> {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        command::run("ip", &full)
+    }
+
+    /// Runs a command inside the namespace with `ip netns exec`.
+    pub fn exec(&self, program: &str, args: &[&str]) -> Result<String> {
+        let mut full = vec!["netns", "exec", self.name.as_str(), program];
+        full.extend_from_slice(args);
+        command::run("ip", &full)
+    }
+
+    /// Sets a `net.*` sysctl of this namespace (`key` like `net/ipv4/ip_forward`).
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        let path = PathBuf::from("/proc/sys").join(key);
+        self.run(|| std::fs::write(&path, value))?
+            .with_context(|| format!("cannot set {} in {}", path.display(), self.name))
+    }
+}
+
+/// Owns a namespace: created by [`NetnsGuard::create`], deleted on drop.
+#[derive(Debug)]
+pub struct NetnsGuard {
+    handle: Netns,
+}
+
+impl NetnsGuard {
+    /// `ip netns add <name>`, then brings `lo` up and turns off IPv6 duplicate address detection
+    /// (addresses are usable at once; nothing in a test namespace can collide).
+    pub fn create(name: &str) -> Result<Self> {
+        command::run("ip", &["netns", "add", name])?;
+        let guard = NetnsGuard {
+            handle: Netns {
+                name: name.to_owned(),
+            },
+        };
+        guard.handle.ip(&["link", "set", "lo", "up"])?;
+        guard.handle.sysctl("net/ipv6/conf/all/accept_dad", "0")?;
+        guard
+            .handle
+            .sysctl("net/ipv6/conf/default/accept_dad", "0")?;
+        Ok(guard)
+    }
+
+    /// A handle on the namespace.
+    pub fn handle(&self) -> &Netns {
+        &self.handle
+    }
+}
+
+impl std::ops::Deref for NetnsGuard {
+    type Target = Netns;
+
+    fn deref(&self) -> &Netns {
+        &self.handle
+    }
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        if let Err(error) = command::run("ip", &["netns", "del", &self.handle.name]) {
+            eprintln!("mirror-tests: cannot delete namespace: {error:#}");
+        }
+    }
+}
+
+/// Deletes namespaces left behind by earlier runs of the harness whose process is gone (a run
+/// killed with SIGKILL cannot clean up). Only names of the harness's own scheme are touched.
+pub fn remove_stale_namespaces() -> Result<()> {
+    let entries = match std::fs::read_dir(NETNS_DIR) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(anyhow!(error).context("cannot list namespaces")),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = crate::names::owner_pid(&name) else {
+            continue;
+        };
+        if pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists() {
+            eprintln!("mirror-tests: removing namespace {name} left by dead process {pid}");
+            let _ = command::run("ip", &["netns", "del", &name]);
+        }
+    }
+    Ok(())
+}

@@ -24,7 +24,7 @@ pub const DEFAULT_ADMIN: &str = "127.0.0.1:15090";
 /// How long the daemon may take to answer `/readyz` with 200.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the daemon may take to exit after SIGTERM (its drain timeout plus cleanup).
-pub const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Env var that makes the harness echo the daemon's log live, line by line.
 pub const LIVE_LOG_ENV: &str = "MIRROR_TEST_DAEMON_LOG";
 

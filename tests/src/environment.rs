@@ -17,10 +17,11 @@ pub fn in_ci() -> bool {
 pub fn daemon_binary() -> PathBuf {
     match std::env::var_os(DAEMON_BIN_ENV) {
         Some(path) if !path.is_empty() => PathBuf::from(path),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/release/mirror-daemon")
-            .components()
-            .collect(),
+        _ => {
+            let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let workspace = manifest_dir.parent().unwrap_or(manifest_dir);
+            workspace.join("target/release/mirror-daemon")
+        }
     }
 }
 

@@ -21,6 +21,7 @@ pub mod names;
 pub mod netns;
 pub mod node;
 pub mod tcp;
+pub mod wait;
 
 pub use daemon::{Daemon, DaemonConfig};
 pub use kernel_state::KernelState;

@@ -1,0 +1,100 @@
+//! `cargo xtask setup`: detect what building and testing need, install what is missing (apt
+//! packages, the rustup link to Debian's rustc, bpf-linker), and hand back the eBPF toolchain.
+//! Quick, and one line of output, when everything is present.
+
+mod detect;
+mod plan;
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+pub use plan::Scope;
+use plan::{Action, Plan};
+
+use crate::{
+    cmd,
+    toolchain::{self, Toolchain},
+};
+
+/// Makes the machine ready for `scope` and returns the eBPF toolchain. With `dry_run`, prints
+/// what would run and installs nothing.
+pub fn run(scope: Scope, dry_run: bool) -> Result<Toolchain> {
+    let detected = detect::detect();
+    let plan = plan::plan(&detected, scope);
+    let blocker = plan.blocker(&detected);
+
+    if dry_run {
+        for action in &plan.actions {
+            eprintln!("setup: would run: {}", action.shell(detected.is_root));
+        }
+        if let Some(blocker) = blocker {
+            eprintln!("setup: note: {blocker}");
+        }
+        eprintln!(
+            "setup: dry run; eBPF toolchain: {}",
+            plan.toolchain.describe()
+        );
+        return found_toolchain(&plan).or_else(|_| {
+            Ok(Toolchain {
+                ebpf: plan.toolchain,
+                rustup: "rustup".into(),
+                bpf_linker: "bpf-linker".into(),
+            })
+        });
+    }
+
+    if let Some(blocker) = blocker {
+        bail!(blocker);
+    }
+    for action in &plan.actions {
+        eprintln!("setup: {}", action.announce());
+        cmd::run(&mut command_for(action)?)?;
+    }
+
+    let toolchain = found_toolchain(&plan)?;
+    let (_, bpf_linker_version) = detect::find_bpf_linker().unzip();
+    eprintln!(
+        "setup: {}; eBPF toolchain: {}; {} at {}",
+        if plan.actions.is_empty() {
+            "nothing to install"
+        } else {
+            "done"
+        },
+        toolchain.ebpf.describe(),
+        bpf_linker_version.as_deref().unwrap_or("bpf-linker"),
+        toolchain.bpf_linker.display(),
+    );
+    Ok(toolchain)
+}
+
+fn command_for(action: &Action) -> Result<Command> {
+    let (env, argv) = action.invocation();
+    let (program, args) = argv.split_first().context("action without a program")?;
+    let mut command = match action {
+        // Not the workspace's cargo: rustup's default, without the outer `cargo run` environment.
+        Action::InstallBpfLinker => toolchain::standalone_cargo(),
+        // rustup may be in $CARGO_HOME/bin without being on PATH.
+        Action::LinkDebianToolchain => {
+            Command::new(detect::find_rustup().context("rustup not found")?)
+        }
+        Action::AptUpdate | Action::AptInstall(_) => Command::new(program),
+    };
+    command
+        .args(args)
+        .envs(env.iter().copied())
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    Ok(command)
+}
+
+fn found_toolchain(plan: &Plan) -> Result<Toolchain> {
+    let rustup = detect::find_rustup()
+        .context("rustup not found on PATH or in $CARGO_HOME/bin; install it from rustup.rs")?;
+    let (bpf_linker, _version) = detect::find_bpf_linker()
+        .context("bpf-linker not found on PATH or in $CARGO_HOME/bin after setup")?;
+    Ok(Toolchain {
+        ebpf: plan.toolchain,
+        rustup,
+        bpf_linker,
+    })
+}

@@ -2,6 +2,7 @@
 //!
 //! Progress goes to stderr; results that a script may capture (paths) go to stdout.
 
+mod build;
 mod cmd;
 mod setup;
 mod toolchain;
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::setup::Scope;
+use crate::{build::Profile, setup::Scope};
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +32,18 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Build the eBPF object and print its path.
+    BuildEbpf {
+        /// Build the dev profile instead of release.
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Build the eBPF object, then the daemon embedding it; print the daemon's path.
+    Build {
+        /// Build the dev profile instead of release.
+        #[arg(long)]
+        debug: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,5 +59,17 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Setup { dry_run } => setup::run(Scope::Everything, dry_run).map(drop),
+        Command::BuildEbpf { debug } => {
+            let toolchain = setup::run(Scope::EbpfBuild, false)?;
+            let object = build::ebpf(&toolchain, Profile::from_debug_flag(debug))?;
+            println!("{}", object.display());
+            Ok(())
+        }
+        Command::Build { debug } => {
+            let toolchain = setup::run(Scope::EbpfBuild, false)?;
+            let built = build::all(&toolchain, Profile::from_debug_flag(debug))?;
+            println!("{}", built.daemon.display());
+            Ok(())
+        }
     }
 }

@@ -4,10 +4,12 @@
 
 mod build;
 mod cmd;
+mod demo;
 mod setup;
+mod test;
 mod toolchain;
 
-use std::process::ExitCode;
+use std::{ffi::OsString, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
@@ -44,6 +46,18 @@ enum Command {
         #[arg(long)]
         debug: bool,
     },
+    /// The project's test command: setup, build, unit tests, then privileged integration tests.
+    Test {
+        /// Passed to the privileged integration tests' harness (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<OsString>,
+    },
+    /// Build, then run the demo (`mirror-tests --bin demo`) with the built daemon.
+    Demo {
+        /// Passed to the demo.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -71,5 +85,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", built.daemon.display());
             Ok(())
         }
+        Command::Test { args } => test::run(&args),
+        Command::Demo { args } => demo::run(&args),
     }
 }

@@ -1,0 +1,33 @@
+//! `cargo xtask demo`: build, then run the demo binary of `mirror-tests` against the built daemon.
+
+use std::ffi::OsString;
+
+use anyhow::Result;
+
+use crate::{
+    build::{self, Profile},
+    cmd,
+    setup::{self, Scope},
+};
+
+pub fn run(args: &[OsString]) -> Result<()> {
+    let toolchain = setup::run(Scope::Everything, false)?;
+    let built = build::all(&toolchain, Profile::Release)?;
+    let mut cargo = build::workspace_cargo();
+    cargo
+        .envs(built.env())
+        .args([
+            "run",
+            "--release",
+            "--package",
+            "mirror-tests",
+            "--bin",
+            "demo",
+        ])
+        .arg("--target-dir")
+        .arg(build::target_dir())
+        .arg("--")
+        .args(args);
+    eprintln!("demo: {}", cmd::display(&cargo));
+    cmd::run(&mut cargo)
+}

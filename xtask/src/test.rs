@@ -1,0 +1,69 @@
+//! `cargo xtask test`, the project's one test command (README and `.ci/run` call it): setup,
+//! build, then the test steps in order. Every step runs even when an earlier one failed, so one
+//! run reports everything; the command fails if any step did.
+
+use std::{ffi::OsString, process::Command};
+
+use anyhow::{bail, Result};
+
+use crate::{
+    build::{self, Built, Profile},
+    cmd,
+    setup::{self, Scope},
+};
+
+/// One test step: a name for the summary and the command it runs.
+struct Step {
+    name: &'static str,
+    command: Command,
+}
+
+pub fn run(privileged_args: &[OsString]) -> Result<()> {
+    let toolchain = setup::run(Scope::Everything, false)?;
+    let built = build::all(&toolchain, Profile::Release)?;
+
+    let mut failed = Vec::new();
+    for mut step in steps(&built, privileged_args) {
+        eprintln!("test: step {}: {}", step.name, cmd::display(&step.command));
+        if let Err(e) = cmd::run(&mut step.command) {
+            eprintln!("test: step {} failed: {e:#}", step.name);
+            failed.push(step.name);
+        }
+    }
+    if !failed.is_empty() {
+        bail!("test steps failed: {}", failed.join(", "));
+    }
+    eprintln!("test: all steps succeeded");
+    Ok(())
+}
+
+fn steps(built: &Built, privileged_args: &[OsString]) -> Vec<Step> {
+    let cargo = || {
+        let mut command = build::workspace_cargo();
+        // Run every test binary even after one fails, so a run reports all failures.
+        command.envs(built.env()).args(["test", "--no-fail-fast"]);
+        command
+    };
+
+    // Unit tests of every crate but the privileged integration tests.
+    let mut unit = cargo();
+    unit.args(["--workspace", "--exclude", "mirror-tests"]);
+
+    // The privileged integration tests drive the release daemon in network namespaces; each test
+    // owns its namespace, yet they share the kernel's BPF attachments, so one at a time.
+    let mut privileged = cargo();
+    privileged
+        .args(["--package", "mirror-tests", "--", "--test-threads=1"])
+        .args(privileged_args);
+
+    vec![
+        Step {
+            name: "unit",
+            command: unit,
+        },
+        Step {
+            name: "privileged",
+            command: privileged,
+        },
+    ]
+}

@@ -1,1 +1,3 @@
 //! mirror-daemon library.
+
+pub mod http;

@@ -1,0 +1,18 @@
+//! HTTP/1.1 framing of the client-to-primary stream, for mirroring.
+//!
+//! The daemon forwards every byte a client sends to the primary unchanged and as it arrives; this
+//! module only describes those bytes. [`RequestFramer`] splits the stream into request heads,
+//! bodies and request ends (RFC 9112), so sampled requests can be copied to the shadow target. It
+//! is strict: whatever servers could frame differently (request smuggling patterns, non-HTTP
+//! protocols, upgrades) switches the connection to tunnel mode for good, with a [`TunnelReason`].
+//! The path is: `head` finds and validates request heads, `chunked` walks chunked bodies,
+//! `framer` ties them into the per-connection state machine, `tunnel` names the ways out.
+
+mod chunked;
+mod framer;
+mod head;
+mod tunnel;
+
+pub use framer::{Frame, FramingLimits, RequestFramer};
+pub use head::{BodyKind, RequestHead};
+pub use tunnel::TunnelReason;

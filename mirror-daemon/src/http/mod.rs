@@ -13,6 +13,9 @@ mod framer;
 mod head;
 mod tunnel;
 
+#[cfg(test)]
+mod tests;
+
 pub use framer::{Frame, FramingLimits, RequestFramer};
 pub use head::{BodyKind, RequestHead};
 pub use tunnel::TunnelReason;

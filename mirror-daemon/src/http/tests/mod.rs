@@ -1,8 +1,9 @@
-//! Behaviour tests for the framer as a whole, on hand-written streams (`cases`). Every stream is
-//! framed whole, split at every byte boundary and fed byte by byte, and all must describe it
-//! identically.
+//! Behaviour tests for the framer as a whole: hand-written streams (`cases`) and generated
+//! pipelines (`generated`). Every stream is framed whole, split at every byte boundary and fed
+//! byte by byte, and all must describe it identically.
 
 mod cases;
+mod generated;
 
 use super::{BodyKind, Frame, FramingLimits, RequestFramer, TunnelReason};
 

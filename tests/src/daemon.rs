@@ -175,7 +175,11 @@ impl Daemon {
         let mut config_dir = None;
         let admin = match config {
             Some(config) => {
-                let dir = std::env::temp_dir().join(format!("{}-daemon", netns.name()));
+                let dir = std::env::temp_dir().join(format!(
+                    "{}-daemon-{}",
+                    netns.name(),
+                    crate::names::next_sequence()
+                ));
                 std::fs::create_dir_all(&dir)?;
                 let path = dir.join("config.toml");
                 std::fs::write(&path, config.to_toml())?;
@@ -373,8 +377,14 @@ impl Drop for Daemon {
             }
         }
         if self.print_log_on_drop || thread::panicking() {
+            let config = self
+                .config_dir
+                .as_ref()
+                .and_then(|dir| std::fs::read_to_string(dir.join("config.toml")).ok())
+                .unwrap_or_else(|| "(embedded default)\n".into());
             eprintln!(
-                "---- mirror-daemon log (pid {}, {}) ----\n{}---- end of mirror-daemon log ----",
+                "---- mirror-daemon config ----\n{config}---- mirror-daemon log (pid {}, {}) ----\n\
+                 {}---- end of mirror-daemon log ----",
                 self.pid(),
                 self.exit
                     .map_or_else(|| "still running".into(), |status| status.to_string()),

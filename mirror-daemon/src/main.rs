@@ -1,1 +1,152 @@
-fn main() {}
+//! The `mirror-daemon` command: parse arguments, load the config, hand it to [`app::run`].
+//!
+//! Exit codes (from sysexits.h): 0 success, 64 bad config or usage, 69 a kernel feature is
+//! unavailable, 70 internal error, 77 missing privilege. Each fatal error is one line on stderr.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use mirror_daemon::{app, config::Config};
+
+const EX_USAGE: u8 = 64;
+const EX_UNAVAILABLE: u8 = 69;
+const EX_SOFTWARE: u8 = 70;
+const EX_NOPERM: u8 = 77;
+
+/// Production traffic shadowing for Kubernetes nodes, without a service mesh.
+///
+/// Pod egress flows matching the intercept rules are handed to this daemon by eBPF; it forwards
+/// them to their real destination untouched. If the daemon is not running, traffic flows
+/// directly.
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    /// Log filter, e.g. `info` or `mirror_daemon=debug` (overrides RUST_LOG).
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Intercept and relay until SIGTERM or SIGINT.
+    Run {
+        /// TOML config file; without it the embedded default config is used.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file and print the effective config (defaults filled in).
+    Check {
+        /// TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.log_level.as_deref());
+    match cli.command {
+        Command::Check { config } => match Config::from_file(&config) {
+            Ok(config) => match toml::to_string_pretty(&config) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fatal(EX_SOFTWARE, &format!("cannot print the config: {e}")),
+            },
+            Err(e) => fatal(EX_USAGE, &e.to_string()),
+        },
+        Command::Run { config } => {
+            let config = match config {
+                Some(path) => Config::from_file(&path),
+                None => Config::embedded_default(),
+            };
+            let config = match config {
+                Ok(config) => config,
+                Err(e) => return fatal(EX_USAGE, &e.to_string()),
+            };
+            if let Err(missing) = check_privileges() {
+                return fatal(
+                    EX_NOPERM,
+                    &format!("missing privilege: {missing}; run as root or grant CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN"),
+                );
+            }
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => return fatal(EX_SOFTWARE, &format!("cannot start the runtime: {e}")),
+            };
+            match runtime.block_on(app::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(app::Error::Interception(e)) if e.is_permission_denied() => {
+                    fatal(EX_NOPERM, &format!("missing privilege: {e}"))
+                }
+                Err(e @ app::Error::Interception(_)) => fatal(EX_UNAVAILABLE, &e.to_string()),
+                Err(e @ app::Error::AdminBind { .. }) => fatal(EX_USAGE, &e.to_string()),
+                Err(e) => fatal(EX_SOFTWARE, &e.to_string()),
+            }
+        }
+    }
+}
+
+fn fatal(code: u8, message: &str) -> ExitCode {
+    tracing::error!("{message}");
+    eprintln!("mirror-daemon: {message}");
+    ExitCode::from(code)
+}
+
+fn init_logging(format: LogFormat, level: Option<&str>) {
+    let filter = match level {
+        Some(level) => tracing_subscriber::EnvFilter::new(level),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Checks the effective capabilities the kernel set-up needs; names the missing ones.
+fn check_privileges() -> Result<(), String> {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_BPF: u32 = 39;
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
+    let effective = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .ok_or("no CapEff in /proc/self/status")?;
+    let has = |cap: u32| effective & (1u64 << cap) != 0;
+    let mut missing = Vec::new();
+    if !has(CAP_NET_ADMIN) {
+        missing.push("CAP_NET_ADMIN");
+    }
+    if !has(CAP_BPF) && !has(CAP_SYS_ADMIN) {
+        missing.push("CAP_BPF");
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing.join(", "))
+    }
+}

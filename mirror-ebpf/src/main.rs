@@ -276,33 +276,39 @@ pub fn mirror_sk_lookup(ctx: SkLookupContext) -> u32 {
 }
 
 fn try_sk_lookup(ctx: &SkLookupContext) {
-    // SAFETY: the kernel hands a valid bpf_sk_lookup for the program's lifetime.
-    let lookup = unsafe { &*ctx.lookup };
-    if lookup.protocol != u32::from(IPPROTO_TCP) {
+    let lookup = ctx.lookup;
+    // Context fields are read one by one with volatile loads at fixed offsets: the verifier
+    // rejects loads through a context pointer LLVM has offset and shared between branches.
+    macro_rules! field {
+        ($name:ident) => {
+            // SAFETY: the kernel hands a valid bpf_sk_lookup for the program's lifetime.
+            unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*lookup).$name)) }
+        };
+    }
+    if field!(protocol) != u32::from(IPPROTO_TCP) {
         return;
     }
-    let (slot, flow) = match lookup.family {
-        FAMILY_V4 => (
-            LISTENER_V4,
-            FlowKey {
-                remote_addr: [lookup.remote_ip4, 0, 0, 0],
-                local_addr: [lookup.local_ip4, 0, 0, 0],
-                remote_port: u16::from_be(lookup.remote_port),
-                local_port: lookup.local_port as u16,
-                family: FAMILY_V4,
-            },
-        ),
-        FAMILY_V6 => (
-            LISTENER_V6,
-            FlowKey {
-                remote_addr: lookup.remote_ip6,
-                local_addr: lookup.local_ip6,
-                remote_port: u16::from_be(lookup.remote_port),
-                local_port: lookup.local_port as u16,
-                family: FAMILY_V6,
-            },
-        ),
-        _ => return,
+    let family = field!(family);
+    let (slot, flow) = if family == FAMILY_V4 {
+        let flow = FlowKey {
+            remote_addr: [field!(remote_ip4), 0, 0, 0],
+            local_addr: [field!(local_ip4), 0, 0, 0],
+            remote_port: u16::from_be(field!(remote_port)),
+            local_port: field!(local_port) as u16,
+            family: FAMILY_V4,
+        };
+        (LISTENER_V4, flow)
+    } else if family == FAMILY_V6 {
+        let flow = FlowKey {
+            remote_addr: field!(remote_ip6),
+            local_addr: field!(local_ip6),
+            remote_port: u16::from_be(field!(remote_port)),
+            local_port: field!(local_port) as u16,
+            family: FAMILY_V6,
+        };
+        (LISTENER_V6, flow)
+    } else {
+        return;
     };
     // SAFETY: the value is not read, only its presence.
     if unsafe { PENDING_SYNS.get(&flow) }.is_none() {

@@ -1,0 +1,271 @@
+//! Interception: everything the daemon puts in the kernel so that selected pod flows reach its
+//! listeners, and takes out again at exit.
+//!
+//! Order of set-up (each step undone in reverse by [`Interception::shutdown`]):
+//! 1. load the embedded eBPF object and fill its maps (settings, intercept rules);
+//! 2. turn TCP early demux off in this network namespace (see [`sysctl`]);
+//! 3. install policy routing for the mark (see [`routing`]);
+//! 4. attach the sk_lookup program to the namespace and the TC program to every watched
+//!    interface, now and as they appear (see [`links`]).
+//!
+//! Listeners are registered separately ([`Interception::register_listener`]); until then, and
+//! whenever the slots are empty, the kernel side passes every packet untouched.
+
+pub mod attach;
+pub mod links;
+mod object;
+pub mod routing;
+pub mod sysctl;
+
+use std::{
+    net::IpAddr,
+    os::fd::AsRawFd,
+    sync::{Arc, Mutex},
+};
+
+use aya::maps::{lpm_trie::Key, Array, LpmTrie, MapData, PerCpuArray, SockMap};
+use mirror_common::{counter, InterceptKey, InterceptValue, Settings, ANY_PORT};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kernel: {0}")]
+    Object(#[from] object::Error),
+    #[error("kernel: map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
+    #[error("kernel: {0}")]
+    Attach(#[from] attach::Error),
+    #[error("kernel: policy routing: {0}")]
+    Routing(#[from] routing::Error),
+    #[error("kernel: {0}")]
+    Sysctl(#[from] sysctl::Error),
+    #[error("kernel: watching interfaces: {0}")]
+    Links(#[from] links::Error),
+}
+
+impl Error {
+    /// Whether the failure comes from missing privileges rather than a missing kernel feature.
+    pub fn is_permission_denied(&self) -> bool {
+        // EPERM only: the verifier reports a rejected program as EACCES.
+        format!("{self:?}").contains("os error 1)")
+    }
+}
+
+/// The kernel side, set up and owned by the daemon.
+pub struct Interception {
+    attacher: Arc<Mutex<attach::Attacher>>,
+    listeners: Mutex<SockMap<MapData>>,
+    heartbeat: Mutex<Array<MapData, u64>>,
+    counters: PerCpuArray<MapData, u64>,
+    routing: routing::PolicyRouting,
+    early_demux: sysctl::EarlyDemux,
+    watcher: CancellationToken,
+}
+
+impl Interception {
+    /// Sets up interception as described in the module documentation.
+    pub async fn start(config: &config::Interception) -> Result<Self, Error> {
+        let mut ebpf = object::load()?;
+        fill_settings(&mut ebpf, config)?;
+        fill_rules(&mut ebpf, &config.rules)?;
+        let listeners = SockMap::try_from(take_map(&mut ebpf, mirror_common::maps::LISTENERS)?)
+            .map_err(|source| map_error(mirror_common::maps::LISTENERS, source))?;
+        let heartbeat = Array::try_from(take_map(&mut ebpf, mirror_common::maps::HEARTBEAT)?)
+            .map_err(|source| map_error(mirror_common::maps::HEARTBEAT, source))?;
+        let counters = PerCpuArray::try_from(take_map(&mut ebpf, mirror_common::maps::COUNTERS)?)
+            .map_err(|source| map_error(mirror_common::maps::COUNTERS, source))?;
+
+        let early_demux = sysctl::EarlyDemux::disable()?;
+        let routing = routing::PolicyRouting::install(config).await?;
+        let attacher = Arc::new(Mutex::new(attach::Attacher::new(ebpf, config.clone())?));
+        let watcher = CancellationToken::new();
+        links::watch(attacher.clone(), watcher.clone()).await?;
+        {
+            let attacher = lock(&attacher);
+            info!(
+                mode = %attacher.mode(),
+                interfaces = attacher.attached_count(),
+                "interception attached"
+            );
+        }
+        Ok(Self {
+            attacher,
+            listeners: Mutex::new(listeners),
+            heartbeat: Mutex::new(heartbeat),
+            counters,
+            routing,
+            early_demux,
+            watcher,
+        })
+    }
+
+    /// Puts `listener` in its SOCKMAP slot: from now on, selected flows of its family reach it.
+    pub fn register_listener(&self, slot: u32, listener: &impl AsRawFd) -> Result<(), Error> {
+        lock(&self.listeners)
+            .set(slot, &listener.as_raw_fd(), 0)
+            .map_err(|source| map_error(mirror_common::maps::LISTENERS, source))
+    }
+
+    /// Empties a SOCKMAP slot: new flows of that family go direct.
+    pub fn unregister_listener(&self, slot: u32) {
+        // Fails only when the slot is already empty.
+        let _ = lock(&self.listeners).clear_index(&slot);
+    }
+
+    /// Records that the accept path made progress now (read by the TC program's watchdog).
+    pub fn beat(&self) {
+        let now = monotonic_ns();
+        if let Err(e) = lock(&self.heartbeat).set(0, now, 0) {
+            warn!(error = %e, "kernel: could not write heartbeat");
+        }
+    }
+
+    /// Kernel-side counters, summed over CPUs, in [`counter::NAMES`] order.
+    pub fn kernel_counters(&self) -> [u64; counter::COUNT as usize] {
+        let mut out = [0; counter::COUNT as usize];
+        for (index, slot) in out.iter_mut().enumerate() {
+            if let Ok(values) = self.counters.get(&(index as u32), 0) {
+                *slot = values.iter().sum();
+            }
+        }
+        out
+    }
+
+    /// Number of interfaces the TC program is attached to.
+    pub fn attached_interfaces(&self) -> usize {
+        lock(&self.attacher).attached_count()
+    }
+
+    /// Removes everything interception added: programs, filters, qdiscs, rules, routes.
+    pub async fn shutdown(&self) {
+        self.watcher.cancel();
+        let created_clsact = lock(&self.attacher).detach_all();
+        links::remove_clsact(&created_clsact).await;
+        self.routing.remove().await;
+        self.early_demux.restore();
+        info!("interception removed");
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain kernel handles behind, still usable.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn map_error(name: &'static str, source: aya::maps::MapError) -> Error {
+    Error::Map { name, source }
+}
+
+fn take_map(ebpf: &mut aya::Ebpf, name: &'static str) -> Result<aya::maps::Map, Error> {
+    ebpf.take_map(name)
+        .ok_or(Error::Object(object::Error::Missing(name)))
+}
+
+fn fill_settings(ebpf: &mut aya::Ebpf, config: &config::Interception) -> Result<(), Error> {
+    let name = mirror_common::maps::SETTINGS;
+    let map = ebpf
+        .map_mut(name)
+        .ok_or(Error::Object(object::Error::Missing(name)))?;
+    let mut settings: Array<_, Settings> =
+        Array::try_from(map).map_err(|source| map_error(name, source))?;
+    let value = Settings {
+        mark: config.fwmark,
+        mark_mask: config.fwmark,
+        watchdog_timeout_ns: u64::try_from(config.watchdog_timeout.as_nanos()).unwrap_or(u64::MAX),
+    };
+    settings
+        .set(0, value, 0)
+        .map_err(|source| map_error(name, source))
+}
+
+fn fill_rules(ebpf: &mut aya::Ebpf, rules: &[config::InterceptRule]) -> Result<(), Error> {
+    let name = mirror_common::maps::INTERCEPT_RULES;
+    let map = ebpf
+        .map_mut(name)
+        .ok_or(Error::Object(object::Error::Missing(name)))?;
+    let mut trie: LpmTrie<_, InterceptKey, InterceptValue> =
+        LpmTrie::try_from(map).map_err(|source| map_error(name, source))?;
+    for (key, value) in rule_entries(rules) {
+        trie.insert(&key, value, 0)
+            .map_err(|source| map_error(name, source))?;
+    }
+    Ok(())
+}
+
+/// The LPM entries that express `rules`: one per (CIDR, port), or one under [`ANY_PORT`].
+pub fn rule_entries(rules: &[config::InterceptRule]) -> Vec<(Key<InterceptKey>, InterceptValue)> {
+    let mut entries = Vec::new();
+    for (rule_id, rule) in rules.iter().enumerate() {
+        let value = InterceptValue {
+            rule_id: rule_id as u32,
+        };
+        let ports: &[u16] = if rule.ports.is_empty() {
+            &[ANY_PORT]
+        } else {
+            &rule.ports
+        };
+        for &port in ports {
+            let key = match rule.cidr.addr() {
+                IpAddr::V4(addr) => Key::new(
+                    InterceptKey::v4_prefix_len(rule.cidr.prefix_len()),
+                    InterceptKey::v4(port, addr.octets()),
+                ),
+                IpAddr::V6(addr) => Key::new(
+                    InterceptKey::v6_prefix_len(rule.cidr.prefix_len()),
+                    InterceptKey::v6(port, addr.octets()),
+                ),
+            };
+            entries.push((key, value));
+        }
+    }
+    entries
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock `bpf_ktime_get_ns` reads.
+fn monotonic_ns() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
+        Ok(ts) => (ts.tv_sec() as u64) * 1_000_000_000 + ts.tv_nsec() as u64,
+        Err(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::InterceptRule;
+
+    #[test]
+    fn each_port_of_a_rule_becomes_one_entry() {
+        let rules = [InterceptRule {
+            cidr: "10.96.0.0/12".parse().expect("cidr"),
+            ports: vec![80, 8080],
+        }];
+        let entries = rule_entries(&rules);
+        assert_eq!(entries.len(), 2);
+        let (key, value) = &entries[1];
+        let (prefix_len, data) = (key.prefix_len(), key.data());
+        assert_eq!(prefix_len, 16 + 96 + 12);
+        assert_eq!(data, InterceptKey::v4(8080, [10, 96, 0, 0]));
+        assert_eq!(value.rule_id, 0);
+    }
+
+    #[test]
+    fn a_rule_without_ports_is_stored_under_any_port() {
+        let rules = [InterceptRule {
+            cidr: "fd00:96::/64".parse().expect("cidr"),
+            ports: vec![],
+        }];
+        let entries = rule_entries(&rules);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].0.prefix_len(), 16 + 64);
+        assert_eq!(entries[0].0.data().port, ANY_PORT.to_be_bytes());
+    }
+}

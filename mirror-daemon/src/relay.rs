@@ -1,0 +1,137 @@
+//! The byte relay between a client (the pod) and its primary: both directions at once, with
+//! half-close and reset carried across, and a fixed buffer per direction.
+//!
+//! - EOF from one side becomes a FIN (`shutdown(SHUT_WR)`) to the other; the opposite direction
+//!   goes on until it ends too.
+//! - An error on either side (a reset, typically) aborts both: the other side gets an RST (linger
+//!   0), as it would have seen if the two had talked directly.
+
+use std::{fmt, io, time::Duration};
+
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// Which peer of a relayed connection something happened on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Primary,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Client => "client",
+            Side::Primary => "primary",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{side}: {source}")]
+    Io { side: Side, source: io::Error },
+    #[error("reset by the daemon at the end of the drain deadline")]
+    Drained,
+}
+
+/// Bytes relayed in each direction.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub client_to_primary: u64,
+    pub primary_to_client: u64,
+}
+
+/// Relays until both directions have ended, one side fails, or `abort` is cancelled.
+pub async fn relay(
+    client: &mut TcpStream,
+    primary: &mut TcpStream,
+    buffer_size: usize,
+    metrics: &Metrics,
+    abort: &CancellationToken,
+) -> Result<Totals, Error> {
+    let result = {
+        let (client_read, client_write) = client.split();
+        let (primary_read, primary_write) = primary.split();
+        let upstream = pump(
+            client_read,
+            primary_write,
+            Side::Client,
+            Side::Primary,
+            buffer_size,
+            |n| {
+                metrics.client_to_primary_bytes.inc_by(n);
+            },
+        );
+        let downstream = pump(
+            primary_read,
+            client_write,
+            Side::Primary,
+            Side::Client,
+            buffer_size,
+            |n| {
+                metrics.primary_to_client_bytes.inc_by(n);
+            },
+        );
+        tokio::select! {
+            result = async { tokio::try_join!(upstream, downstream) } => result.map(|(c, p)| Totals {
+                client_to_primary: c,
+                primary_to_client: p,
+            }),
+            _ = abort.cancelled() => Err(Error::Drained),
+        }
+    };
+    if result.is_err() {
+        reset(client);
+        reset(primary);
+    }
+    result
+}
+
+/// Copies `from` to `to` until EOF, then half-closes `to`. Returns the bytes copied.
+async fn pump<R, W>(
+    mut from: R,
+    mut to: W,
+    from_side: Side,
+    to_side: Side,
+    buffer_size: usize,
+    on_bytes: impl Fn(u64),
+) -> Result<u64, Error>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buffer = vec![0u8; buffer_size];
+    let mut total = 0u64;
+    loop {
+        let n = from.read(&mut buffer).await.map_err(|source| Error::Io {
+            side: from_side,
+            source,
+        })?;
+        if n == 0 {
+            to.shutdown().await.map_err(|source| Error::Io {
+                side: to_side,
+                source,
+            })?;
+            return Ok(total);
+        }
+        to.write_all(&buffer[..n])
+            .await
+            .map_err(|source| Error::Io {
+                side: to_side,
+                source,
+            })?;
+        total += n as u64;
+        on_bytes(n as u64);
+    }
+}
+
+/// Makes the next close send an RST instead of a FIN.
+pub fn reset(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+}

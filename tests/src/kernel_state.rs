@@ -2,7 +2,7 @@
 //! comparison: qdiscs, tc filters, TCX and sk_lookup attachments, policy rules, routes, bpffs pins,
 //! and `mirror_*` programs that no process holds any more.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
@@ -15,6 +15,23 @@ use crate::node::parse_links;
 
 /// Where bpffs is commonly mounted.
 const BPFFS_ROOTS: [&str; 2] = ["/sys/fs/bpf", "/bpf"];
+
+/// Section holding [`WATCHED_SYSCTLS`].
+pub const SYSCTLS: &str = "sysctls";
+
+/// Node sysctls that interception could plausibly touch.
+const WATCHED_SYSCTLS: [&str; 10] = [
+    "net.ipv4.tcp_early_demux",
+    "net.ipv4.ip_early_demux",
+    "net.ipv4.ip_forward",
+    "net.ipv6.conf.all.forwarding",
+    "net.ipv4.conf.all.src_valid_mark",
+    "net.ipv4.tcp_fwmark_accept",
+    "net.ipv4.conf.all.route_localnet",
+    "net.ipv4.conf.all.rp_filter",
+    "net.ipv4.ip_nonlocal_bind",
+    "net.ipv6.ip_nonlocal_bind",
+];
 
 /// Named sections of text, each the output of one query.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,8 +97,24 @@ impl KernelState {
         }
         state.add(
             "orphaned mirror programs",
-            orphaned_mirror_programs(&command::run("bpftool", &["prog", "show"])?).join("\n"),
+            orphaned_mirror_programs(
+                &command::run("bpftool", &["prog", "show"])?,
+                &programs_held_by_processes(),
+            )
+            .join("\n"),
         );
+        let sysctls: Vec<String> = node.run(|| {
+            WATCHED_SYSCTLS
+                .iter()
+                .map(|key| {
+                    let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+                    let value = std::fs::read_to_string(path)
+                        .map_or_else(|error| format!("({error})"), |v| v.trim().to_owned());
+                    format!("{key} = {value}")
+                })
+                .collect()
+        })?;
+        state.add(SYSCTLS, sysctls.join("\n"));
         Ok(state)
     }
 
@@ -98,8 +131,7 @@ impl KernelState {
     /// appeared and lines that disappeared.
     pub fn diff(&self, before: &KernelState) -> StateDiff {
         let mut sections = Vec::new();
-        let names: std::collections::BTreeSet<&String> =
-            self.sections.keys().chain(before.sections.keys()).collect();
+        let names: BTreeSet<&String> = self.sections.keys().chain(before.sections.keys()).collect();
         for name in names {
             let old = before.sections.get(name).map(String::as_str).unwrap_or("");
             let new = self.sections.get(name).map(String::as_str).unwrap_or("");
@@ -156,6 +188,12 @@ impl StateDiff {
     /// Whether the snapshots were identical.
     pub fn is_empty(&self) -> bool {
         self.sections.is_empty()
+    }
+
+    /// The same differences minus one section.
+    pub fn without(mut self, section: &str) -> StateDiff {
+        self.sections.retain(|diff| diff.section != section);
+        self
     }
 
     /// Whether the named section differs.
@@ -219,41 +257,56 @@ fn list_files(root: &Path) -> String {
     paths.join("\n")
 }
 
-/// The `mirror_*` programs in `bpftool prog show` output that no process holds (no `pids` line):
-/// after the daemon has exited, those are leaks. Programs held by a live process are skipped, so a
-/// daemon some other test run has running does not count against this one.
-pub fn orphaned_mirror_programs(bpftool_prog_show: &str) -> Vec<String> {
-    let mut orphans = Vec::new();
-    let mut current: Option<(String, bool)> = None;
-    let mut finish = |program: Option<(String, bool)>| {
-        if let Some((header, held)) = program {
-            if !held {
-                orphans.push(header);
+/// Ids of the BPF programs some process holds: through a program fd or a link fd, both of whose
+/// `/proc/<pid>/fdinfo` entries carry `prog_id:`. (This `bpftool` may lack the `pids` feature.)
+pub fn programs_held_by_processes() -> BTreeSet<u32> {
+    let mut held = BTreeSet::new();
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return held;
+    };
+    for process in processes.flatten() {
+        if !process
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        // Processes come and go while we look: whatever cannot be read is skipped.
+        let Ok(fds) = std::fs::read_dir(process.path().join("fdinfo")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(info) = std::fs::read_to_string(fd.path()) {
+                held.extend(
+                    info.lines()
+                        .filter_map(|line| line.strip_prefix("prog_id:"))
+                        .filter_map(|id| id.trim().parse::<u32>().ok()),
+                );
             }
         }
-    };
-    for line in bpftool_prog_show.lines() {
-        let starts_program = line
-            .split_once(':')
-            .is_some_and(|(id, _)| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()));
-        if starts_program {
-            finish(current.take());
-            let is_mirror = line
+    }
+    held
+}
+
+/// The `mirror_*` programs in `bpftool prog show` output that no process holds: after the daemon
+/// has exited, those are leaks (a netlink filter or a pin keeps them). Programs a live process
+/// holds are skipped, so a daemon some other run has running does not count against this one.
+pub fn orphaned_mirror_programs(bpftool_prog_show: &str, held: &BTreeSet<u32>) -> Vec<String> {
+    bpftool_prog_show
+        .lines()
+        .filter_map(|line| {
+            let (id, rest) = line.split_once(':')?;
+            let id: u32 = id.parse().ok()?;
+            let is_mirror = rest
                 .split_whitespace()
                 .skip_while(|word| *word != "name")
                 .nth(1)
                 .is_some_and(|name| name.starts_with("mirror_"));
-            if is_mirror {
-                current = Some((line.trim().to_owned(), false));
-            }
-        } else if line.trim_start().starts_with("pids ") {
-            if let Some((_, held)) = current.as_mut() {
-                *held = true;
-            }
-        }
-    }
-    finish(current);
-    orphans
+            (is_mirror && !held.contains(&id)).then(|| line.trim().to_owned())
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -273,7 +326,8 @@ mod tests {
 
     #[test]
     fn only_unheld_mirror_programs_are_orphans() {
-        let orphans = orphaned_mirror_programs(PROG_SHOW);
+        let held = BTreeSet::from([12, 14]);
+        let orphans = orphaned_mirror_programs(PROG_SHOW, &held);
         assert_eq!(orphans.len(), 2, "{orphans:?}");
         assert!(orphans[0].starts_with("13: sk_lookup"));
         assert!(orphans[1].starts_with("15: sched_cls"));

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{ensure, Result};
 use mirror_tests::environment::require_daemon;
+use mirror_tests::kernel_state::SYSCTLS;
 use mirror_tests::node::Family;
 use mirror_tests::tcp::write_while_reading;
 use mirror_tests::{Daemon, DaemonConfig, KernelState, Node, Pod, Server};
@@ -94,6 +95,12 @@ fn sigterm_leaves_no_kernel_state_behind() -> Result<()> {
     assert!(status.success(), "mirror-daemon exited with {status}");
     let after = KernelState::capture(node.netns())?;
     let left = after.diff(&before);
+    // Sysctls are outside the contract: the daemon may deliberately leave tcp_early_demux off
+    // while TIME_WAIT sockets remain (see the guide). Shown, not asserted.
+    if left.touches(SYSCTLS) {
+        eprintln!("sysctls differ after SIGTERM (not part of the contract):\n{left}");
+    }
+    let left = left.without(SYSCTLS);
     assert!(left.is_empty(), "left behind after SIGTERM:\n{left}");
     Ok(())
 }

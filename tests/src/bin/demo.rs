@@ -100,7 +100,7 @@ fn run() -> Result<bool> {
     let after = daemon.counters()?;
     let delta = after.since(&before);
     let sent = REQUESTS * servers.len() as u64;
-    describe(&delta, sent, &servers);
+    describe(&delta, sent, pod, &servers);
 
     println!("\n4. Stopping the daemon with SIGTERM");
     daemon.signal(nix::sys::signal::Signal::SIGTERM)?;
@@ -134,7 +134,7 @@ fn request(pod: &Pod, server: &Server) -> Result<(u16, String, Duration)> {
     Ok((response.status, response.text(), started.elapsed()))
 }
 
-fn describe(delta: &Counters, sent: u64, servers: &[Server]) {
+fn describe(delta: &Counters, sent: u64, pod: &Pod, servers: &[Server]) {
     println!("\n   What the daemon counted for those {sent} requests:");
     println!(
         "   - connections it accepted from interception: {} (mirror_intercepted_connections_total)",
@@ -153,13 +153,17 @@ fn describe(delta: &Counters, sent: u64, servers: &[Server]) {
         delta.passed_no_listener,
         delta.passed_watchdog
     );
-    let peers: Vec<String> = servers
+    // Distinct peers: the relay's addresses when intercepted, the pod's when not.
+    let peers: std::collections::BTreeSet<String> = servers
         .iter()
         .flat_map(Server::peers)
         .map(|peer| peer.ip().to_string())
         .collect();
+    let peers: Vec<String> = peers.into_iter().collect();
     println!(
-        "   - the primary saw connections from: {}",
-        peers.join(", ")
+        "   - the primary saw connections from: {} (the pod is {} / {})",
+        peers.join(", "),
+        pod.v4(),
+        pod.v6()
     );
 }

@@ -4,6 +4,8 @@
 //! typo never silently falls back to a default. [`Config::from_toml`] is the only way in, and it
 //! validates everything it can before the daemon touches the kernel.
 
+mod mirror;
+
 use std::{net::SocketAddr, path::Path, time::Duration};
 
 use ipnet::IpNet;
@@ -43,7 +45,11 @@ pub struct Config {
     pub shutdown: Shutdown,
     #[serde(default)]
     pub admin: Admin,
+    #[serde(default)]
+    pub mirror: Mirror,
 }
+
+pub use mirror::{Framing, HeaderMatch, Match, Mirror, MirrorRule, Sampling, Target, Tls};
 
 /// Which pod flows the kernel hands to the daemon.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -255,6 +261,7 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        self.mirror.validate(&invalid)?;
         if self.relay.connect_timeout.is_zero() {
             return Err(invalid(
                 "relay.connect_timeout",

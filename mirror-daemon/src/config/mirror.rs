@@ -1,0 +1,442 @@
+//! The `[mirror]` section: shadow targets, and the rules that send copies of requests to them.
+//!
+//! Targets are named once and referenced by rules, so that several rules share one target's
+//! queue, connection pool and limits (like Istio's `mirrors` naming destinations).
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::Error;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mirror {
+    pub framing: Framing,
+    pub targets: Vec<Target>,
+    pub rules: Vec<MirrorRule>,
+}
+
+/// Limits of the HTTP/1.1 framing of intercepted connections; beyond them a connection is
+/// tunnelled (relayed, not mirrored).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Framing {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+}
+
+impl Default for Framing {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+        }
+    }
+}
+
+/// Where copies go, and how.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub name: String,
+    /// `host:port`; a DNS name is resolved again for every new connection.
+    pub address: String,
+    /// Share of matching requests copied, 0 to 100 (fractions allowed).
+    #[serde(default = "defaults::percent")]
+    pub percent: f64,
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// Appended to the host name (before any port) on the copy, unless `host` or `keep_host`.
+    #[serde(default = "defaults::host_suffix")]
+    pub host_suffix: String,
+    /// A literal Host for the copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The copy keeps the original Host.
+    #[serde(default)]
+    pub keep_host: bool,
+    /// Headers set on the copy (replacing any of the same name).
+    #[serde(default)]
+    pub add_headers: BTreeMap<String, String>,
+    /// Headers removed from the copy.
+    #[serde(default)]
+    pub remove_headers: Vec<String>,
+    /// Methods that may be copied; empty means all.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Requests with larger bodies go to the primary only.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: u64,
+    #[serde(default = "defaults::connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// From handing the copy to the sender until its response has been read.
+    #[serde(default = "defaults::request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Copies in flight at once (= connections at most).
+    #[serde(default = "defaults::max_concurrent")]
+    pub max_concurrent: usize,
+    /// Copies waiting for a free slot; beyond it copies are dropped and counted.
+    #[serde(default = "defaults::queue_size")]
+    pub queue_size: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+}
+
+/// TLS to the target (rustls).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// SNI and certificate name; defaults to the host of `address`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// PEM bundle of trusted CAs; defaults to the Mozilla roots built into the binary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// How a request is picked for copying.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampling {
+    /// An independent draw per request.
+    #[default]
+    Random,
+    /// Decided from the trace id of `traceparent` (else `x-request-id`), so every hop and node
+    /// makes the same decision for one request; requests with neither are drawn at random.
+    Consistent,
+}
+
+/// Requests matching `match` are copied to `targets`; the first matching rule wins.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "match", default)]
+    pub matches: Match,
+    pub targets: Vec<String>,
+}
+
+/// Conditions of a rule; all given ones must hold. An empty match matches every request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Match {
+    /// Intercepted destination CIDR.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<IpNet>,
+    /// Intercepted destination ports.
+    pub ports: Vec<u16>,
+    /// Host without port: exact (`orders.prod`) or wildcard (`*.prod.svc.cluster.local`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// Regular expression on the path (without query), `regex` crate syntax.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_regex: Option<String>,
+    pub methods: Vec<String>,
+    pub headers: Vec<HeaderMatch>,
+}
+
+/// A header that must be present, with `value` if given (exact, case-sensitive).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+mod defaults {
+    use std::time::Duration;
+
+    pub fn percent() -> f64 {
+        100.0
+    }
+    pub fn host_suffix() -> String {
+        "-shadow".into()
+    }
+    pub fn max_body_bytes() -> u64 {
+        1024 * 1024
+    }
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn request_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn max_concurrent() -> usize {
+        32
+    }
+    pub fn queue_size() -> usize {
+        1024
+    }
+}
+
+/// Whether `name` is an HTTP token (RFC 9110 5.6.2), as header names and methods must be.
+pub fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Splits `host:port` (or `[v6]:port`) into host and port.
+pub fn split_host_port(address: &str) -> Option<(&str, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() || host.contains(':') && !address.starts_with('[') {
+        return None;
+    }
+    Some((host, port.parse().ok().filter(|p| *p != 0)?))
+}
+
+impl Mirror {
+    pub(super) fn validate(&self, invalid: &dyn Fn(&str, String) -> Error) -> Result<(), Error> {
+        if !(128..=1 << 20).contains(&self.framing.max_header_bytes) {
+            return Err(invalid(
+                "mirror.framing.max_header_bytes",
+                "must be between 128 and 1048576".into(),
+            ));
+        }
+        if !(1..=1000).contains(&self.framing.max_headers) {
+            return Err(invalid(
+                "mirror.framing.max_headers",
+                "must be between 1 and 1000".into(),
+            ));
+        }
+        for (i, target) in self.targets.iter().enumerate() {
+            let key = |field: &str| format!("mirror.targets[{i}].{field}");
+            if target.name.is_empty() || self.targets[..i].iter().any(|t| t.name == target.name) {
+                return Err(invalid(
+                    &key("name"),
+                    format!("{:?} must be non-empty and unique", target.name),
+                ));
+            }
+            if split_host_port(&target.address).is_none() {
+                return Err(invalid(
+                    &key("address"),
+                    format!("{:?} is not host:port", target.address),
+                ));
+            }
+            if !(0.0..=100.0).contains(&target.percent) {
+                return Err(invalid(
+                    &key("percent"),
+                    format!("{} is not between 0 and 100", target.percent),
+                ));
+            }
+            if target.host.is_some() && target.keep_host {
+                return Err(invalid(
+                    &key("keep_host"),
+                    "contradicts `host`: choose a literal host or keeping the original".into(),
+                ));
+            }
+            if let Some(host) = &target.host {
+                if host.is_empty() || host.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                    return Err(invalid(&key("host"), format!("{host:?} is not a host")));
+                }
+            }
+            if target
+                .host_suffix
+                .bytes()
+                .any(|b| b <= b' ' || b == b':' || b == 0x7f)
+            {
+                return Err(invalid(
+                    &key("host_suffix"),
+                    format!("{:?} cannot be part of a host name", target.host_suffix),
+                ));
+            }
+            for (name, value) in &target.add_headers {
+                if !is_token(name) || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                    return Err(invalid(
+                        &key("add_headers"),
+                        format!("{name:?}: {value:?} is not a valid header"),
+                    ));
+                }
+            }
+            for name in &target.remove_headers {
+                if !is_token(name) {
+                    return Err(invalid(
+                        &key("remove_headers"),
+                        format!("{name:?} is not a header name"),
+                    ));
+                }
+            }
+            for method in &target.methods {
+                if !is_token(method) {
+                    return Err(invalid(
+                        &key("methods"),
+                        format!("{method:?} is not a method"),
+                    ));
+                }
+            }
+            for (field, value) in [
+                ("connect_timeout", target.connect_timeout),
+                ("request_timeout", target.request_timeout),
+            ] {
+                if value.is_zero() {
+                    return Err(invalid(&key(field), "must be greater than 0".into()));
+                }
+            }
+            if target.max_concurrent == 0 || target.queue_size == 0 {
+                return Err(invalid(
+                    &key(if target.max_concurrent == 0 {
+                        "max_concurrent"
+                    } else {
+                        "queue_size"
+                    }),
+                    "must be at least 1".into(),
+                ));
+            }
+            if let Some(ca_file) = target.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
+                if let Err(e) = std::fs::metadata(ca_file) {
+                    return Err(invalid(
+                        &key("tls.ca_file"),
+                        format!("{}: {e}", ca_file.display()),
+                    ));
+                }
+            }
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            let key = |field: &str| format!("mirror.rules[{i}].{field}");
+            if rule.targets.is_empty() {
+                return Err(invalid(&key("targets"), "name at least one target".into()));
+            }
+            for name in &rule.targets {
+                if !self.targets.iter().any(|t| &t.name == name) {
+                    return Err(invalid(
+                        &key("targets"),
+                        format!("no target is named {name:?}"),
+                    ));
+                }
+            }
+            let m = &rule.matches;
+            if m.ports.contains(&0) {
+                return Err(invalid(&key("match.ports"), "port 0 is not a port".into()));
+            }
+            if let Some(prefix) = &m.path_prefix {
+                if !prefix.starts_with('/') {
+                    return Err(invalid(
+                        &key("match.path_prefix"),
+                        format!("{prefix:?} must start with '/'"),
+                    ));
+                }
+            }
+            if let Some(pattern) = &m.path_regex {
+                if let Err(e) = regex::Regex::new(pattern) {
+                    return Err(invalid(&key("match.path_regex"), e.to_string()));
+                }
+            }
+            if let Some(host) = &m.host {
+                let bare = host.strip_prefix("*.").unwrap_or(host);
+                if bare.is_empty() || bare.contains(['*', ':', ' ', '/']) {
+                    return Err(invalid(
+                        &key("match.host"),
+                        format!("{host:?} is neither a host name nor `*.suffix`"),
+                    ));
+                }
+            }
+            for method in &m.methods {
+                if !is_token(method) {
+                    return Err(invalid(
+                        &key("match.methods"),
+                        format!("{method:?} is not a method"),
+                    ));
+                }
+            }
+            for header in &m.headers {
+                if !is_token(&header.name) {
+                    return Err(invalid(
+                        &key("match.headers"),
+                        format!("{:?} is not a header name", header.name),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, Error> {
+        Config::from_toml(text, "test.toml")
+    }
+
+    const TARGET: &str = r#"
+        [[mirror.targets]]
+        name = "staging"
+        address = "ingress.staging.example:443"
+    "#;
+
+    #[test]
+    fn target_defaults_follow_istio() {
+        let config = parse(TARGET).expect("valid");
+        let target = &config.mirror.targets[0];
+        assert_eq!(target.percent, 100.0);
+        assert_eq!(target.host_suffix, "-shadow");
+        assert_eq!(target.sampling, Sampling::Random);
+        assert!(target.tls.is_none());
+    }
+
+    #[test]
+    fn rules_reference_targets_by_name() {
+        let err = parse(&format!(
+            "{TARGET}\n[[mirror.rules]]\ntargets = [\"prod\"]\n"
+        ))
+        .expect_err("unknown target");
+        assert!(
+            err.to_string().contains("no target is named \"prod\""),
+            "{err}"
+        );
+        let ok = parse(&format!(
+            "{TARGET}\n[[mirror.rules]]\ntargets = [\"staging\"]\n[mirror.rules.match]\nhost = \"*.prod.svc\"\npath_regex = \"^/v[0-9]+/\"\n"
+        ));
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn percent_out_of_range_and_contradictory_host_are_rejected() {
+        let err = parse(&format!("{TARGET}percent = 100.5\n")).expect_err("percent");
+        assert!(
+            err.to_string().contains("mirror.targets[0].percent"),
+            "{err}"
+        );
+        let err = parse(&format!("{TARGET}host = \"a\"\nkeep_host = true\n")).expect_err("host");
+        assert!(err.to_string().contains("keep_host"), "{err}");
+    }
+
+    #[test]
+    fn bad_regex_address_and_header_are_rejected() {
+        let err = parse(&format!(
+            "{TARGET}\n[[mirror.rules]]\ntargets = [\"staging\"]\nmatch = {{ path_regex = \"(\" }}\n"
+        ))
+        .expect_err("regex");
+        assert!(err.to_string().contains("match.path_regex"), "{err}");
+        let err = parse("[[mirror.targets]]\nname = \"a\"\naddress = \"no-port\"\n")
+            .expect_err("address");
+        assert!(err.to_string().contains("address"), "{err}");
+        let err = parse(&format!(
+            "{TARGET}add_headers = {{ \"bad header\" = \"x\" }}\n"
+        ))
+        .expect_err("header");
+        assert!(err.to_string().contains("add_headers"), "{err}");
+    }
+
+    #[test]
+    fn host_port_splitting_handles_ipv6_and_rejects_missing_ports() {
+        assert_eq!(split_host_port("a.example:80"), Some(("a.example", 80)));
+        assert_eq!(split_host_port("[fd00::1]:8080"), Some(("fd00::1", 8080)));
+        assert_eq!(split_host_port("fd00::1:8080"), None);
+        assert_eq!(split_host_port("a.example"), None);
+        assert_eq!(split_host_port("a.example:0"), None);
+    }
+}

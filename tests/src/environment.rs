@@ -1,6 +1,7 @@
 //! Whether a privileged test can run here. Outside CI a test that cannot run skips with a loud
 //! message; under `CI=true` it fails instead, so CI can never pass by silently skipping.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::{bpf, command};
@@ -54,13 +55,14 @@ fn cannot_run(test: &str, reason: &str) {
     if in_ci() {
         panic!("{test}: cannot run under CI: {reason}");
     }
-    eprintln!();
-    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-    eprintln!("!!! SKIPPED {test}: {reason}");
-    eprintln!(
-        "!!! run as root with MIRROR_DAEMON_BIN set (see tests/README.md); CI=true fails here"
+    // Straight to the process's stderr: `eprintln!` would be captured and hidden by the test
+    // runner for a test that returns normally.
+    let bar = "!".repeat(80);
+    let message = format!(
+        "\n{bar}\n!!! SKIPPED {test}: {reason}\n!!! run as root with {DAEMON_BIN_ENV} set \
+         (see tests/README.md); under CI=true this fails instead\n{bar}\n"
     );
-    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    let _ = std::io::stderr().write_all(message.as_bytes());
 }
 
 /// For tests that build namespaces but need no daemon: `true` when they can run.

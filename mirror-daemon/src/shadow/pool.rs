@@ -1,0 +1,183 @@
+//! A target's keep-alive connections: reused newest first, closed when idle too long.
+//!
+//! Every connection holds one of `max_concurrent` slots for its whole life, busy or idle, so the
+//! connections open to a target never exceed `max_concurrent` whatever the timing. Before an idle
+//! connection is reused it is polled once: one the shadow has closed meanwhile (or that has
+//! unexpected bytes waiting) is dropped instead of failing the next copy.
+
+use std::{
+    future::poll_fn,
+    mem,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
+    task::Poll,
+    time::Duration,
+};
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::{
+    io::{AsyncRead, ReadBuf},
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::Instant,
+};
+
+use super::dial::Stream;
+
+/// One open connection, counted in `mirror_shadow_open_connections` until dropped.
+#[derive(Debug)]
+pub(super) struct Connection {
+    pub stream: Stream,
+    pub peer: SocketAddr,
+    /// It came from the pool rather than from a fresh dial.
+    pub reused: bool,
+    _slot: OwnedSemaphorePermit,
+    _open: OpenGuard,
+}
+
+#[derive(Debug)]
+struct OpenGuard(Gauge);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A connection slot, taken before dialing.
+#[derive(Debug)]
+pub(super) struct Slot(OwnedSemaphorePermit);
+
+#[derive(Debug)]
+struct Idle {
+    connection: Connection,
+    since: Instant,
+}
+
+#[derive(Debug)]
+pub(super) struct Pool {
+    /// Oldest first.
+    idle: Mutex<Vec<Idle>>,
+    slots: Arc<Semaphore>,
+    idle_timeout: Duration,
+    open: Gauge,
+    closed: AtomicBool,
+}
+
+impl Pool {
+    pub fn new(max_connections: usize, idle_timeout: Duration, open: Gauge) -> Self {
+        Self {
+            idle: Mutex::new(Vec::new()),
+            slots: Arc::new(Semaphore::new(max_connections)),
+            idle_timeout,
+            open,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// The most recently used idle connection that still looks usable.
+    pub async fn take(&self) -> Option<Connection> {
+        loop {
+            let Idle {
+                mut connection,
+                since,
+            } = self.lock().pop()?;
+            if since.elapsed() >= self.idle_timeout {
+                // The newest is too old, so all are.
+                self.lock().clear();
+                return None;
+            }
+            if still_open(&mut connection.stream).await {
+                connection.reused = true;
+                return Some(connection);
+            }
+        }
+    }
+
+    /// Keeps a connection whose last exchange left it clean, for the next copy.
+    pub fn put(&self, connection: Connection) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        self.lock().push(Idle {
+            connection,
+            since: Instant::now(),
+        });
+    }
+
+    /// Closes the connections idle for `idle_timeout` or longer.
+    pub fn reap(&self) {
+        let expired = {
+            let mut idle = self.lock();
+            let fresh = idle
+                .iter()
+                .position(|i| i.since.elapsed() < self.idle_timeout)
+                .unwrap_or(idle.len());
+            idle.drain(..fresh).collect::<Vec<_>>()
+        };
+        // Dropped outside the lock: dropping a TLS connection does some work.
+        drop(expired);
+    }
+
+    /// A slot for a new connection. When idle connections hold every slot, the oldest of them
+    /// is closed to make room. Once the pool is closed no slot comes: the copy waiting for one
+    /// runs into its timeout or the shutdown.
+    pub async fn slot(&self) -> Slot {
+        loop {
+            if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+                return Slot(permit);
+            }
+            let oldest = {
+                let mut idle = self.lock();
+                (!idle.is_empty()).then(|| idle.remove(0))
+            };
+            if oldest.is_none() {
+                // Every slot is busy; one is being handed back right now.
+                match self.slots.clone().acquire_owned().await {
+                    Ok(permit) => return Slot(permit),
+                    Err(_closed) => std::future::pending().await,
+                }
+            }
+        }
+    }
+
+    /// Counts a freshly dialed connection as open.
+    pub fn opened(&self, stream: Stream, peer: SocketAddr, slot: Slot) -> Connection {
+        self.open.inc();
+        Connection {
+            stream,
+            peer,
+            reused: false,
+            _slot: slot.0,
+            _open: OpenGuard(self.open.clone()),
+        }
+    }
+
+    /// Closes every idle connection and keeps no more.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.slots.close();
+        let idle = mem::take(&mut *self.lock());
+        drop(idle);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Idle>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Polls an idle connection once: nothing to read means it is still open and clean.
+async fn still_open(stream: &mut Stream) -> bool {
+    let mut byte = [0u8; 1];
+    poll_fn(|cx| {
+        let mut buf = ReadBuf::new(&mut byte);
+        Poll::Ready(matches!(
+            Pin::new(&mut *stream).poll_read(cx, &mut buf),
+            Poll::Pending
+        ))
+    })
+    .await
+}

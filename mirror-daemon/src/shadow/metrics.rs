@@ -1,0 +1,181 @@
+//! Shadow metrics: one set of families for all targets, labelled by target name only.
+//!
+//! Labels stay bounded: the target name comes from the config, every other label is a fixed
+//! enum; paths, hosts and addresses never become labels. Each [`super::Target`] takes its own
+//! handles once at start (`TargetMetrics`), so counting on the hot path is an atomic add.
+
+use std::fmt::Write as _;
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{exponential_buckets, Histogram},
+    },
+    registry::Registry,
+};
+
+use super::error::ErrorKind;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabel {
+    target: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResponseLabels {
+    target: String,
+    class: StatusClass,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    target: String,
+    kind: ErrorKind,
+}
+
+/// The `class` label of responses: the first digit of the status code.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub(super) struct StatusClass(u8);
+
+impl StatusClass {
+    const ALL: [Self; 5] = [Self(1), Self(2), Self(3), Self(4), Self(5)];
+
+    /// The class of a status code; the response reader lets only 100 to 599 through, anything
+    /// else would count as 5xx (a broken server).
+    pub(super) fn of(status: u16) -> Self {
+        match status / 100 {
+            digit @ 1..=5 => Self(digit as u8),
+            _ => Self(5),
+        }
+    }
+}
+
+impl EncodeLabelValue for StatusClass {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        write!(encoder, "{}xx", self.0)
+    }
+}
+
+impl EncodeLabelValue for ErrorKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+type HistogramFamily = Family<TargetLabel, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to ~16 s, doubling.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// All shadow metrics, created once and registered into the daemon's registry.
+#[derive(Debug, Clone)]
+pub struct ShadowMetrics {
+    requests: Family<TargetLabel, Counter>,
+    responses: Family<ResponseLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    latency: HistogramFamily,
+    queue_depth: Family<TargetLabel, Gauge>,
+    open_connections: Family<TargetLabel, Gauge>,
+}
+
+impl ShadowMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            requests: Family::default(),
+            responses: Family::default(),
+            errors: Family::default(),
+            latency: HistogramFamily::new_with_constructor(latency_histogram),
+            queue_depth: Family::default(),
+            open_connections: Family::default(),
+        };
+        registry.register(
+            "mirror_shadow_requests",
+            "Request copies completely written to a shadow target",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "mirror_shadow_responses",
+            "Final responses read from a shadow target, by status class",
+            metrics.responses.clone(),
+        );
+        registry.register(
+            "mirror_shadow_errors",
+            "Copies that failed on their way to a shadow target, by kind",
+            metrics.errors.clone(),
+        );
+        registry.register(
+            "mirror_shadow_latency_seconds",
+            "From taking a copy off the queue to having read its whole response",
+            metrics.latency.clone(),
+        );
+        registry.register(
+            "mirror_shadow_queue_depth",
+            "Copies waiting for a free sender slot",
+            metrics.queue_depth.clone(),
+        );
+        registry.register(
+            "mirror_shadow_open_connections",
+            "Connections open to a shadow target, busy or idle",
+            metrics.open_connections.clone(),
+        );
+        metrics
+    }
+
+    /// The handles of one target; every label combination exists from now on, at zero.
+    pub(super) fn target(&self, name: &str) -> TargetMetrics {
+        let target = || TargetLabel {
+            target: name.to_string(),
+        };
+        TargetMetrics {
+            requests: self.requests.get_or_create(&target()).clone(),
+            responses: StatusClass::ALL.map(|class| {
+                self.responses
+                    .get_or_create(&ResponseLabels {
+                        target: name.to_string(),
+                        class,
+                    })
+                    .clone()
+            }),
+            errors: ErrorKind::ALL.map(|kind| {
+                self.errors
+                    .get_or_create(&ErrorLabels {
+                        target: name.to_string(),
+                        kind,
+                    })
+                    .clone()
+            }),
+            latency: self.latency.get_or_create(&target()).clone(),
+            queue_depth: self.queue_depth.get_or_create(&target()).clone(),
+            open_connections: self.open_connections.get_or_create(&target()).clone(),
+        }
+    }
+}
+
+/// One target's metric handles.
+#[derive(Debug, Clone)]
+pub(super) struct TargetMetrics {
+    pub requests: Counter,
+    responses: [Counter; 5],
+    errors: [Counter; 7],
+    pub latency: Histogram,
+    pub queue_depth: Gauge,
+    pub open_connections: Gauge,
+}
+
+impl TargetMetrics {
+    pub fn response(&self, status: u16) -> &Counter {
+        let StatusClass(digit) = StatusClass::of(status);
+        &self.responses[usize::from(digit - 1)]
+    }
+
+    pub fn error(&self, kind: ErrorKind) -> &Counter {
+        // `ErrorKind::ALL` lists the kinds in declaration order.
+        &self.errors[kind as usize]
+    }
+}

@@ -1,0 +1,33 @@
+//! Delivery of request copies to shadow targets, fire-and-forget.
+//!
+//! The mirror engine hands each sampled copy to a [`Target`] with [`Target::try_submit`], which
+//! never waits: the copy joins a bounded queue or is rejected. Behind the queue, each target runs
+//! its own sender: up to `max_concurrent` copies in flight, over a keep-alive connection pool,
+//! with the response read and thrown away. Nothing here can slow, block or fail the primary path;
+//! a shadow's troubles only show in metrics and (rate-limited) logs.
+//!
+//! The path of a copy: [`request`] (what the mirror engine submits) -> `target` (queue and
+//! dispatcher) -> `sender` (one copy's way, with its timeout) -> `pool` (idle connections) or
+//! `dial` with `tls` (new ones) -> `exchange` (one copy on one connection) -> `write` (raw
+//! request bytes out) and `response` with `chunked` (the response read and thrown away).
+//! [`error`], [`metrics`] and `health` (logging) say how it went.
+
+mod chunked;
+mod dial;
+pub mod error;
+mod exchange;
+mod health;
+pub mod metrics;
+mod pool;
+pub mod request;
+mod response;
+mod sender;
+mod target;
+mod tls;
+mod write;
+
+
+pub use error::{CopyError, Error, ErrorKind, Rejected};
+pub use metrics::ShadowMetrics;
+pub use request::{BodyChunk, BodyFraming, ShadowRequest};
+pub use target::Target;

@@ -26,6 +26,8 @@ mod target;
 mod tls;
 mod write;
 
+#[cfg(test)]
+mod tests;
 
 pub use error::{CopyError, Error, ErrorKind, Rejected};
 pub use metrics::ShadowMetrics;

@@ -94,7 +94,9 @@ fn main() -> ExitCode {
                 Err(app::Error::Interception(e)) if e.is_permission_denied() => {
                     fatal(EX_NOPERM, &format!("missing privilege: {e}"))
                 }
-                Err(e @ app::Error::Interception(_)) => fatal(EX_UNAVAILABLE, &e.to_string()),
+                Err(e @ (app::Error::Interception(_) | app::Error::StartTimeout(_))) => {
+                    fatal(EX_UNAVAILABLE, &e.to_string())
+                }
                 Err(e @ app::Error::AdminBind { .. }) => fatal(EX_USAGE, &e.to_string()),
                 Err(e) => fatal(EX_SOFTWARE, &e.to_string()),
             }

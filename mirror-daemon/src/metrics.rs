@@ -69,9 +69,9 @@ impl Metrics {
     }
 }
 
-/// Reads the kernel side at scrape time.
-#[derive(Clone)]
-pub struct KernelCollector(pub Arc<Interception>);
+/// Reads the kernel side at scrape time (nothing until interception has started).
+#[derive(Clone, Default)]
+pub struct KernelCollector(pub Arc<std::sync::OnceLock<Arc<Interception>>>);
 
 impl std::fmt::Debug for KernelCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,7 +81,10 @@ impl std::fmt::Debug for KernelCollector {
 
 impl Collector for KernelCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let counters = self.0.kernel_counters();
+        let Some(interception) = self.0.get() else {
+            return Ok(());
+        };
+        let counters = interception.kernel_counters();
         let mut events = encoder.encode_descriptor(
             "mirror_kernel_events",
             "Decisions of the eBPF programs, by event (summed over CPUs)",
@@ -92,7 +95,7 @@ impl Collector for KernelCollector {
             let labels: Labels = [("event", name)];
             ConstCounter::new(value).encode(events.encode_family(&labels)?)?;
         }
-        let attached = ConstGauge::new(self.0.attached_interfaces() as i64);
+        let attached = ConstGauge::new(interception.attached_interfaces() as i64);
         attached.encode(encoder.encode_descriptor(
             "mirror_attached_interfaces",
             "Interfaces the TC program is attached to",

@@ -66,6 +66,7 @@ pub struct Interception {
     routing: routing::PolicyRouting,
     early_demux: sysctl::EarlyDemux,
     watcher: CancellationToken,
+    rules: Vec<config::InterceptRule>,
 }
 
 impl Interception {
@@ -82,10 +83,28 @@ impl Interception {
             .map_err(|source| map_error(mirror_common::maps::COUNTERS, source))?;
 
         let early_demux = sysctl::EarlyDemux::disable()?;
-        let routing = routing::PolicyRouting::install(config).await?;
-        let attacher = Arc::new(Mutex::new(attach::Attacher::new(ebpf, config.clone())?));
-        let watcher = CancellationToken::new();
-        links::watch(attacher.clone(), watcher.clone()).await?;
+        let routing = match routing::PolicyRouting::install(config).await {
+            Ok(routing) => routing,
+            Err(e) => {
+                early_demux.restore(&config.rules);
+                return Err(e.into());
+            }
+        };
+        let attached = async {
+            let attacher = Arc::new(Mutex::new(attach::Attacher::new(ebpf, config.clone())?));
+            let watcher = CancellationToken::new();
+            links::watch(attacher.clone(), watcher.clone()).await?;
+            Ok::<_, Error>((attacher, watcher))
+        };
+        let (attacher, watcher) = match attached.await {
+            Ok(attached) => attached,
+            Err(e) => {
+                // Programs and links go with the object; the rest is undone by hand.
+                routing.remove().await;
+                early_demux.restore(&config.rules);
+                return Err(e);
+            }
+        };
         {
             let attacher = lock(&attacher);
             info!(
@@ -102,6 +121,7 @@ impl Interception {
             routing,
             early_demux,
             watcher,
+            rules: config.rules.clone(),
         })
     }
 
@@ -148,7 +168,7 @@ impl Interception {
         let created_clsact = lock(&self.attacher).detach_all();
         links::remove_clsact(&created_clsact).await;
         self.routing.remove().await;
-        self.early_demux.restore();
+        self.early_demux.restore(&self.rules);
         info!("interception removed");
     }
 }

@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, Instrument};
 
-use crate::{config, metrics::Metrics, relay};
+use crate::{config, metrics::Metrics, mirror, relay};
 
 /// The pod's address, as seen on an intercepted connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,8 @@ pub enum Error {
 pub struct Context {
     pub relay: config::Relay,
     pub metrics: Arc<Metrics>,
+    /// Present when mirror rules are configured.
+    pub mirror: Option<Arc<mirror::Engine>>,
     /// Cancelled when the drain deadline passes: remaining connections are reset.
     pub abort: CancellationToken,
 }
@@ -104,12 +106,14 @@ async fn proxy(
         }
     };
     let _ = primary.set_nodelay(true);
+    let mut tap = context.mirror.as_ref().and_then(|m| m.tap(orig_dst.0));
     Ok(relay::relay(
         &mut client,
         &mut primary,
         context.relay.buffer_size,
         &context.metrics,
         &context.abort,
+        tap.as_mut(),
     )
     .await?)
 }

@@ -5,7 +5,9 @@
 //! [`interception`] (kernel side: eBPF, policy routing, interfaces) ->
 //! [`listener`] (transparent listeners, accept loop, watchdog) ->
 //! [`connection`] (original destination, connect to the primary) ->
-//! [`relay`] (bytes both ways). [`app`] wires them; [`admin`] and [`metrics`] observe them.
+//! [`relay`] (bytes both ways) -> [`http`] (framing the client's requests) -> [`mirror`]
+//! (which copies to make) -> [`shadow`] (delivering them). [`app`] wires them; [`admin`] and
+//! [`metrics`] observe them.
 
 pub mod admin;
 pub mod app;
@@ -15,4 +17,6 @@ pub mod http;
 pub mod interception;
 pub mod listener;
 pub mod metrics;
+pub mod mirror;
 pub mod relay;
+pub mod shadow;

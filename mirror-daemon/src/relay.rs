@@ -14,7 +14,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::{metrics::Metrics, mirror::Tap};
 
 /// Which peer of a relayed connection something happened on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,12 +48,15 @@ pub struct Totals {
 }
 
 /// Relays until both directions have ended, one side fails, or `abort` is cancelled.
+///
+/// `tap`, when given, sees every client chunk right after it was written to the primary.
 pub async fn relay(
     client: &mut TcpStream,
     primary: &mut TcpStream,
     buffer_size: usize,
     metrics: &Metrics,
     abort: &CancellationToken,
+    mut tap: Option<&mut Tap>,
 ) -> Result<Totals, Error> {
     let result = {
         let (client_read, client_write) = client.split();
@@ -64,8 +67,11 @@ pub async fn relay(
             Side::Client,
             Side::Primary,
             buffer_size,
-            |n| {
-                metrics.client_to_primary_bytes.inc_by(n);
+            |bytes| {
+                metrics.client_to_primary_bytes.inc_by(bytes.len() as u64);
+                if let Some(tap) = tap.as_mut() {
+                    tap.observe(bytes);
+                }
             },
         );
         let downstream = pump(
@@ -74,8 +80,8 @@ pub async fn relay(
             Side::Primary,
             Side::Client,
             buffer_size,
-            |n| {
-                metrics.primary_to_client_bytes.inc_by(n);
+            |bytes| {
+                metrics.primary_to_client_bytes.inc_by(bytes.len() as u64);
             },
         );
         tokio::select! {
@@ -100,7 +106,7 @@ async fn pump<R, W>(
     from_side: Side,
     to_side: Side,
     buffer_size: usize,
-    on_bytes: impl Fn(u64),
+    mut on_bytes: impl FnMut(&[u8]),
 ) -> Result<u64, Error>
 where
     R: AsyncRead + Unpin,
@@ -127,7 +133,7 @@ where
                 source,
             })?;
         total += n as u64;
-        on_bytes(n as u64);
+        on_bytes(&buffer[..n]);
     }
 }
 

@@ -49,7 +49,9 @@ pub struct Config {
     pub mirror: Mirror,
 }
 
-pub use mirror::{Framing, HeaderMatch, Match, Mirror, MirrorRule, Sampling, Target, Tls};
+pub use mirror::{
+    split_host_port, Framing, HeaderMatch, Match, Mirror, MirrorRule, Sampling, Target, Tls,
+};
 
 /// Which pod flows the kernel hands to the daemon.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -300,6 +302,15 @@ mod tests {
             .iter()
             .any(|r| r.ports == [80, 8080]));
         assert!(config.interception.watches("cali0123456789a"));
+    }
+
+    #[test]
+    fn the_complete_example_file_is_valid() {
+        let text = include_str!("../../../examples/mirror.toml");
+        let config = Config::from_toml(text, "examples/mirror.toml").expect("example is valid");
+        assert_eq!(config.mirror.targets[0].percent, 10.0);
+        assert_eq!(config.mirror.rules[0].targets, ["staging"]);
+        assert!(config.mirror.targets[0].tls.is_some());
     }
 
     #[test]

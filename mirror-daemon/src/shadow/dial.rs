@@ -153,17 +153,3 @@ impl AsyncWrite for Stream {
         }
     }
 }
-
-/// `host:port` or `[v6]:port`, split. The same rule as `config::mirror::split_host_port`, which
-/// the config module does not export.
-pub(super) fn split_host_port(address: &str) -> Option<(&str, u16)> {
-    let (host, port) = address.rsplit_once(':')?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    if host.is_empty() || host.contains(':') && !address.starts_with('[') {
-        return None;
-    }
-    Some((host, port.parse().ok().filter(|p| *p != 0)?))
-}

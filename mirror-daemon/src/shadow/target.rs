@@ -15,8 +15,10 @@ use tokio::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+use crate::config::split_host_port;
+
 use super::{
-    dial::{split_host_port, Dialer},
+    dial::Dialer,
     error::{Error, Rejected},
     metrics::ShadowMetrics,
     pool::Pool,

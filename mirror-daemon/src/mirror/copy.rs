@@ -1,0 +1,215 @@
+//! The head of a copy: the original request line and headers, in their order and spelling, with
+//! the target's edits applied.
+//!
+//! Edits, in order:
+//! - `Host`: the target's suffix is appended to the host name, before any port (as Envoy does:
+//!   `orders:8080` -> `orders-shadow:8080`); or a literal host; or left as is. A request without
+//!   Host gets the literal host when one is configured, and no Host otherwise.
+//! - Hop-by-hop fields are not copied: `Connection` and every field it names, `Keep-Alive`,
+//!   `Proxy-Connection`, and `Expect` (the copy's body is sent at once; waiting for
+//!   `100 Continue` would only delay the shadow). The copy travels on the daemon's own
+//!   keep-alive connection to the target.
+//! - `remove_headers` are dropped; `add_headers` replace any field of the same name and are
+//!   appended last.
+//!
+//! Framing fields (`Content-Length`, `Transfer-Encoding`) are kept: the body is copied as it was
+//! framed on the wire.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::{config, http::RequestHead};
+
+use super::rules::split_port;
+
+/// How the Host of a copy is derived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostRewrite {
+    Suffix(String),
+    Literal(String),
+    Keep,
+}
+
+/// The edits one target applies to its copies.
+#[derive(Debug, Clone)]
+pub struct Edits {
+    pub host: HostRewrite,
+    /// Lowercase names.
+    pub remove: Vec<String>,
+    pub add: Vec<(String, String)>,
+}
+
+impl Edits {
+    pub fn from_config(target: &config::Target) -> Self {
+        let host = match (&target.host, target.keep_host) {
+            (Some(literal), _) => HostRewrite::Literal(literal.clone()),
+            (None, true) => HostRewrite::Keep,
+            (None, false) => HostRewrite::Suffix(target.host_suffix.clone()),
+        };
+        Self {
+            host,
+            remove: target
+                .remove_headers
+                .iter()
+                .chain(target.add_headers.keys())
+                .map(|name| name.to_ascii_lowercase())
+                .collect(),
+            add: target
+                .add_headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// Builds the head of the copy of `head` under `edits`.
+pub fn build_head(head: &RequestHead, edits: &Edits) -> Bytes {
+    let raw = head.raw();
+    let request_line_end = raw
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(raw.len(), |p| p + 2);
+    let mut out = BytesMut::with_capacity(raw.len() + 64);
+    out.put_slice(&raw[..request_line_end]);
+
+    let named_by_connection: Vec<String> = head
+        .headers()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, value)| value.split(|b| *b == b','))
+        .filter_map(|token| std::str::from_utf8(token).ok())
+        .map(|token| token.trim().to_ascii_lowercase())
+        .filter(|token| !token.is_empty())
+        .collect();
+    let mut saw_host = false;
+    for (name, value) in head.headers() {
+        let lower = name.to_ascii_lowercase();
+        if is_hop_by_hop(&lower)
+            || named_by_connection.contains(&lower)
+            || edits.remove.contains(&lower)
+        {
+            continue;
+        }
+        if lower == "host" {
+            saw_host = true;
+            put_field(&mut out, name, &rewrite_host(value, &edits.host));
+            continue;
+        }
+        put_field(&mut out, name, value);
+    }
+    if let (false, HostRewrite::Literal(literal)) = (saw_host, &edits.host) {
+        put_field(&mut out, "Host", literal.as_bytes());
+    }
+    for (name, value) in &edits.add {
+        put_field(&mut out, name, value.as_bytes());
+    }
+    out.put_slice(b"\r\n");
+    out.freeze()
+}
+
+fn is_hop_by_hop(lower: &str) -> bool {
+    matches!(
+        lower,
+        "connection" | "keep-alive" | "proxy-connection" | "expect"
+    )
+}
+
+fn rewrite_host(value: &[u8], rewrite: &HostRewrite) -> Vec<u8> {
+    match rewrite {
+        HostRewrite::Keep => value.to_vec(),
+        HostRewrite::Literal(literal) => literal.as_bytes().to_vec(),
+        HostRewrite::Suffix(suffix) => match std::str::from_utf8(value) {
+            Ok(text) => {
+                let (host, port) = split_port(text.trim());
+                format!("{host}{suffix}{port}").into_bytes()
+            }
+            Err(_) => value.to_vec(),
+        },
+    }
+}
+
+fn put_field(out: &mut BytesMut, name: &str, value: &[u8]) {
+    out.put_slice(name.as_bytes());
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Frame, FramingLimits, RequestFramer};
+
+    fn head(request: &str) -> RequestHead {
+        let mut framer = RequestFramer::new(FramingLimits::default());
+        let mut frames = Vec::new();
+        framer.feed(request.as_bytes(), &mut frames);
+        match frames.into_iter().next() {
+            Some(Frame::Head(head)) => head,
+            other => panic!("no head: {other:?}"),
+        }
+    }
+
+    fn edits(host: HostRewrite) -> Edits {
+        Edits {
+            host,
+            remove: vec![],
+            add: vec![],
+        }
+    }
+
+    fn copy(request: &str, edits: &Edits) -> String {
+        String::from_utf8(build_head(&head(request), edits).to_vec()).expect("utf8")
+    }
+
+    #[test]
+    fn default_suffix_goes_before_the_port_and_the_rest_is_untouched() {
+        let request = "POST /orders?id=7 HTTP/1.1\r\nHost: orders.prod:8080\r\nX-Case: KeepMe\r\nContent-Length: 2\r\n\r\n";
+        assert_eq!(
+            copy(request, &edits(HostRewrite::Suffix("-shadow".into()))),
+            "POST /orders?id=7 HTTP/1.1\r\nHost: orders.prod-shadow:8080\r\nX-Case: KeepMe\r\nContent-Length: 2\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn literal_and_kept_hosts() {
+        let request = "GET / HTTP/1.1\r\nhost: orders\r\n\r\n";
+        assert_eq!(
+            copy(
+                request,
+                &edits(HostRewrite::Literal("staging.example".into()))
+            ),
+            "GET / HTTP/1.1\r\nhost: staging.example\r\n\r\n"
+        );
+        assert_eq!(copy(request, &edits(HostRewrite::Keep)), request);
+        assert_eq!(
+            copy(
+                "GET / HTTP/1.0\r\n\r\n",
+                &edits(HostRewrite::Literal("s".into()))
+            ),
+            "GET / HTTP/1.0\r\nHost: s\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_fields_and_those_named_by_connection_are_dropped() {
+        let request = "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nExpect: 100-continue\r\nX-End: 2\r\n\r\n";
+        assert_eq!(
+            copy(request, &edits(HostRewrite::Keep)),
+            "GET / HTTP/1.1\r\nHost: a\r\nX-End: 2\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn added_headers_replace_and_removed_headers_go() {
+        let edits = Edits {
+            host: HostRewrite::Keep,
+            remove: vec!["authorization".into(), "x-shadow".into()],
+            add: vec![("x-shadow".into(), "true".into())],
+        };
+        let request = "GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer s3cret\r\nX-Shadow: false\r\nCookie: c=1\r\n\r\n";
+        assert_eq!(
+            copy(request, &edits),
+            "GET / HTTP/1.1\r\nHost: a\r\nCookie: c=1\r\nx-shadow: true\r\n\r\n"
+        );
+    }
+}

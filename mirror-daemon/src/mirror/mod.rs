@@ -1,0 +1,352 @@
+//! The mirror engine: decides, request by request, which copies to make and hands them to the
+//! shadow targets, without ever making the primary path wait.
+//!
+//! Each intercepted connection whose destination some rule may match gets a [`Tap`]. The relay
+//! calls [`Tap::observe`] with every chunk right after forwarding it to the primary; the tap frames
+//! it ([`crate::http`]), and for each request head picks the first matching rule, samples each of
+//! its targets, builds the copy's head ([`copy`]) and hands the copy to the target's sender
+//! ([`crate::shadow`]). Body bytes follow the copy as they arrive, up to the target's cap. Every
+//! call into the shadow side is a non-blocking `try_send`; when it would wait, the copy is dropped
+//! and counted instead.
+//!
+//! Each (request, target) pair ends in exactly one outcome, counted in
+//! `mirror_copies_total{target, outcome}`: `mirrored`, `sampled_out`, `method_not_allowed`,
+//! `body_over_cap`, `queue_full`, `body_backpressure` (the target fell behind mid-body) or
+//! `abandoned` (the request never completed: tunnel, connection end, or the sender gave up).
+
+pub mod copy;
+pub mod rules;
+pub mod sampling;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use bytes::Bytes;
+use prometheus_client::{
+    metrics::{counter::Counter, family::Family},
+    registry::Registry,
+};
+use tokio::sync::mpsc;
+
+use crate::{
+    config,
+    http::{BodyKind, Frame, FramingLimits, RequestFramer, RequestHead, TunnelReason},
+    shadow::{self, BodyChunk, BodyFraming, ShadowRequest},
+};
+
+/// Body chunks a copy may have queued towards its sender (bytes are bounded by the cap).
+const BODY_CHANNEL_SLOTS: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("mirror rule {rule}: {source}")]
+    Rule { rule: usize, source: regex::Error },
+    #[error("shadow target {name}: {message}")]
+    Target { name: String, message: String },
+}
+
+/// A target as the engine sees it: its policy, its counters and its sender.
+struct Target {
+    sender: Arc<shadow::Target>,
+    percent: f64,
+    sampling: config::Sampling,
+    methods: Vec<String>,
+    max_body_bytes: u64,
+    edits: copy::Edits,
+    outcomes: Outcomes,
+}
+
+/// One counter per outcome, resolved once so the hot path is a plain atomic add.
+struct Outcomes {
+    mirrored: Counter,
+    sampled_out: Counter,
+    method_not_allowed: Counter,
+    body_over_cap: Counter,
+    queue_full: Counter,
+    body_backpressure: Counter,
+    abandoned: Counter,
+}
+
+/// Rules, targets and counters, shared by every connection.
+pub struct Engine {
+    rules: Vec<rules::Rule>,
+    targets: Vec<Target>,
+    limits: FramingLimits,
+    requests_framed: Counter,
+    requests_unmatched: Counter,
+    tunnels: Family<[(&'static str, &'static str); 1], Counter>,
+}
+
+impl Engine {
+    /// Compiles the rules and starts one sender per target.
+    pub fn new(config: &config::Mirror, registry: &mut Registry) -> Result<Self, Error> {
+        let shadow_metrics = shadow::ShadowMetrics::register(registry);
+        let copies = Family::<Vec<(&'static str, String)>, Counter>::default();
+        registry.register(
+            "mirror_copies",
+            "Request copies by target and outcome (mirrored, sampled_out, method_not_allowed, body_over_cap, queue_full, body_backpressure, abandoned)",
+            copies.clone(),
+        );
+        let mut targets = Vec::with_capacity(config.targets.len());
+        for target in &config.targets {
+            let sender = shadow::Target::spawn(target.clone(), &shadow_metrics).map_err(|e| {
+                Error::Target {
+                    name: target.name.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            let outcome = |outcome: &'static str| {
+                copies
+                    .get_or_create(&vec![
+                        ("target", target.name.clone()),
+                        ("outcome", outcome.into()),
+                    ])
+                    .clone()
+            };
+            targets.push(Target {
+                sender,
+                percent: target.percent,
+                sampling: target.sampling,
+                methods: target.methods.clone(),
+                max_body_bytes: target.max_body_bytes,
+                edits: copy::Edits::from_config(target),
+                outcomes: Outcomes {
+                    mirrored: outcome("mirrored"),
+                    sampled_out: outcome("sampled_out"),
+                    method_not_allowed: outcome("method_not_allowed"),
+                    body_over_cap: outcome("body_over_cap"),
+                    queue_full: outcome("queue_full"),
+                    body_backpressure: outcome("body_backpressure"),
+                    abandoned: outcome("abandoned"),
+                },
+            });
+        }
+        let index_of = |name: &str| config.targets.iter().position(|t| t.name == name);
+        let rules = config
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| {
+                rules::Rule::compile(i, rule, index_of)
+                    .map_err(|source| Error::Rule { rule: i, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let requests_framed = Counter::default();
+        registry.register(
+            "mirror_requests_framed",
+            "HTTP/1.1 requests framed on intercepted connections",
+            requests_framed.clone(),
+        );
+        let requests_unmatched = Counter::default();
+        registry.register(
+            "mirror_requests_unmatched",
+            "Framed requests that matched no mirror rule (forwarded only)",
+            requests_unmatched.clone(),
+        );
+        let tunnels = Family::default();
+        registry.register(
+            "mirror_tunnelled_connections",
+            "Connections relayed as opaque tunnels (not mirrored from then on), by reason",
+            tunnels.clone(),
+        );
+        Ok(Self {
+            rules,
+            targets,
+            limits: FramingLimits {
+                max_header_bytes: config.framing.max_header_bytes,
+                max_headers: config.framing.max_headers,
+            },
+            requests_framed,
+            requests_unmatched,
+            tunnels,
+        })
+    }
+
+    /// A tap for a connection to `orig_dst`, or `None` when no rule can match it (the connection
+    /// is then relayed without framing at all).
+    pub fn tap(self: &Arc<Self>, orig_dst: SocketAddr) -> Option<Tap> {
+        let rules: Vec<usize> = (0..self.rules.len())
+            .filter(|&i| self.rules[i].may_match_connection(orig_dst))
+            .collect();
+        if rules.is_empty() {
+            return None;
+        }
+        Some(Tap {
+            engine: self.clone(),
+            rules,
+            framer: RequestFramer::new(self.limits),
+            frames: Vec::new(),
+            copies: Vec::new(),
+            tunnelled: false,
+        })
+    }
+
+    /// Stops every sender; copies in flight get up to `deadline`.
+    pub async fn shutdown(&self, deadline: std::time::Duration) {
+        futures::future::join_all(self.targets.iter().map(|t| t.sender.shutdown(deadline))).await;
+    }
+}
+
+/// A copy whose body is still streaming.
+struct InFlight {
+    target: usize,
+    body: mpsc::Sender<BodyChunk>,
+    sent: u64,
+}
+
+/// The per-connection observer of the client-to-primary stream.
+pub struct Tap {
+    engine: Arc<Engine>,
+    rules: Vec<usize>,
+    framer: RequestFramer,
+    frames: Vec<Frame>,
+    copies: Vec<InFlight>,
+    tunnelled: bool,
+}
+
+impl Tap {
+    /// Describes `chunk`, which the caller has already forwarded to the primary. Never blocks.
+    pub fn observe(&mut self, chunk: &[u8]) {
+        if self.tunnelled {
+            return;
+        }
+        let mut frames = std::mem::take(&mut self.frames);
+        self.framer.feed(chunk, &mut frames);
+        for frame in frames.drain(..) {
+            match frame {
+                Frame::Head(head) => self.start(&head),
+                Frame::Body(range) => self.body(chunk.get(range).unwrap_or_default()),
+                Frame::End => self.end(),
+                Frame::Tunnel(reason) => self.tunnel(reason),
+            }
+        }
+        self.frames = frames;
+    }
+
+    fn start(&mut self, head: &RequestHead) {
+        self.abandon_copies();
+        let engine = &*self.engine;
+        engine.requests_framed.inc();
+        let Some(rule) = self
+            .rules
+            .iter()
+            .map(|&i| &engine.rules[i])
+            .find(|rule| rule.matches_request(head))
+        else {
+            engine.requests_unmatched.inc();
+            return;
+        };
+        for &index in &rule.targets {
+            let target = &engine.targets[index];
+            if !target.methods.is_empty() && !target.methods.iter().any(|m| m == head.method()) {
+                target.outcomes.method_not_allowed.inc();
+                continue;
+            }
+            if !sampling::sample(head, target.percent, target.sampling) {
+                target.outcomes.sampled_out.inc();
+                continue;
+            }
+            let body = match head.body() {
+                BodyKind::None => BodyFraming::None,
+                BodyKind::ContentLength(n) if n > target.max_body_bytes => {
+                    target.outcomes.body_over_cap.inc();
+                    continue;
+                }
+                BodyKind::ContentLength(0) => BodyFraming::ContentLength(0),
+                BodyKind::ContentLength(n) => BodyFraming::ContentLength(n),
+                BodyKind::Chunked => BodyFraming::Chunked,
+            };
+            let (tx, rx) = if body.has_body() {
+                let (tx, rx) = mpsc::channel(BODY_CHANNEL_SLOTS);
+                (Some(tx), Some(rx))
+            } else {
+                (None, None)
+            };
+            let request = ShadowRequest {
+                head: copy::build_head(head, &target.edits),
+                body,
+                body_rx: rx,
+                is_head: head.method() == "HEAD",
+            };
+            match target.sender.try_submit(request) {
+                Err(shadow::Rejected::QueueFull) => {
+                    target.outcomes.queue_full.inc();
+                }
+                // Only after shutdown: the connection is draining; the copy is not made.
+                Err(shadow::Rejected::Closed) => {
+                    target.outcomes.abandoned.inc();
+                }
+                Ok(()) => match tx {
+                    Some(body) => self.copies.push(InFlight {
+                        target: index,
+                        body,
+                        sent: 0,
+                    }),
+                    None => {
+                        target.outcomes.mirrored.inc();
+                    }
+                },
+            }
+        }
+    }
+
+    fn body(&mut self, data: &[u8]) {
+        if self.copies.is_empty() || data.is_empty() {
+            return;
+        }
+        let data = Bytes::copy_from_slice(data);
+        let targets = &self.engine.targets;
+        self.copies.retain_mut(|copy| {
+            let target = &targets[copy.target];
+            copy.sent += data.len() as u64;
+            if copy.sent > target.max_body_bytes {
+                // Dropping the sender without End aborts the copy on the wire.
+                target.outcomes.body_over_cap.inc();
+                return false;
+            }
+            // Keep one slot free so that End always fits.
+            if copy.body.capacity() <= 1 {
+                target.outcomes.body_backpressure.inc();
+                return false;
+            }
+            if copy.body.try_send(BodyChunk::Data(data.clone())).is_err() {
+                target.outcomes.abandoned.inc();
+                return false;
+            }
+            true
+        });
+    }
+
+    fn end(&mut self) {
+        let targets = &self.engine.targets;
+        for copy in self.copies.drain(..) {
+            let outcomes = &targets[copy.target].outcomes;
+            let outcome = match copy.body.try_send(BodyChunk::End) {
+                Ok(()) => &outcomes.mirrored,
+                Err(_) => &outcomes.abandoned,
+            };
+            outcome.inc();
+        }
+    }
+
+    fn tunnel(&mut self, reason: TunnelReason) {
+        self.tunnelled = true;
+        self.abandon_copies();
+        self.engine
+            .tunnels
+            .get_or_create(&[("reason", reason.as_str())])
+            .inc();
+    }
+
+    fn abandon_copies(&mut self) {
+        for copy in self.copies.drain(..) {
+            self.engine.targets[copy.target].outcomes.abandoned.inc();
+        }
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        self.abandon_copies();
+    }
+}

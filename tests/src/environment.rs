@@ -14,15 +14,17 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
 }
 
+/// The workspace's root directory.
+pub fn workspace() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
 /// The daemon binary: `$MIRROR_DAEMON_BIN`, else `<workspace>/target/release/mirror-daemon`.
 pub fn daemon_binary() -> PathBuf {
     match std::env::var_os(DAEMON_BIN_ENV) {
         Some(path) if !path.is_empty() => PathBuf::from(path),
-        _ => {
-            let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-            let workspace = manifest_dir.parent().unwrap_or(manifest_dir);
-            workspace.join("target/release/mirror-daemon")
-        }
+        _ => workspace().join("target/release/mirror-daemon"),
     }
 }
 
@@ -81,6 +83,11 @@ pub fn require_daemon(test: &str) -> Option<PathBuf> {
     if !require_namespaces(test) {
         return None;
     }
+    require_daemon_binary(test)
+}
+
+/// For tests that only run the daemon's binary (no namespaces, no privileges): its path.
+pub fn require_daemon_binary(test: &str) -> Option<PathBuf> {
     let binary = daemon_binary();
     if binary.is_file() {
         Some(binary)

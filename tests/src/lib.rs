@@ -4,6 +4,8 @@
 //! - [`node`]: the node, its pods (CNI-named veths) and services (the primary).
 //! - [`netns`]: named namespaces and running code inside them.
 //! - [`tcp`], [`http`]: bounded servers and clients.
+//! - [`primary`], [`shadow`]: recording HTTP/1.1 servers ([`recording`], [`wire`]) for the primary
+//!   and the shadow target; [`client`]: a keep-alive client for the pods.
 //! - [`daemon`]: the daemon's config, process, log and admin endpoint; [`metrics`] parses scrapes.
 //! - [`kernel_state`]: before/after snapshots of what the daemon adds to the node's kernel.
 //! - [`environment`]: run, skip loudly, or (under `CI=true`) fail when privileges are missing.
@@ -11,6 +13,7 @@
 //! This is test code, an edge of the project: errors are `anyhow` with context.
 
 pub mod bpf;
+pub mod client;
 pub mod command;
 pub mod daemon;
 pub mod environment;
@@ -20,13 +23,20 @@ pub mod metrics;
 pub mod names;
 pub mod netns;
 pub mod node;
+pub mod primary;
+pub mod recording;
+pub mod shadow;
 pub mod tcp;
 pub mod wait;
+pub mod wire;
 
+pub use client::{Client, Request};
 pub use daemon::{Daemon, DaemonConfig};
 pub use kernel_state::KernelState;
 pub use metrics::Metrics;
 pub use names::Cni;
 pub use netns::Netns;
 pub use node::{Node, Pod, Service};
+pub use primary::PrimaryServer;
+pub use shadow::{Behaviour, ShadowServer};
 pub use tcp::{ConnectOptions, Server};

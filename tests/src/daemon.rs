@@ -36,8 +36,201 @@ pub struct InterceptRule {
     pub ports: Vec<u16>,
 }
 
+/// One `[[mirror.targets]]` entry: where copies go. Unset options keep the daemon's defaults
+/// (see `examples/mirror.toml`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShadowTarget {
+    pub name: String,
+    pub address: String,
+    pub percent: Option<f64>,
+    /// `"random"` or `"consistent"`.
+    pub sampling: Option<String>,
+    pub host_suffix: Option<String>,
+    pub add_headers: Vec<(String, String)>,
+    pub remove_headers: Vec<String>,
+    pub methods: Vec<String>,
+    pub max_body_bytes: Option<u64>,
+    pub connect_timeout: Option<String>,
+    pub request_timeout: Option<String>,
+    pub max_concurrent: Option<usize>,
+    pub queue_size: Option<usize>,
+}
+
+impl ShadowTarget {
+    /// A target named `name` at `address` with every option at its default.
+    pub fn new(name: &str, address: SocketAddr) -> ShadowTarget {
+        ShadowTarget {
+            name: name.to_owned(),
+            address: address.to_string(),
+            percent: None,
+            sampling: None,
+            host_suffix: None,
+            add_headers: Vec::new(),
+            remove_headers: Vec::new(),
+            methods: Vec::new(),
+            max_body_bytes: None,
+            connect_timeout: None,
+            request_timeout: None,
+            max_concurrent: None,
+            queue_size: None,
+        }
+    }
+
+    /// Share of requests copied, 0 to 100.
+    pub fn percent(mut self, percent: f64) -> ShadowTarget {
+        self.percent = Some(percent);
+        self
+    }
+
+    /// Consistent sampling (from the trace id of `traceparent`, else `x-request-id`).
+    pub fn consistent(mut self) -> ShadowTarget {
+        self.sampling = Some("consistent".into());
+        self
+    }
+
+    /// A header set on every copy.
+    pub fn add_header(mut self, name: &str, value: &str) -> ShadowTarget {
+        self.add_headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// A header removed from every copy.
+    pub fn remove_header(mut self, name: &str) -> ShadowTarget {
+        self.remove_headers.push(name.to_owned());
+        self
+    }
+
+    pub fn max_body_bytes(mut self, bytes: u64) -> ShadowTarget {
+        self.max_body_bytes = Some(bytes);
+        self
+    }
+
+    /// Humantime, e.g. `"1s"`.
+    pub fn connect_timeout(mut self, timeout: &str) -> ShadowTarget {
+        self.connect_timeout = Some(timeout.to_owned());
+        self
+    }
+
+    /// Humantime, e.g. `"2s"`.
+    pub fn request_timeout(mut self, timeout: &str) -> ShadowTarget {
+        self.request_timeout = Some(timeout.to_owned());
+        self
+    }
+
+    /// Copies in flight at once; 1 keeps them in order on one connection.
+    pub fn max_concurrent(mut self, copies: usize) -> ShadowTarget {
+        self.max_concurrent = Some(copies);
+        self
+    }
+
+    fn to_toml(&self, text: &mut String) {
+        let _ = writeln!(text, "\n[[mirror.targets]]");
+        let _ = writeln!(text, "name = {}", toml_string(&self.name));
+        let _ = writeln!(text, "address = {}", toml_string(&self.address));
+        if let Some(percent) = self.percent {
+            let _ = writeln!(text, "percent = {percent:?}");
+        }
+        for (key, value) in [
+            ("sampling", &self.sampling),
+            ("host_suffix", &self.host_suffix),
+            ("connect_timeout", &self.connect_timeout),
+            ("request_timeout", &self.request_timeout),
+        ] {
+            if let Some(value) = value {
+                let _ = writeln!(text, "{key} = {}", toml_string(value));
+            }
+        }
+        for (key, value) in [
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_concurrent", self.max_concurrent.map(|n| n as u64)),
+            ("queue_size", self.queue_size.map(|n| n as u64)),
+        ] {
+            if let Some(value) = value {
+                let _ = writeln!(text, "{key} = {value}");
+            }
+        }
+        if !self.add_headers.is_empty() {
+            let fields: Vec<String> = self
+                .add_headers
+                .iter()
+                .map(|(name, value)| format!("{} = {}", toml_string(name), toml_string(value)))
+                .collect();
+            let _ = writeln!(text, "add_headers = {{ {} }}", fields.join(", "));
+        }
+        for (key, list) in [
+            ("remove_headers", &self.remove_headers),
+            ("methods", &self.methods),
+        ] {
+            if !list.is_empty() {
+                let quoted: Vec<String> = list.iter().map(|item| toml_string(item)).collect();
+                let _ = writeln!(text, "{key} = [{}]", quoted.join(", "));
+            }
+        }
+    }
+}
+
+/// One `[[mirror.rules]]` entry: which requests are copied to which targets.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct MirrorRule {
+    pub name: Option<String>,
+    pub targets: Vec<String>,
+    /// Conditions of `[mirror.rules.match]`; unset ones are left out.
+    pub destination: Option<String>,
+    pub ports: Vec<u16>,
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    pub methods: Vec<String>,
+}
+
+impl MirrorRule {
+    /// A rule copying every request to `targets`.
+    pub fn to(targets: &[&str]) -> MirrorRule {
+        MirrorRule {
+            targets: targets.iter().map(|name| (*name).to_owned()).collect(),
+            ..MirrorRule::default()
+        }
+    }
+
+    pub fn path_prefix(mut self, prefix: &str) -> MirrorRule {
+        self.path_prefix = Some(prefix.to_owned());
+        self
+    }
+
+    pub fn destination(mut self, cidr: &str) -> MirrorRule {
+        self.destination = Some(cidr.to_owned());
+        self
+    }
+
+    fn to_toml(&self, text: &mut String) {
+        let _ = writeln!(text, "\n[[mirror.rules]]");
+        if let Some(name) = &self.name {
+            let _ = writeln!(text, "name = {}", toml_string(name));
+        }
+        let targets: Vec<String> = self.targets.iter().map(|t| toml_string(t)).collect();
+        let _ = writeln!(text, "targets = [{}]", targets.join(", "));
+        let _ = writeln!(text, "[mirror.rules.match]");
+        for (key, value) in [
+            ("destination", &self.destination),
+            ("host", &self.host),
+            ("path_prefix", &self.path_prefix),
+        ] {
+            if let Some(value) = value {
+                let _ = writeln!(text, "{key} = {}", toml_string(value));
+            }
+        }
+        if !self.ports.is_empty() {
+            let ports: Vec<String> = self.ports.iter().map(u16::to_string).collect();
+            let _ = writeln!(text, "ports = [{}]", ports.join(", "));
+        }
+        if !self.methods.is_empty() {
+            let methods: Vec<String> = self.methods.iter().map(|m| toml_string(m)).collect();
+            let _ = writeln!(text, "methods = [{}]", methods.join(", "));
+        }
+    }
+}
+
 /// The daemon's config file, as the tests write it. Unset options keep the daemon's defaults.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DaemonConfig {
     pub interfaces: Option<Vec<String>>,
     pub watchdog_timeout: Option<String>,
@@ -45,6 +238,8 @@ pub struct DaemonConfig {
     pub connect_timeout: Option<String>,
     pub drain_timeout: Option<String>,
     pub admin: SocketAddr,
+    pub shadow_targets: Vec<ShadowTarget>,
+    pub mirror_rules: Vec<MirrorRule>,
 }
 
 impl Default for DaemonConfig {
@@ -56,6 +251,8 @@ impl Default for DaemonConfig {
             connect_timeout: None,
             drain_timeout: None,
             admin: DEFAULT_ADMIN.parse().unwrap_or_else(|_| unreachable!()),
+            shadow_targets: Vec::new(),
+            mirror_rules: Vec::new(),
         }
     }
 }
@@ -95,6 +292,24 @@ impl DaemonConfig {
         self
     }
 
+    /// Adds a shadow target.
+    pub fn shadow_target(mut self, target: ShadowTarget) -> DaemonConfig {
+        self.shadow_targets.push(target);
+        self
+    }
+
+    /// Adds a mirror rule.
+    pub fn mirror_rule(mut self, rule: MirrorRule) -> DaemonConfig {
+        self.mirror_rules.push(rule);
+        self
+    }
+
+    /// Adds `target` and a rule copying every request of every intercepted connection to it.
+    pub fn mirror_all_to(self, target: ShadowTarget) -> DaemonConfig {
+        let rule = MirrorRule::to(&[target.name.as_str()]);
+        self.shadow_target(target).mirror_rule(rule)
+    }
+
     /// The TOML text.
     pub fn to_toml(&self) -> String {
         let mut text = String::from("[interception]\n");
@@ -126,6 +341,12 @@ impl DaemonConfig {
             "\n[admin]\naddress = {}",
             toml_string(&self.admin.to_string())
         );
+        for target in &self.shadow_targets {
+            target.to_toml(&mut text);
+        }
+        for rule in &self.mirror_rules {
+            rule.to_toml(&mut text);
+        }
         text
     }
 }
@@ -155,6 +376,19 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// Starts the daemon in `netns` with the config file text `toml`, whose admin endpoint is
+    /// `admin`, and waits until `/readyz` answers 200.
+    pub fn start_toml(
+        binary: &Path,
+        netns: &Netns,
+        toml: &str,
+        admin: SocketAddr,
+    ) -> Result<Daemon> {
+        let mut daemon = Daemon::spawn_toml(binary, netns, Some((toml, admin)))?;
+        daemon.wait_ready(READY_TIMEOUT)?;
+        Ok(daemon)
+    }
+
     /// Starts the daemon in `netns` without `--config` (its embedded default) and waits until
     /// ready; the admin endpoint is then expected at [`DEFAULT_ADMIN`].
     pub fn start_with_default_config(binary: &Path, netns: &Netns) -> Result<Daemon> {
@@ -165,6 +399,21 @@ impl Daemon {
 
     /// Starts the daemon without waiting for readiness.
     pub fn spawn(binary: &Path, netns: &Netns, config: Option<&DaemonConfig>) -> Result<Daemon> {
+        let text = config.map(|config| (config.to_toml(), config.admin));
+        Daemon::spawn_toml(
+            binary,
+            netns,
+            text.as_ref().map(|(toml, admin)| (toml.as_str(), *admin)),
+        )
+    }
+
+    /// Starts the daemon with a config file's text and its admin address (`None`: the embedded
+    /// default) without waiting for readiness.
+    pub fn spawn_toml(
+        binary: &Path,
+        netns: &Netns,
+        config: Option<(&str, SocketAddr)>,
+    ) -> Result<Daemon> {
         let mut args: Vec<String> = vec![
             "netns".into(),
             "exec".into(),
@@ -174,7 +423,7 @@ impl Daemon {
         ];
         let mut config_dir = None;
         let admin = match config {
-            Some(config) => {
+            Some((toml, admin)) => {
                 let dir = std::env::temp_dir().join(format!(
                     "{}-daemon-{}",
                     netns.name(),
@@ -182,11 +431,11 @@ impl Daemon {
                 ));
                 std::fs::create_dir_all(&dir)?;
                 let path = dir.join("config.toml");
-                std::fs::write(&path, config.to_toml())?;
+                std::fs::write(&path, toml)?;
                 config_dir = Some(dir);
                 args.push("--config".into());
                 args.push(path.display().to_string());
-                config.admin
+                admin
             }
             None => DEFAULT_ADMIN.parse()?,
         };
@@ -440,6 +689,42 @@ mod tests {
         assert_eq!(rules[0]["ports"].as_array().map(Vec::len), Some(2));
         assert_eq!(value["shutdown"]["drain_timeout"].as_str(), Some("3s"));
         assert_eq!(value["admin"]["address"].as_str(), Some(DEFAULT_ADMIN));
+        Ok(())
+    }
+
+    #[test]
+    fn mirror_targets_and_rules_render_as_the_documented_tables() -> Result<()> {
+        let shadow: SocketAddr = "172.20.0.10:8080".parse()?;
+        let config = DaemonConfig::intercepting_primary(&[8080])
+            .mirror_all_to(
+                ShadowTarget::new("staging", shadow)
+                    .percent(50.0)
+                    .consistent()
+                    .add_header("x-shadow", "true")
+                    .remove_header("authorization")
+                    .max_body_bytes(1 << 20)
+                    .connect_timeout("1s")
+                    .max_concurrent(1),
+            )
+            .mirror_rule(MirrorRule::to(&["staging"]).path_prefix("/api/"));
+        let value: toml::Table = toml::from_str(&config.to_toml())?;
+        let target = &value["mirror"]["targets"][0];
+        assert_eq!(target["address"].as_str(), Some("172.20.0.10:8080"));
+        assert_eq!(target["percent"].as_float(), Some(50.0));
+        assert_eq!(target["sampling"].as_str(), Some("consistent"));
+        assert_eq!(target["add_headers"]["x-shadow"].as_str(), Some("true"));
+        assert_eq!(target["remove_headers"][0].as_str(), Some("authorization"));
+        assert_eq!(target["max_body_bytes"].as_integer(), Some(1 << 20));
+        assert_eq!(target["max_concurrent"].as_integer(), Some(1));
+        let rules = value["mirror"]["rules"]
+            .as_array()
+            .context("rules is not an array")?;
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0]["targets"][0].as_str(), Some("staging"));
+        assert!(rules[0]["match"]
+            .as_table()
+            .is_some_and(toml::Table::is_empty));
+        assert_eq!(rules[1]["match"]["path_prefix"].as_str(), Some("/api/"));
         Ok(())
     }
 

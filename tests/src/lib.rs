@@ -5,7 +5,8 @@
 //! - [`netns`]: named namespaces and running code inside them.
 //! - [`tcp`], [`http`]: bounded servers and clients.
 //! - [`primary`], [`shadow`]: recording HTTP/1.1 servers ([`recording`], [`wire`]) for the primary
-//!   and the shadow target; [`client`]: a keep-alive client for the pods.
+//!   and the shadow target; [`client`]: a keep-alive client for the pods; [`scenario`]: node,
+//!   servers and daemon set up for mirroring.
 //! - [`daemon`]: the daemon's config, process, log and admin endpoint; [`metrics`] parses scrapes.
 //! - [`kernel_state`]: before/after snapshots of what the daemon adds to the node's kernel.
 //! - [`environment`]: run, skip loudly, or (under `CI=true`) fail when privileges are missing.
@@ -25,13 +26,14 @@ pub mod netns;
 pub mod node;
 pub mod primary;
 pub mod recording;
+pub mod scenario;
 pub mod shadow;
 pub mod tcp;
 pub mod wait;
 pub mod wire;
 
 pub use client::{Client, Request};
-pub use daemon::{Daemon, DaemonConfig};
+pub use daemon::{Daemon, DaemonConfig, MirrorRule, ShadowTarget};
 pub use kernel_state::KernelState;
 pub use metrics::Metrics;
 pub use names::Cni;

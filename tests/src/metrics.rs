@@ -15,6 +15,35 @@ pub mod names {
     pub const KERNEL_EVENTS: &str = "mirror_kernel_events_total";
     /// Interfaces the classifier is attached to.
     pub const ATTACHED_INTERFACES: &str = "mirror_attached_interfaces";
+    /// HTTP/1.1 requests framed on intercepted connections.
+    pub const REQUESTS_FRAMED: &str = "mirror_requests_framed_total";
+    /// Framed requests that matched no mirror rule.
+    pub const REQUESTS_UNMATCHED: &str = "mirror_requests_unmatched_total";
+    /// Request copies, labelled `target` and `outcome`.
+    pub const COPIES: &str = "mirror_copies_total";
+    /// Connections relayed as opaque tunnels, labelled `reason`.
+    pub const TUNNELLED: &str = "mirror_tunnelled_connections_total";
+    /// Copies completely written to a shadow, labelled `target`.
+    pub const SHADOW_REQUESTS: &str = "mirror_shadow_requests_total";
+    /// Responses read from a shadow, labelled `target` and `class` (`2xx`, ...).
+    pub const SHADOW_RESPONSES: &str = "mirror_shadow_responses_total";
+    /// Copies that failed on their way to a shadow, labelled `target` and `kind`.
+    pub const SHADOW_ERRORS: &str = "mirror_shadow_errors_total";
+
+    /// Every `outcome` of [`COPIES`].
+    pub const COPY_OUTCOMES: [&str; 7] = [
+        "mirrored",
+        "sampled_out",
+        "method_not_allowed",
+        "body_over_cap",
+        "queue_full",
+        "body_backpressure",
+        "abandoned",
+    ];
+    /// Every `kind` of [`SHADOW_ERRORS`].
+    pub const SHADOW_ERROR_KINDS: [&str; 7] = [
+        "dns", "connect", "timeout", "reset", "tls", "protocol", "aborted",
+    ];
 }
 
 /// One sample line.
@@ -102,6 +131,42 @@ impl Metrics {
         self.counter(names::RELAYED_BYTES, &[("direction", direction)])
     }
 
+    /// `mirror_copies_total{target, outcome}`.
+    pub fn copies(&self, target: &str, outcome: &str) -> Result<u64> {
+        self.counter(names::COPIES, &[("target", target), ("outcome", outcome)])
+    }
+
+    /// `mirror_tunnelled_connections_total{reason}`.
+    pub fn tunnelled(&self, reason: &str) -> Result<u64> {
+        self.counter(names::TUNNELLED, &[("reason", reason)])
+    }
+
+    /// `mirror_shadow_errors_total{target, kind}`.
+    pub fn shadow_errors(&self, target: &str, kind: &str) -> Result<u64> {
+        self.counter(names::SHADOW_ERRORS, &[("target", target), ("kind", kind)])
+    }
+
+    /// `mirror_shadow_responses_total{target, class}`.
+    pub fn shadow_responses(&self, target: &str, class: &str) -> Result<u64> {
+        self.counter(
+            names::SHADOW_RESPONSES,
+            &[("target", target), ("class", class)],
+        )
+    }
+
+    /// `mirror_shadow_requests_total{target}`.
+    pub fn shadow_requests(&self, target: &str) -> Result<u64> {
+        self.counter(names::SHADOW_REQUESTS, &[("target", target)])
+    }
+
+    /// Every sample of `name` (for printing a family on failure).
+    pub fn family(&self, name: &str) -> Vec<&Sample> {
+        self.samples
+            .iter()
+            .filter(|sample| sample.name == name)
+            .collect()
+    }
+
     /// Distinct sample and declared names.
     pub fn names(&self) -> Vec<String> {
         let mut names: BTreeSet<String> = self.declared.clone();
@@ -130,6 +195,103 @@ impl fmt::Display for Metrics {
                 labels.join(","),
                 sample.value
             )?;
+        }
+        Ok(())
+    }
+}
+
+/// The mirror engine's and one shadow target's counters at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MirrorCounters {
+    pub framed: u64,
+    pub unmatched: u64,
+    /// `mirror_copies_total` by outcome, in [`names::COPY_OUTCOMES`] order.
+    pub copies: [u64; 7],
+    pub shadow_requests: u64,
+    /// `mirror_shadow_responses_total` of class 2xx.
+    pub shadow_2xx: u64,
+    /// `mirror_shadow_errors_total` by kind, in [`names::SHADOW_ERROR_KINDS`] order.
+    pub shadow_errors: [u64; 7],
+}
+
+impl MirrorCounters {
+    /// Reads the counters of `target`; fails if the daemon lacks one of the families.
+    pub fn from_metrics(metrics: &Metrics, target: &str) -> Result<MirrorCounters> {
+        let mut copies = [0; 7];
+        for (slot, outcome) in copies.iter_mut().zip(names::COPY_OUTCOMES) {
+            *slot = metrics.copies(target, outcome)?;
+        }
+        let mut shadow_errors = [0; 7];
+        for (slot, kind) in shadow_errors.iter_mut().zip(names::SHADOW_ERROR_KINDS) {
+            *slot = metrics.shadow_errors(target, kind)?;
+        }
+        Ok(MirrorCounters {
+            framed: metrics.counter(names::REQUESTS_FRAMED, &[])?,
+            unmatched: metrics.counter(names::REQUESTS_UNMATCHED, &[])?,
+            copies,
+            shadow_requests: metrics.shadow_requests(target)?,
+            shadow_2xx: metrics.shadow_responses(target, "2xx")?,
+            shadow_errors,
+        })
+    }
+
+    /// Copies that ended in `outcome` (one of [`names::COPY_OUTCOMES`]).
+    pub fn copies(&self, outcome: &str) -> u64 {
+        names::COPY_OUTCOMES
+            .iter()
+            .position(|name| *name == outcome)
+            .map_or(0, |index| self.copies[index])
+    }
+
+    /// Shadow errors of `kind` (one of [`names::SHADOW_ERROR_KINDS`]).
+    pub fn shadow_errors(&self, kind: &str) -> u64 {
+        names::SHADOW_ERROR_KINDS
+            .iter()
+            .position(|name| *name == kind)
+            .map_or(0, |index| self.shadow_errors[index])
+    }
+
+    /// How much each counter grew since `earlier`.
+    pub fn since(&self, earlier: &MirrorCounters) -> MirrorCounters {
+        let minus = |now: [u64; 7], then: [u64; 7]| {
+            let mut delta = [0; 7];
+            for (slot, (a, b)) in delta.iter_mut().zip(now.iter().zip(then)) {
+                *slot = a.saturating_sub(b);
+            }
+            delta
+        };
+        MirrorCounters {
+            framed: self.framed.saturating_sub(earlier.framed),
+            unmatched: self.unmatched.saturating_sub(earlier.unmatched),
+            copies: minus(self.copies, earlier.copies),
+            shadow_requests: self.shadow_requests.saturating_sub(earlier.shadow_requests),
+            shadow_2xx: self.shadow_2xx.saturating_sub(earlier.shadow_2xx),
+            shadow_errors: minus(self.shadow_errors, earlier.shadow_errors),
+        }
+    }
+}
+
+impl fmt::Display for MirrorCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "framed {}, unmatched {}; copies:",
+            self.framed, self.unmatched
+        )?;
+        for (outcome, count) in names::COPY_OUTCOMES.iter().zip(self.copies) {
+            if count > 0 {
+                write!(f, " {outcome} {count}")?;
+            }
+        }
+        write!(
+            f,
+            "; shadow: written {}, 2xx {}, errors:",
+            self.shadow_requests, self.shadow_2xx
+        )?;
+        for (kind, count) in names::SHADOW_ERROR_KINDS.iter().zip(self.shadow_errors) {
+            if count > 0 {
+                write!(f, " {kind} {count}")?;
+            }
         }
         Ok(())
     }
@@ -316,6 +478,42 @@ mirror_attached_interfaces 2
         let delta = counters.since(&earlier);
         assert_eq!(delta.intercepted, 2);
         assert_eq!(delta.syn_matched, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn mirror_counters_are_read_by_label_and_subtracted() -> Result<()> {
+        let scrape = r#"# TYPE mirror_requests_framed counter
+mirror_requests_framed_total 10
+# TYPE mirror_requests_unmatched counter
+mirror_requests_unmatched_total 1
+# TYPE mirror_copies counter
+mirror_copies_total{target="staging",outcome="mirrored"} 7
+mirror_copies_total{target="staging",outcome="body_over_cap"} 2
+mirror_copies_total{target="other",outcome="mirrored"} 99
+# TYPE mirror_shadow_requests counter
+mirror_shadow_requests_total{target="staging"} 6
+# TYPE mirror_shadow_responses counter
+mirror_shadow_responses_total{target="staging",class="2xx"} 5
+# TYPE mirror_shadow_errors counter
+mirror_shadow_errors_total{target="staging",kind="timeout"} 1
+"#;
+        let metrics = Metrics::parse(scrape)?;
+        let now = MirrorCounters::from_metrics(&metrics, "staging")?;
+        assert_eq!(now.copies("mirrored"), 7);
+        assert_eq!(now.copies("body_over_cap"), 2);
+        assert_eq!(now.copies("queue_full"), 0);
+        assert_eq!(now.shadow_errors("timeout"), 1);
+        assert_eq!(now.shadow_2xx, 5);
+        let earlier = MirrorCounters {
+            framed: 4,
+            copies: [3, 0, 0, 0, 0, 0, 0],
+            ..MirrorCounters::default()
+        };
+        let delta = now.since(&earlier);
+        assert_eq!(delta.framed, 6);
+        assert_eq!(delta.copies("mirrored"), 4);
+        assert!(delta.to_string().contains("mirrored 4"), "{delta}");
         Ok(())
     }
 

@@ -9,8 +9,8 @@
 //! ```
 //!
 //! Pod `N` (1-based) gets 10.244.N.0/24 and fd00:244:N::/64, the node side holding `.1`/`::1` as
-//! the pod's default gateway. The node forwards IPv4 and IPv6. A service namespace ("primary", later
-//! "shadow") hangs off a node-side link whose name matches none of the CNI globs. Everything is
+//! the pod's default gateway. The node forwards IPv4 and IPv6. A service namespace ("primary", or
+//! "shadow": the remote cluster's ingress at 172.20.0.10 / fd00:172:20::10) hangs off a node-side link whose name matches none of the CNI globs. Everything is
 //! created inside namespaces the node owns: the machine's own links, rules and routes are never
 //! touched. Dropping the [`Node`] deletes every namespace and link it created.
 
@@ -26,6 +26,10 @@ use crate::tcp::{self, ConnectOptions};
 pub const PRIMARY_V4: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 /// The primary's IPv6 address.
 pub const PRIMARY_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 0, 0x10);
+/// The shadow's address: a remote cluster's ingress, outside every range the daemon intercepts.
+pub const SHADOW_V4: Ipv4Addr = Ipv4Addr::new(172, 20, 0, 10);
+/// The shadow's IPv6 address.
+pub const SHADOW_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x172, 0x20, 0, 0, 0, 0, 0x10);
 
 /// IP family, for tests that run once per family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,6 +209,12 @@ impl Node {
         Ok(self)
     }
 
+    /// Builder form of [`Node::add_shadow`].
+    pub fn with_shadow(mut self) -> Result<Self> {
+        self.add_shadow()?;
+        Ok(self)
+    }
+
     /// The node's unique id (`mt<pid>-<seq>`), also the prefix of its namespace names.
     pub fn id(&self) -> &str {
         &self.id
@@ -234,6 +244,11 @@ impl Node {
     /// The primary (see [`Node::add_primary`]).
     pub fn primary(&self) -> &Service {
         self.service("primary")
+    }
+
+    /// The shadow (see [`Node::add_shadow`]).
+    pub fn shadow(&self) -> &Service {
+        self.service("shadow")
     }
 
     /// All pods, in creation order.
@@ -271,6 +286,14 @@ impl Node {
     /// Adds the primary at 10.96.0.10/24 and fd00:96::10/64 (gateways .1 and ::1 on the node).
     pub fn add_primary(&mut self) -> Result<Service> {
         self.add_service("primary", PRIMARY_V4, PRIMARY_V6)
+    }
+
+    /// Adds the shadow, the "remote cluster ingress", at 172.20.0.10/24 and fd00:172:20::10/64:
+    /// its own namespace, reached from the node only through a link named like no CNI's (`up…`),
+    /// so the daemon's copies leave the node the way they would towards another cluster and are
+    /// never intercepted themselves.
+    pub fn add_shadow(&mut self) -> Result<Service> {
+        self.add_service("shadow", SHADOW_V4, SHADOW_V6)
     }
 
     /// Adds a service namespace holding `v4`/24 and `v6`/64; the node side takes `.1` and `::1`

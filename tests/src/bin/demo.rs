@@ -1,20 +1,35 @@
-//! `cargo xtask demo`: builds a node with one pod and a primary HTTP server, starts the daemon
-//! with its embedded default config, sends a few requests from the pod and tells in plain words
-//! what happened. Exits 0 when every request went through the daemon, 1 when interception did not
-//! happen, 2 when the demo could not run. Everything it creates is removed before it exits.
+//! `cargo xtask demo`: shows mirroring on a simulated node. A pod talks to the primary (the
+//! `orders` service); mirror-daemon relays each request untouched and copies those of the orders
+//! API to the shadow, the staging cluster's ingress, with `Host: <host>-shadow`. The demo tells in
+//! plain words what the client got, what the shadow received and what the daemon counted.
+//!
+//! Exit codes: 0 when every request was intercepted and answered by the primary byte for byte
+//! and exactly the expected copies reached the shadow; 1 when interception or mirroring did not
+//! happen as expected; 2 when the demo could not run. Everything it creates is removed before it
+//! exits.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use mirror_tests::daemon::DEFAULT_ADMIN;
 use mirror_tests::environment::{daemon_binary, DAEMON_BIN_ENV};
-use mirror_tests::metrics::Counters;
-use mirror_tests::node::Family;
-use mirror_tests::{http, ConnectOptions, Daemon, Node, Pod, Server};
+use mirror_tests::metrics::{Counters, MirrorCounters};
+use mirror_tests::node::{Family, SHADOW_V4};
+use mirror_tests::recording::RecordedRequest;
+use mirror_tests::{
+    wait, Behaviour, Client, Daemon, Node, Pod, PrimaryServer, Request, ShadowServer,
+};
 
-const BODY: &str = "hello from primary\n";
-/// Requests per family.
-const REQUESTS: u64 = 3;
+/// The daemon's config for the demo.
+const CONFIG: &str = include_str!("demo.toml");
+/// The shadow target's name in [`CONFIG`].
+const TARGET: &str = "staging";
+/// The Host the pod's client uses (a Kubernetes service name).
+const HOST: &str = "orders.prod.svc.cluster.local";
+/// How long the copies may take to reach the shadow.
+const COPY_LIMIT: Duration = Duration::from_secs(5);
 /// How long the daemon may take to exit after SIGTERM before the demo kills it.
 const EXIT_LIMIT: Duration = Duration::from_secs(10);
 
@@ -23,9 +38,9 @@ fn main() -> ExitCode {
     let result = run();
     println!("\n(demo took {:.1?})", started.elapsed());
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => {
-            eprintln!("demo: FAILED: the requests were not intercepted");
+        Ok(Verdict::AsExpected) => ExitCode::SUCCESS,
+        Ok(Verdict::Failed(why)) => {
+            eprintln!("demo: FAILED: {why}");
             ExitCode::from(1)
         }
         Err(error) => {
@@ -35,7 +50,53 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<bool> {
+enum Verdict {
+    AsExpected,
+    Failed(String),
+}
+
+/// One request the demo sends, and whether the rule should copy it.
+struct Step {
+    family: Family,
+    request: Request,
+    copied: bool,
+}
+
+fn steps() -> Vec<Step> {
+    let order = br#"{"item":"book","quantity":1}"#;
+    vec![
+        Step {
+            family: Family::V4,
+            request: Request::get(HOST, "/api/orders/42")
+                .header("Authorization", "Bearer demo-token")
+                .header("Accept", "application/json")
+                .header("Connection", "close"),
+            copied: true,
+        },
+        Step {
+            family: Family::V4,
+            request: Request::new("POST", "/api/orders")
+                .header("Host", HOST)
+                .header("Authorization", "Bearer demo-token")
+                .header("Content-Type", "application/json")
+                .header("Connection", "close")
+                .body(order),
+            copied: true,
+        },
+        Step {
+            family: Family::V6,
+            request: Request::get(HOST, "/api/orders?status=open").header("Connection", "close"),
+            copied: true,
+        },
+        Step {
+            family: Family::V4,
+            request: Request::get(HOST, "/healthz").header("Connection", "close"),
+            copied: false,
+        },
+    ]
+}
+
+fn run() -> Result<Verdict> {
     let binary = daemon_binary();
     ensure!(
         binary.is_file(),
@@ -49,13 +110,13 @@ fn run() -> Result<bool> {
     );
 
     println!("1. Building a simulated Kubernetes node out of network namespaces");
-    let node = Node::new()?.with_pod("web")?.with_primary()?;
+    let node = Node::new()?
+        .with_pod("web")?
+        .with_primary()?
+        .with_shadow()?;
     let pod = node.pod("web");
     let primary = node.primary();
-    println!(
-        "   node namespace {}: forwards between its pod and the primary",
-        node.netns().name()
-    );
+    let shadow_service = node.shadow();
     println!(
         "   pod \"web\": {} and {} behind host interface {} (Calico-style name)",
         pod.v4(),
@@ -63,46 +124,100 @@ fn run() -> Result<bool> {
         pod.host_interface()
     );
     println!(
-        "   primary: {} and {}, an HTTP server on port 80 answering {:?}",
+        "   primary (the orders service): {} and {}, port 80, an HTTP server that answers every \
+         request with a deterministic text",
         primary.v4(),
-        primary.v6(),
-        BODY.trim_end()
+        primary.v6()
     );
-    let servers = [
-        Server::http(primary.netns(), primary.addr(Family::V4, 80), BODY)?,
-        Server::http(primary.netns(), primary.addr(Family::V6, 80), BODY)?,
-    ];
+    println!(
+        "   shadow (the staging cluster's ingress): {}, port 80, outside the cluster's ranges, \
+         reached through link {} (no CNI name, so never intercepted)",
+        shadow_service.v4(),
+        shadow_service.host_interface()
+    );
+    let primary_server = PrimaryServer::start(
+        primary.netns(),
+        &[primary.addr(Family::V4, 80), primary.addr(Family::V6, 80)],
+    )?;
+    let shadow = ShadowServer::start(
+        shadow_service.netns(),
+        SocketAddr::new(SHADOW_V4.into(), 80),
+        Behaviour::Normal,
+    )?;
 
     println!("\n2. Starting {} in the node namespace", binary.display());
-    println!("   without --config: its embedded default intercepts 10.96.0.0/12 and fd00:96::/64,");
-    println!("   ports 80 and 8080, on interfaces named like a CNI's pod veths");
+    println!("   its config (tests/src/bin/demo.toml): intercept 10.96.0.0/12 and fd00:96::/64 on");
+    println!(
+        "   ports 80 and 8080; copy requests whose path starts with /api/ on port 80 to target"
+    );
+    println!("   \"staging\" at 172.20.0.10:80, adding x-shadow: true and removing authorization");
     let ready_clock = Instant::now();
-    let mut daemon = Daemon::start_with_default_config(&binary, node.netns())?;
+    let mut daemon = Daemon::start_toml(&binary, node.netns(), CONFIG, DEFAULT_ADMIN.parse()?)?;
     println!(
         "   pid {}, ready after {:.1?} (GET /readyz answered 200)",
         daemon.pid(),
         ready_clock.elapsed()
     );
     let before = daemon.counters()?;
-    println!("   intercepted connections so far: {}", before.intercepted);
+    let mirror_before = MirrorCounters::from_metrics(&daemon.metrics()?, TARGET)?;
 
     println!("\n3. Sending requests from the pod to the primary");
-    for server in &servers {
-        for number in 1..=REQUESTS {
-            let (status, body, took) = request(pod, server)?;
-            println!(
-                "   GET http://{}/ #{number}: {status} {:?} in {took:.1?}",
-                server.address(),
-                body.trim_end()
-            );
+    let steps = steps();
+    let mut problems = Vec::new();
+    for step in &steps {
+        if let Err(error) = send(pod, &primary_server, step) {
+            problems.push(format!(
+                "{} {}: {error:#}",
+                step.request.method, step.request.target
+            ));
         }
     }
-    let after = daemon.counters()?;
-    let delta = after.since(&before);
-    let sent = REQUESTS * servers.len() as u64;
-    describe(&delta, sent, pod, &servers);
 
-    println!("\n4. Stopping the daemon with SIGTERM");
+    println!("\n4. What the shadow received");
+    let expected_copies = steps.iter().filter(|step| step.copied).count();
+    let copies = shadow
+        .recording()
+        .wait_for(expected_copies, COPY_LIMIT)
+        .unwrap_or_else(|_| shadow.recording().requests());
+    for copy in &copies {
+        describe_copy(copy);
+    }
+    if copies.is_empty() {
+        println!("   nothing");
+    }
+    problems.extend(check_copies(&steps, &copies));
+
+    // Give the shadow's answers a moment (bounded) to be counted, then read every counter.
+    let mirror_now = || -> Result<MirrorCounters> {
+        Ok(MirrorCounters::from_metrics(&daemon.metrics()?, TARGET)?.since(&mirror_before))
+    };
+    let _ = wait::until("shadow answers counted", COPY_LIMIT, || {
+        let now = mirror_now()?;
+        Ok(if now.shadow_2xx >= copies.len() as u64 {
+            Ok(())
+        } else {
+            Err(now.to_string())
+        })
+    });
+    let mirror = mirror_now()?;
+    let delta = daemon.counters()?.since(&before);
+    describe_counters(&delta, &mirror);
+    if delta.intercepted != steps.len() as u64 {
+        problems.push(format!(
+            "{} of {} connections were intercepted",
+            delta.intercepted,
+            steps.len()
+        ));
+    }
+    if mirror.copies("mirrored") != expected_copies as u64
+        || mirror.shadow_2xx != expected_copies as u64
+    {
+        problems.push(format!(
+            "expected {expected_copies} copies mirrored and answered; counted {mirror}"
+        ));
+    }
+
+    println!("\n5. Stopping the daemon with SIGTERM");
     daemon.signal(nix::sys::signal::Signal::SIGTERM)?;
     let status = daemon
         .wait_exit(EXIT_LIMIT)
@@ -110,60 +225,131 @@ fn run() -> Result<bool> {
     ensure!(status.success(), "the daemon exited with {status}");
     println!("   it exited cleanly ({status}); removing the namespaces");
 
-    let intercepted = delta.intercepted == sent;
-    // The log helps only when something went wrong; drop prints it otherwise.
-    daemon.print_log_on_drop(!intercepted);
-    if intercepted {
+    // The log helps only when something went wrong; drop prints it then.
+    daemon.print_log_on_drop(!problems.is_empty());
+    if problems.is_empty() {
         println!(
-            "\nResult: all {sent} requests went through mirror-daemon and reached the primary."
+            "\nResult: all {} requests went through mirror-daemon to the primary and back unchanged; \
+             the {expected_copies} orders-API requests were copied to the staging shadow, the rest \
+             were not.",
+            steps.len()
         );
+        Ok(Verdict::AsExpected)
+    } else {
+        Ok(Verdict::Failed(problems.join("; ")))
     }
-    Ok(intercepted)
 }
 
-/// One HTTP request from `pod`; returns status, body and duration.
-fn request(pod: &Pod, server: &Server) -> Result<(u16, String, Duration)> {
-    let options = ConnectOptions {
-        connect_timeout: Duration::from_secs(2),
-        io_timeout: Duration::from_secs(3),
-        ..ConnectOptions::default()
-    };
-    let started = Instant::now();
-    let mut stream = pod.connect_with(server.address(), &options)?;
-    let response = http::get(&mut stream, "primary", "/")?;
-    Ok((response.status, response.text(), started.elapsed()))
-}
-
-fn describe(delta: &Counters, sent: u64, pod: &Pod, servers: &[Server]) {
-    println!("\n   What the daemon counted for those {sent} requests:");
+/// Sends one request on a new connection and says what the client got.
+fn send(pod: &Pod, primary: &PrimaryServer, step: &Step) -> Result<()> {
+    let address = primary
+        .addresses()
+        .into_iter()
+        .find(|address| address.is_ipv6() == (step.family == Family::V6))
+        .context("no primary address of that family")?;
+    let request = &step.request;
+    let url = format!("http://{address}{}", request.target);
+    let mut client = Client::connect(pod, address)?;
+    let (raw, took) = client.exchange(request)?;
+    let response = mirror_tests::wire::read_response(
+        &mut mirror_tests::wire::Reader::new(raw.as_slice()),
+        &request.method,
+    )?;
     println!(
-        "   - connections it accepted from interception: {} (mirror_intercepted_connections_total)",
-        delta.intercepted
+        "   {} {url} ({}): the client got {} {:?} in {took:.1?}",
+        request.method,
+        if step.copied {
+            "an orders-API request"
+        } else {
+            "not under /api/"
+        },
+        response.status(),
+        String::from_utf8_lossy(&response.body.data).trim_end()
+    );
+    ensure!(
+        raw == request.expected_response(),
+        "the response differs from what the primary sends"
+    );
+    println!("      byte for byte what the primary sent");
+    Ok(())
+}
+
+fn describe_copy(copy: &RecordedRequest) {
+    println!(
+        "   {} {}  Host: {}  x-shadow: {}  authorization: {}",
+        copy.method(),
+        copy.target(),
+        copy.header("host").unwrap_or("(none)"),
+        copy.header("x-shadow").unwrap_or("(none)"),
+        copy.header("authorization").unwrap_or("(removed)")
+    );
+    if !copy.body.data.is_empty() {
+        println!("      body: {}", String::from_utf8_lossy(&copy.body.data));
+    }
+}
+
+/// What is wrong with the copies, if anything.
+fn check_copies(steps: &[Step], copies: &[RecordedRequest]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let shadow_host = format!("{HOST}-shadow");
+    for step in steps {
+        let request = &step.request;
+        let found: Vec<&RecordedRequest> = copies
+            .iter()
+            .filter(|copy| copy.method() == request.method && copy.target() == request.target)
+            .collect();
+        match (step.copied, found.as_slice()) {
+            (false, []) => {}
+            (false, _) => {
+                problems.push(format!("{} was copied but matches no rule", request.target))
+            }
+            (true, [copy]) => {
+                if copy.header("host") != Some(shadow_host.as_str())
+                    || copy.header("x-shadow") != Some("true")
+                    || copy.header("authorization").is_some()
+                    || copy.header("connection").is_some()
+                    || copy.body.data != request.payload()
+                {
+                    problems.push(format!(
+                        "the copy of {} is not as configured",
+                        request.target
+                    ));
+                }
+            }
+            (true, found) => problems.push(format!(
+                "{} reached the shadow {} times instead of once",
+                request.target,
+                found.len()
+            )),
+        }
+    }
+    problems
+}
+
+fn describe_counters(delta: &Counters, mirror: &MirrorCounters) {
+    println!("\n   What the daemon counted (its /metrics):");
+    println!(
+        "   - connections intercepted: {} (mirror_intercepted_connections_total); kernel: {} SYNs \
+         matched a rule, {} handed to the daemon",
+        delta.intercepted, delta.syn_matched, delta.assigned
     );
     println!(
         "   - bytes relayed pod -> primary: {}, primary -> pod: {}",
         delta.client_to_primary_bytes, delta.primary_to_client_bytes
     );
     println!(
-        "   - kernel: {} SYNs matched a rule, {} handed to the daemon's listener, {} later \
-         packets steered, {} passed because no listener, {} passed by the watchdog",
-        delta.syn_matched,
-        delta.assigned,
-        delta.steered,
-        delta.passed_no_listener,
-        delta.passed_watchdog
+        "   - HTTP requests framed: {} (mirror_requests_framed_total), of which {} matched no \
+         mirror rule",
+        mirror.framed, mirror.unmatched
     );
-    // Distinct peers: the relay's addresses when intercepted, the pod's when not.
-    let peers: std::collections::BTreeSet<String> = servers
-        .iter()
-        .flat_map(Server::peers)
-        .map(|peer| peer.ip().to_string())
-        .collect();
-    let peers: Vec<String> = peers.into_iter().collect();
     println!(
-        "   - the primary saw connections from: {} (the pod is {} / {})",
-        peers.join(", "),
-        pod.v4(),
-        pod.v6()
+        "   - copies mirrored to \"{TARGET}\": {} (mirror_copies_total{{outcome=\"mirrored\"}})",
+        mirror.copies("mirrored")
+    );
+    println!(
+        "   - shadow responses: {} answered 2xx (mirror_shadow_responses_total), {} errors \
+         (mirror_shadow_errors_total); the clients never waited for them",
+        mirror.shadow_2xx,
+        mirror.shadow_errors.iter().sum::<u64>()
     );
 }

@@ -104,8 +104,8 @@ fn main() -> ExitCode {
     }
 }
 
+/// One line on stderr, whatever the log format, and the exit code.
 fn fatal(code: u8, message: &str) -> ExitCode {
-    tracing::error!("{message}");
     eprintln!("mirror-daemon: {message}");
     ExitCode::from(code)
 }

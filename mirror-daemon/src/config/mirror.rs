@@ -329,7 +329,14 @@ impl Mirror {
             }
             if let Some(pattern) = &m.path_regex {
                 if let Err(e) = regex::Regex::new(pattern) {
-                    return Err(invalid(&key("match.path_regex"), e.to_string()));
+                    // The regex crate draws a multi-line caret diagram; its last line says it all.
+                    let text = e.to_string();
+                    let reason = text.lines().last().unwrap_or_default();
+                    let reason = reason.trim().trim_start_matches("error: ");
+                    return Err(invalid(
+                        &key("match.path_regex"),
+                        format!("{pattern:?} is not a valid regex: {reason}"),
+                    ));
                 }
             }
             if let Some(host) = &m.host {

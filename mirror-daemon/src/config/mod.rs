@@ -4,6 +4,7 @@
 //! typo never silently falls back to a default. [`Config::from_toml`] is the only way in, and it
 //! validates everything it can before the daemon touches the kernel.
 
+mod locate;
 mod mirror;
 
 use std::{net::SocketAddr, path::Path, time::Duration};
@@ -21,14 +22,12 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
-    #[error("invalid config {origin}: {source}")]
-    Parse {
-        origin: String,
-        source: Box<toml::de::Error>,
-    },
-    #[error("invalid config {origin}: {key}: {message}")]
+    /// One line: where (file, line, column), which key, and what is wrong.
+    #[error("invalid config {origin}:{line}:{column}: {key}: {message}")]
     Invalid {
         origin: String,
+        line: usize,
+        column: usize,
         key: String,
         message: String,
     },
@@ -166,19 +165,23 @@ impl Config {
 
     /// Parses and validates TOML; `origin` names the source in error messages.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, Error> {
-        let config: Config = toml::from_str(text).map_err(|source| Error::Parse {
-            origin: origin.to_string(),
-            source: Box::new(source),
-        })?;
-        config.validate(origin)?;
+        let config: Config = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|error| {
+                let key = match error.path().to_string() {
+                    path if path == "." => "(top level)".to_string(),
+                    path => path,
+                };
+                let error = error.into_inner();
+                let span = error.span().or_else(|| locate::span_of(text, &key));
+                invalid_at(text, origin, &key, error.message(), span)
+            })?;
+        config.validate(text, origin)?;
         Ok(config)
     }
 
-    fn validate(&self, origin: &str) -> Result<(), Error> {
-        let invalid = |key: &str, message: String| Error::Invalid {
-            origin: origin.to_string(),
-            key: key.to_string(),
-            message,
+    fn validate(&self, text: &str, origin: &str) -> Result<(), Error> {
+        let invalid = |key: &str, message: String| {
+            invalid_at(text, origin, key, &message, locate::span_of(text, key))
         };
         let interception = &self.interception;
         if interception.interfaces.is_empty() {
@@ -271,6 +274,25 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+/// An [`Error::Invalid`] at `span` of `text` (the top of the file when unknown).
+fn invalid_at(
+    text: &str,
+    origin: &str,
+    key: &str,
+    message: &str,
+    span: Option<std::ops::Range<usize>>,
+) -> Error {
+    let (line, column) = locate::line_column(text, span.map_or(0, |s| s.start));
+    Error::Invalid {
+        origin: origin.to_string(),
+        line,
+        column,
+        key: key.to_string(),
+        // TOML syntax errors span several lines; a config error is one line.
+        message: message.trim().replace('\n', "; "),
     }
 }
 

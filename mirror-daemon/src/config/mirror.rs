@@ -10,12 +10,26 @@ use serde::{Deserialize, Serialize};
 
 use super::Error;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Mirror {
+    /// Bytes of copies (heads and bodies) the daemon holds for all targets together; copies that
+    /// do not fit are dropped and counted. Bounds the shadow path's memory.
+    pub max_buffered_bytes: u64,
     pub framing: Framing,
     pub targets: Vec<Target>,
     pub rules: Vec<MirrorRule>,
+}
+
+impl Default for Mirror {
+    fn default() -> Self {
+        Self {
+            max_buffered_bytes: 64 * 1024 * 1024,
+            framing: Framing::default(),
+            targets: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
 }
 
 /// Limits of the HTTP/1.1 framing of intercepted connections; beyond them a connection is
@@ -198,6 +212,12 @@ pub fn split_host_port(address: &str) -> Option<(&str, u16)> {
 
 impl Mirror {
     pub(super) fn validate(&self, invalid: &dyn Fn(&str, String) -> Error) -> Result<(), Error> {
+        if self.max_buffered_bytes < 1024 * 1024 {
+            return Err(invalid(
+                "mirror.max_buffered_bytes",
+                "must be at least 1048576 (1 MiB)".into(),
+            ));
+        }
         if !(128..=1 << 20).contains(&self.framing.max_header_bytes) {
             return Err(invalid(
                 "mirror.framing.max_header_bytes",

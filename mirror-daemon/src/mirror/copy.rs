@@ -15,8 +15,6 @@
 //! Framing fields (`Content-Length`, `Transfer-Encoding`) are kept: the body is copied as it was
 //! framed on the wire.
 
-use bytes::{BufMut, Bytes, BytesMut};
-
 use crate::{config, http::RequestHead};
 
 use super::rules::split_port;
@@ -63,14 +61,14 @@ impl Edits {
 }
 
 /// Builds the head of the copy of `head` under `edits`.
-pub fn build_head(head: &RequestHead, edits: &Edits) -> Bytes {
+pub fn build_head(head: &RequestHead, edits: &Edits) -> Vec<u8> {
     let raw = head.raw();
     let request_line_end = raw
         .windows(2)
         .position(|w| w == b"\r\n")
         .map_or(raw.len(), |p| p + 2);
-    let mut out = BytesMut::with_capacity(raw.len() + 64);
-    out.put_slice(&raw[..request_line_end]);
+    let mut out = Vec::with_capacity(raw.len() + 64);
+    out.extend_from_slice(&raw[..request_line_end]);
 
     let named_by_connection: Vec<String> = head
         .headers()
@@ -102,8 +100,8 @@ pub fn build_head(head: &RequestHead, edits: &Edits) -> Bytes {
     for (name, value) in &edits.add {
         put_field(&mut out, name, value.as_bytes());
     }
-    out.put_slice(b"\r\n");
-    out.freeze()
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 fn is_hop_by_hop(lower: &str) -> bool {
@@ -127,11 +125,11 @@ fn rewrite_host(value: &[u8], rewrite: &HostRewrite) -> Vec<u8> {
     }
 }
 
-fn put_field(out: &mut BytesMut, name: &str, value: &[u8]) {
-    out.put_slice(name.as_bytes());
-    out.put_slice(b": ");
-    out.put_slice(value);
-    out.put_slice(b"\r\n");
+fn put_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -158,7 +156,7 @@ mod tests {
     }
 
     fn copy(request: &str, edits: &Edits) -> String {
-        String::from_utf8(build_head(&head(request), edits).to_vec()).expect("utf8")
+        String::from_utf8(build_head(&head(request), edits)).expect("utf8")
     }
 
     #[test]

@@ -11,16 +11,19 @@
 //!
 //! Each (request, target) pair ends in exactly one outcome, counted in
 //! `mirror_copies_total{target, outcome}`: `mirrored`, `sampled_out`, `method_not_allowed`,
-//! `body_over_cap`, `queue_full`, `body_backpressure` (the target fell behind mid-body) or
-//! `abandoned` (the request never completed: tunnel, connection end, or the sender gave up).
+//! `body_over_cap`, `queue_full` (the target's queue, or the daemon's buffer budget, is full),
+//! `body_backpressure` (the target fell behind mid-body, or the budget ran out) or `abandoned`
+//! (the request never completed: tunnel, connection end, or the sender gave up).
+//!
+//! Memory: copies are charged to one budget, `mirror.max_buffered_bytes` ([`budget`]).
 
+pub mod budget;
 pub mod copy;
 pub mod rules;
 pub mod sampling;
 
 use std::{net::SocketAddr, sync::Arc};
 
-use bytes::Bytes;
 use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
@@ -71,6 +74,7 @@ pub struct Engine {
     rules: Vec<rules::Rule>,
     targets: Vec<Target>,
     limits: FramingLimits,
+    budget: Arc<budget::Budget>,
     requests_framed: Counter,
     requests_unmatched: Counter,
     tunnels: Family<[(&'static str, &'static str); 1], Counter>,
@@ -156,6 +160,7 @@ impl Engine {
                 max_header_bytes: config.framing.max_header_bytes,
                 max_headers: config.framing.max_headers,
             },
+            budget: budget::Budget::new(config.max_buffered_bytes),
             requests_framed,
             requests_unmatched,
             tunnels,
@@ -262,8 +267,12 @@ impl Tap {
             } else {
                 (None, None)
             };
+            let Some(copy_head) = engine.budget.adopt(copy::build_head(head, &target.edits)) else {
+                target.outcomes.queue_full.inc();
+                continue;
+            };
             let request = ShadowRequest {
-                head: copy::build_head(head, &target.edits),
+                head: copy_head,
                 body,
                 body_rx: rx,
                 is_head: head.method() == "HEAD",
@@ -294,8 +303,14 @@ impl Tap {
         if self.copies.is_empty() || data.is_empty() {
             return;
         }
-        let data = Bytes::copy_from_slice(data);
         let targets = &self.engine.targets;
+        // One buffer, shared by every target's copy.
+        let Some(data) = self.engine.budget.copy(data) else {
+            for copy in self.copies.drain(..) {
+                targets[copy.target].outcomes.body_backpressure.inc();
+            }
+            return;
+        };
         self.copies.retain_mut(|copy| {
             let target = &targets[copy.target];
             copy.sent += data.len() as u64;

@@ -66,6 +66,8 @@ pub mod counter {
     ];
 }
 
+/// Bits of the LPM key that cover the rule generation.
+pub const GENERATION_BITS: u32 = 8;
 /// Bits of the LPM key that cover the port.
 pub const PORT_BITS: u32 = 16;
 /// Bits of the LPM key that cover the address (IPv4 is stored IPv4-mapped, `::ffff:a.b.c.d`).
@@ -75,13 +77,17 @@ pub const V4_MAPPED_BITS: u32 = 96;
 /// Port value meaning "any port" in an intercept rule.
 pub const ANY_PORT: u16 = 0;
 
-/// Data part of an intercept-rule LPM key: destination port then destination address.
+/// Data part of an intercept-rule LPM key: rule generation, destination port, destination address.
 ///
-/// The port comes first so that a prefix can cover "this port, this CIDR"; rules for every port
-/// are stored under [`ANY_PORT`] and looked up second.
+/// The generation comes first so that a reload can write a whole new rule set beside the old one
+/// and switch to it with one update of [`Settings::rules_generation`]. The port comes before the
+/// address so that a prefix can cover "this port, this CIDR"; rules for every port are stored
+/// under [`ANY_PORT`] and looked up second.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InterceptKey {
+    /// The rule set this entry belongs to (see [`Settings::rules_generation`]).
+    pub generation: u8,
     /// Destination port, network byte order.
     pub port: [u8; 2],
     /// Destination address, IPv6 or IPv4-mapped IPv6, network byte order.
@@ -90,21 +96,22 @@ pub struct InterceptKey {
 
 impl InterceptKey {
     /// Full-length prefix for a lookup key.
-    pub const LOOKUP_PREFIX_LEN: u32 = PORT_BITS + ADDR_BITS;
+    pub const LOOKUP_PREFIX_LEN: u32 = GENERATION_BITS + PORT_BITS + ADDR_BITS;
 
     /// Prefix length for a rule on an IPv4 CIDR of `prefix` bits.
     pub const fn v4_prefix_len(prefix: u8) -> u32 {
-        PORT_BITS + V4_MAPPED_BITS + prefix as u32
+        GENERATION_BITS + PORT_BITS + V4_MAPPED_BITS + prefix as u32
     }
 
     /// Prefix length for a rule on an IPv6 CIDR of `prefix` bits.
     pub const fn v6_prefix_len(prefix: u8) -> u32 {
-        PORT_BITS + prefix as u32
+        GENERATION_BITS + PORT_BITS + prefix as u32
     }
 
     /// Key data for an IPv4 destination (address in network byte order).
-    pub const fn v4(port: u16, addr: [u8; 4]) -> Self {
+    pub const fn v4(generation: u8, port: u16, addr: [u8; 4]) -> Self {
         Self {
+            generation,
             port: port.to_be_bytes(),
             addr: [
                 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3],
@@ -113,8 +120,9 @@ impl InterceptKey {
     }
 
     /// Key data for an IPv6 destination (address in network byte order).
-    pub const fn v6(port: u16, addr: [u8; 16]) -> Self {
+    pub const fn v6(generation: u8, port: u16, addr: [u8; 16]) -> Self {
         Self {
+            generation,
             port: port.to_be_bytes(),
             addr,
         }
@@ -139,6 +147,10 @@ pub struct Settings {
     pub mark_mask: u32,
     /// A SYN is passed untouched when the heartbeat is older than this; 0 disables the watchdog.
     pub watchdog_timeout_ns: u64,
+    /// The generation of intercept rules in force (low 8 bits; see [`InterceptKey::generation`]).
+    pub rules_generation: u32,
+    /// Explicit padding to 8-byte alignment.
+    pub _pad: u32,
 }
 
 /// Address family values used in [`FlowKey::family`].
@@ -176,18 +188,19 @@ mod tests {
 
     #[test]
     fn map_types_have_no_implicit_padding() {
-        assert_eq!(size_of::<InterceptKey>(), 2 + 16);
+        assert_eq!(size_of::<InterceptKey>(), 1 + 2 + 16);
         assert_eq!(size_of::<InterceptValue>(), 4);
-        assert_eq!(size_of::<Settings>(), 4 + 4 + 8);
+        assert_eq!(size_of::<Settings>(), 4 + 4 + 8 + 4 + 4);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 4);
     }
 
     #[test]
     fn v4_keys_are_ipv4_mapped() {
-        let key = InterceptKey::v4(8080, [10, 96, 0, 10]);
+        let key = InterceptKey::v4(1, 8080, [10, 96, 0, 10]);
+        assert_eq!(key.generation, 1);
         assert_eq!(key.port, [0x1f, 0x90]);
         assert_eq!(&key.addr[10..], &[0xff, 0xff, 10, 96, 0, 10]);
-        assert_eq!(InterceptKey::v4_prefix_len(24), 16 + 96 + 24);
-        assert_eq!(InterceptKey::v6_prefix_len(64), 16 + 64);
+        assert_eq!(InterceptKey::v4_prefix_len(24), 8 + 16 + 96 + 24);
+        assert_eq!(InterceptKey::v6_prefix_len(64), 8 + 16 + 64);
     }
 }

@@ -1,4 +1,5 @@
-//! The admin endpoint: `/metrics` (Prometheus text), `/healthz`, `/readyz`.
+//! The admin endpoint: `/metrics` (Prometheus text), `/healthz`, `/readyz`, `/config` (the
+//! effective config, as TOML).
 //!
 //! It runs on its own address (loopback by default), never on the intercepted path.
 
@@ -23,6 +24,8 @@ use tracing::debug;
 /// What the endpoint serves.
 pub struct State {
     pub registry: Registry,
+    /// The config in force, for `/config`.
+    pub config: Arc<arc_swap::ArcSwap<crate::config::Config>>,
     /// Programs attached and listeners registered.
     pub ready: AtomicBool,
 }
@@ -72,6 +75,17 @@ fn respond(request: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> 
             );
             response
         }
+        "/config" => match toml::to_string_pretty(&**state.config.load()) {
+            Ok(body) => {
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/toml"),
+                );
+                response
+            }
+            Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n"),
+        },
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if state.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),

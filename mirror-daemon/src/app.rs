@@ -2,28 +2,29 @@
 //! order on SIGTERM/SIGINT.
 //!
 //! Start: admin endpoint (serving, not ready) -> mirror engine -> kernel interception ->
-//! listeners registered -> ready. A signal during start-up is acted on as soon as the kernel
+//! listeners registered -> ready; from then on the config is reloaded on SIGHUP and on file
+//! changes ([`reload`]). A signal during start-up is acted on as soon as the kernel
 //! set-up returns (it is never interrupted half-way, so it can always be undone).
 //! Stop: not ready -> listeners leave the SOCKMAP (new flows go direct) -> open connections drain
 //! until the deadline, then are reset -> kernel interception removed -> shadow senders stopped.
 
 use std::{
     io,
+    path::PathBuf,
     sync::{atomic::Ordering, Arc},
     time::Duration,
 };
 
+use arc_swap::ArcSwap;
+
 use prometheus_client::registry::Registry;
-use tokio::{
-    signal::unix::{signal, SignalKind},
-    sync::Semaphore,
-};
+use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
 use crate::{
     admin, config::Config, connection, interception, interception::Interception, listener, metrics,
-    mirror,
+    mirror, reload,
 };
 
 /// Kernel set-up that takes longer than this is given up (and undone at the next start).
@@ -50,20 +51,33 @@ pub enum Error {
     Mirror(#[from] mirror::Error),
 }
 
-/// Runs the daemon until a termination signal, then drains and cleans up.
-pub async fn run(config: Config) -> Result<(), Error> {
+/// Runs the daemon until a termination signal, then drains and cleans up. `path` is where
+/// `config` came from (reloaded from there), `None` for the embedded default.
+pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), Error> {
     let stop = stop_on_signal()?;
     let mut registry = Registry::default();
     let metrics = Arc::new(metrics::Metrics::register(&mut registry));
     let kernel = metrics::KernelCollector::default();
     registry.register_collector(Box::new(kernel.clone()));
+    let mirror_metrics = mirror::Metrics::register(&mut registry);
+    // Registered now: metrics cannot be added once the registry serves.
+    let reloads = reload::Metrics::register(&mut registry);
     let mirror = if config.mirror.rules.is_empty() {
         None
     } else {
         Some(Arc::new(mirror::Engine::new(
             &config.mirror,
-            &mut registry,
+            &mirror_metrics,
+            None,
         )?))
+    };
+    let shared_config = Arc::new(ArcSwap::from_pointee(config.clone()));
+    let abort = CancellationToken::new();
+    let connection = connection::Context {
+        relay: config.relay.clone(),
+        metrics,
+        mirror,
+        abort: abort.clone(),
     };
     let admin_listener = tokio::net::TcpListener::bind(config.admin.address)
         .await
@@ -73,6 +87,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
         })?;
     let admin_state = Arc::new(admin::State {
         registry,
+        config: shared_config.clone(),
         ready: Default::default(),
     });
     let admin_stop = CancellationToken::new();
@@ -89,24 +104,23 @@ pub async fn run(config: Config) -> Result<(), Error> {
         Ok(Ok(interception)) => {
             let interception = Arc::new(interception);
             let _ = kernel.0.set(interception.clone());
-            let result = serve(
-                &config,
-                &interception,
-                metrics,
-                mirror.clone(),
-                &admin_state,
-                stop,
-            )
-            .await;
+            let live = Arc::new(reload::Live::new(
+                shared_config,
+                interception.clone(),
+                connection,
+                mirror_metrics,
+                reloads,
+            ));
+            let result = serve(&live, path, &admin_state, &abort, stop).await;
             interception.shutdown().await;
+            if let Some(mirror) = &live.connection.load().mirror {
+                mirror.shutdown(SHADOW_DEADLINE).await;
+            }
             result
         }
         Ok(Err(e)) => Err(e.into()),
         Err(e) => Err(e),
     };
-    if let Some(mirror) = mirror {
-        mirror.shutdown(SHADOW_DEADLINE).await;
-    }
     admin_stop.cancel();
     let _ = admin_task.await;
     result
@@ -129,29 +143,21 @@ fn stop_on_signal() -> Result<CancellationToken, Error> {
 }
 
 async fn serve(
-    config: &Config,
-    interception: &Arc<Interception>,
-    metrics: Arc<metrics::Metrics>,
-    mirror: Option<Arc<mirror::Engine>>,
+    live: &Arc<reload::Live>,
+    path: Option<PathBuf>,
     admin_state: &admin::State,
+    abort: &CancellationToken,
     stop: CancellationToken,
 ) -> Result<(), Error> {
     let listeners = listener::bind().map_err(Error::Listen)?;
-    let abort = CancellationToken::new();
     let shared = Arc::new(listener::Shared {
-        interception: interception.clone(),
-        connection: Arc::new(connection::Context {
-            relay: config.relay.clone(),
-            metrics,
-            mirror,
-            abort: abort.clone(),
-        }),
-        limit: Arc::new(Semaphore::new(config.relay.max_connections)),
+        live: live.clone(),
         tracker: TaskTracker::new(),
     });
-    interception.beat();
+    live.interception.beat();
     for listener in &listeners {
-        interception.register_listener(listener.slot, &listener.inner)?;
+        live.interception
+            .register_listener(listener.slot, &listener.inner)?;
     }
     let stop_accepting = CancellationToken::new();
     let accept_loops: Vec<_> = listeners
@@ -164,8 +170,9 @@ async fn serve(
             ))
         })
         .collect();
+    let reloader = tokio::spawn(reload::watch(path, live.clone(), stop.clone()));
     admin_state.ready.store(true, Ordering::Release);
-    info!(admin = %config.admin.address, "ready");
+    info!(admin = %live.config.load().admin.address, "ready");
 
     stop.cancelled().await;
     admin_state.ready.store(false, Ordering::Release);
@@ -173,7 +180,9 @@ async fn serve(
     for task in accept_loops {
         let _ = task.await;
     }
-    drain(&shared.tracker, config.shutdown.drain_timeout, &abort).await;
+    let _ = reloader.await;
+    let deadline = live.config.load().shutdown.drain_timeout;
+    drain(&shared.tracker, deadline, abort).await;
     Ok(())
 }
 

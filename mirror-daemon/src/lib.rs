@@ -6,8 +6,8 @@
 //! [`listener`] (transparent listeners, accept loop, watchdog) ->
 //! [`connection`] (original destination, connect to the primary) ->
 //! [`relay`] (bytes both ways) -> [`http`] (framing the client's requests) -> [`mirror`]
-//! (which copies to make) -> [`shadow`] (delivering them). [`app`] wires them; [`admin`] and
-//! [`metrics`] observe them.
+//! (which copies to make) -> [`shadow`] (delivering them). [`app`] wires them, [`reload`]
+//! replaces their configuration while they run; [`admin`] and [`metrics`] observe them.
 
 pub mod admin;
 pub mod app;
@@ -19,4 +19,5 @@ pub mod listener;
 pub mod metrics;
 pub mod mirror;
 pub mod relay;
+pub mod reload;
 pub mod shadow;

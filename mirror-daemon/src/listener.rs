@@ -13,11 +13,11 @@ use std::{io, net::SocketAddr, os::fd::AsRawFd, sync::Arc, time::Duration};
 
 use futures::FutureExt;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
-use crate::{connection, interception::Interception};
+use crate::{connection, reload::Live};
 
 /// How often the accept loop beats the watchdog.
 pub const BEAT_INTERVAL: Duration = Duration::from_millis(250);
@@ -80,9 +80,7 @@ fn set_ipv6_transparent(socket: &Socket) -> io::Result<()> {
 
 /// What the accept loops share.
 pub struct Shared {
-    pub interception: Arc<Interception>,
-    pub connection: Arc<connection::Context>,
-    pub limit: Arc<Semaphore>,
+    pub live: Arc<Live>,
     pub tracker: TaskTracker,
 }
 
@@ -92,17 +90,17 @@ pub async fn accept_loop(listener: Listener, shared: Arc<Shared>, stop: Cancella
     let mut beat = tokio::time::interval(BEAT_INTERVAL);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let permit = match shared.limit.clone().try_acquire_owned() {
+        let permit = match shared.live.limit.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                shared.interception.unregister_listener(slot);
+                shared.live.interception.unregister_listener(slot);
                 warn!(
                     slot,
                     "connection limit reached: new flows go direct until connections close"
                 );
                 let permit = tokio::select! {
                     _ = stop.cancelled() => break,
-                    permit = shared.limit.clone().acquire_owned() => permit,
+                    permit = shared.live.limit.clone().acquire_owned() => permit,
                 };
                 let Ok(permit) = permit else { break };
                 register(&shared, slot, &inner);
@@ -112,17 +110,17 @@ pub async fn accept_loop(listener: Listener, shared: Arc<Shared>, stop: Cancella
         };
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = beat.tick() => shared.interception.beat(),
+            _ = beat.tick() => shared.live.interception.beat(),
             accepted = inner.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let context = shared.connection.clone();
+                    let context = shared.live.connection.load_full();
                     shared.tracker.spawn(async move {
                         connection::serve(stream, peer, context).await;
                         drop(permit);
                     });
                 }
                 Err(e) if is_out_of_descriptors(&e) => {
-                    shared.interception.unregister_listener(slot);
+                    shared.live.interception.unregister_listener(slot);
                     warn!(slot, error = %e, "out of file descriptors: new flows go direct for a moment");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     register(&shared, slot, &inner);
@@ -132,9 +130,9 @@ pub async fn accept_loop(listener: Listener, shared: Arc<Shared>, stop: Cancella
         }
     }
     // New flows go direct from here on; connections already queued are still served.
-    shared.interception.unregister_listener(slot);
+    shared.live.interception.unregister_listener(slot);
     while let Some(Ok((stream, peer))) = inner.accept().now_or_never() {
-        let context = shared.connection.clone();
+        let context = shared.live.connection.load_full();
         shared
             .tracker
             .spawn(async move { connection::serve(stream, peer, context).await });
@@ -142,7 +140,7 @@ pub async fn accept_loop(listener: Listener, shared: Arc<Shared>, stop: Cancella
 }
 
 fn register(shared: &Shared, slot: u32, listener: &TcpListener) {
-    if let Err(e) = shared.interception.register_listener(slot, listener) {
+    if let Err(e) = shared.live.interception.register_listener(slot, listener) {
         warn!(slot, error = %e, "kernel: could not register the listener; its flows go direct");
     }
 }

@@ -68,9 +68,9 @@ fn main() -> ExitCode {
             Err(e) => fatal(EX_USAGE, &e.to_string()),
         },
         Command::Run { config } => {
-            let config = match config {
-                Some(path) => Config::from_file(&path),
-                None => Config::embedded_default(),
+            let (config, path) = match config {
+                Some(path) => (Config::from_file(&path), Some(path)),
+                None => (Config::embedded_default(), None),
             };
             let config = match config {
                 Ok(config) => config,
@@ -89,7 +89,7 @@ fn main() -> ExitCode {
                 Ok(runtime) => runtime,
                 Err(e) => return fatal(EX_SOFTWARE, &format!("cannot start the runtime: {e}")),
             };
-            match runtime.block_on(app::run(config)) {
+            match runtime.block_on(app::run(config, path)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(app::Error::Interception(e)) if e.is_permission_denied() => {
                     fatal(EX_NOPERM, &format!("missing privilege: {e}"))

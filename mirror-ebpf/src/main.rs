@@ -76,10 +76,10 @@ pub fn mirror_tc_ingress(ctx: TcContext) -> i32 {
 
 fn try_tc_ingress(ctx: &TcContext) -> Result<i32, i32> {
     let packet = parse(ctx).ok_or(TC_ACT_UNSPEC)?;
-    if !matches_rule(&packet) {
+    let settings = SETTINGS.get(0).ok_or(TC_ACT_UNSPEC)?;
+    if !matches_rule(&packet, settings.rules_generation as u8) {
         return Ok(TC_ACT_UNSPEC);
     }
-    let settings = SETTINGS.get(0).ok_or(TC_ACT_UNSPEC)?;
     if packet.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN {
         select_new_flow(ctx, &packet, settings);
     } else {
@@ -130,12 +130,12 @@ fn parse(ctx: &TcContext) -> Option<Packet> {
     })
 }
 
-fn matches_rule(packet: &Packet) -> bool {
+fn matches_rule(packet: &Packet, generation: u8) -> bool {
     let key = |port| {
         let data = if packet.family == FAMILY_V4 {
-            InterceptKey::v4(port, packet.dst[0].to_ne_bytes())
+            InterceptKey::v4(generation, port, packet.dst[0].to_ne_bytes())
         } else {
-            InterceptKey::v6(port, words_to_bytes(&packet.dst))
+            InterceptKey::v6(generation, port, words_to_bytes(&packet.dst))
         };
         Key::new(InterceptKey::LOOKUP_PREFIX_LEN, data)
     };

@@ -51,7 +51,7 @@ impl Default for Framing {
 }
 
 /// Where copies go, and how.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     pub name: String,
@@ -99,7 +99,7 @@ pub struct Target {
 }
 
 /// TLS to the target (rustls).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
     /// SNI and certificate name; defaults to the host of `address`.

@@ -204,12 +204,18 @@ impl Config {
                 )
             })?;
         }
-        if interception.rules.len() > mirror_common::MAX_INTERCEPT_RULES as usize / 8 {
+        // Two generations of rules coexist for a moment during a reload.
+        let entries: usize = interception
+            .rules
+            .iter()
+            .map(|r| r.ports.len().max(1))
+            .sum();
+        if entries > mirror_common::MAX_INTERCEPT_RULES as usize / 2 {
             return Err(invalid(
                 "interception.rules",
                 format!(
-                    "at most {} rules are supported",
-                    mirror_common::MAX_INTERCEPT_RULES / 8
+                    "{entries} (CIDR, port) pairs; at most {} are supported",
+                    mirror_common::MAX_INTERCEPT_RULES / 2
                 ),
             ));
         }

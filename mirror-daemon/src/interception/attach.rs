@@ -63,6 +63,8 @@ pub struct Attacher {
     config: config::Interception,
     mode: Mode,
     attached: HashMap<u32, Attached>,
+    /// Every interface seen (index -> name), watched or not, to re-evaluate globs on reload.
+    known: HashMap<u32, String>,
     /// Interfaces on which this daemon added the clsact qdisc (removed again at exit).
     created_clsact: HashSet<String>,
 }
@@ -95,6 +97,7 @@ impl Attacher {
             config,
             mode,
             attached: HashMap::new(),
+            known: HashMap::new(),
             created_clsact: HashSet::new(),
         })
     }
@@ -112,8 +115,32 @@ impl Attacher {
         self.config.watches(name)
     }
 
-    /// Attaches the classifier at ingress of `name` (index `index`), once.
+    /// Takes new interface globs: attaches to interfaces that match now, detaches from the rest.
+    pub fn set_config(&mut self, config: config::Interception) {
+        self.config = config;
+        let known: Vec<(u32, String)> = self
+            .known
+            .iter()
+            .map(|(index, name)| (*index, name.clone()))
+            .collect();
+        for (index, name) in known {
+            if self.watches(&name) {
+                self.attach(index, &name);
+            } else if self.attached.contains_key(&index) {
+                self.forget(index);
+            }
+        }
+    }
+
+    /// Records that interface `index` is gone.
+    pub fn vanished(&mut self, index: u32) {
+        self.known.remove(&index);
+        self.forget(index);
+    }
+
+    /// Attaches the classifier at ingress of `name` (index `index`), once, if a glob matches.
     pub fn attach(&mut self, index: u32, name: &str) {
+        self.known.insert(index, name.to_string());
         if let Some(existing) = self.attached.get(&index) {
             if existing.name == name {
                 return;

@@ -67,7 +67,7 @@ pub async fn watch(attacher: Arc<Mutex<Attacher>>, stop: CancellationToken) -> R
                             }
                         }
                         NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
-                            super::lock(&attacher).forget(link.header.index);
+                            super::lock(&attacher).vanished(link.header.index);
                         }
                         _ => {}
                     }

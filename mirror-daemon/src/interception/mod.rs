@@ -60,21 +60,36 @@ impl Error {
 /// The kernel side, set up and owned by the daemon.
 pub struct Interception {
     attacher: Arc<Mutex<attach::Attacher>>,
+    rules: Mutex<Rules>,
     listeners: Mutex<SockMap<MapData>>,
     heartbeat: Mutex<Array<MapData, u64>>,
     counters: PerCpuArray<MapData, u64>,
     routing: routing::PolicyRouting,
     early_demux: sysctl::EarlyDemux,
     watcher: CancellationToken,
-    rules: Vec<config::InterceptRule>,
+}
+
+/// The intercept-rule trie, the settings, and which generation of rules is in force.
+struct Rules {
+    trie: LpmTrie<MapData, InterceptKey, InterceptValue>,
+    settings: Array<MapData, Settings>,
+    generation: u8,
+    config: config::Interception,
 }
 
 impl Interception {
     /// Sets up interception as described in the module documentation.
     pub async fn start(config: &config::Interception) -> Result<Self, Error> {
         let mut ebpf = object::load()?;
-        fill_settings(&mut ebpf, config)?;
-        fill_rules(&mut ebpf, &config.rules)?;
+        let mut rules = Rules {
+            trie: LpmTrie::try_from(take_map(&mut ebpf, mirror_common::maps::INTERCEPT_RULES)?)
+                .map_err(|source| map_error(mirror_common::maps::INTERCEPT_RULES, source))?,
+            settings: Array::try_from(take_map(&mut ebpf, mirror_common::maps::SETTINGS)?)
+                .map_err(|source| map_error(mirror_common::maps::SETTINGS, source))?,
+            generation: 0,
+            config: config.clone(),
+        };
+        rules.write(0)?;
         let listeners = SockMap::try_from(take_map(&mut ebpf, mirror_common::maps::LISTENERS)?)
             .map_err(|source| map_error(mirror_common::maps::LISTENERS, source))?;
         let heartbeat = Array::try_from(take_map(&mut ebpf, mirror_common::maps::HEARTBEAT)?)
@@ -121,8 +136,24 @@ impl Interception {
             routing,
             early_demux,
             watcher,
-            rules: config.rules.clone(),
+            rules: Mutex::new(rules),
         })
+    }
+
+    /// Replaces the intercept rules, the watchdog timeout and the interface globs.
+    ///
+    /// The new rules are written beside the old ones under the other generation, and one update
+    /// of the settings switches the classifier to them: no packet sees a mix of the two sets.
+    /// Mark, table and rule priority cannot change while running (the caller checks).
+    pub fn update(&self, config: &config::Interception) -> Result<(), Error> {
+        {
+            let mut rules = lock(&self.rules);
+            let next = rules.generation ^ 1;
+            rules.config = config.clone();
+            rules.write(next)?;
+        }
+        lock(&self.attacher).set_config(config.clone());
+        Ok(())
     }
 
     /// Puts `listener` in its SOCKMAP slot: from now on, selected flows of its family reach it.
@@ -168,7 +199,7 @@ impl Interception {
         let created_clsact = lock(&self.attacher).detach_all();
         links::remove_clsact(&created_clsact).await;
         self.routing.remove().await;
-        self.early_demux.restore(&self.rules);
+        self.early_demux.restore(&lock(&self.rules).config.rules);
         info!("interception removed");
     }
 }
@@ -189,39 +220,55 @@ fn take_map(ebpf: &mut aya::Ebpf, name: &'static str) -> Result<aya::maps::Map, 
         .ok_or(Error::Object(object::Error::Missing(name)))
 }
 
-fn fill_settings(ebpf: &mut aya::Ebpf, config: &config::Interception) -> Result<(), Error> {
-    let name = mirror_common::maps::SETTINGS;
-    let map = ebpf
-        .map_mut(name)
-        .ok_or(Error::Object(object::Error::Missing(name)))?;
-    let mut settings: Array<_, Settings> =
-        Array::try_from(map).map_err(|source| map_error(name, source))?;
-    let value = Settings {
-        mark: config.fwmark,
-        mark_mask: config.fwmark,
-        watchdog_timeout_ns: u64::try_from(config.watchdog_timeout.as_nanos()).unwrap_or(u64::MAX),
-    };
-    settings
-        .set(0, value, 0)
-        .map_err(|source| map_error(name, source))
-}
-
-fn fill_rules(ebpf: &mut aya::Ebpf, rules: &[config::InterceptRule]) -> Result<(), Error> {
-    let name = mirror_common::maps::INTERCEPT_RULES;
-    let map = ebpf
-        .map_mut(name)
-        .ok_or(Error::Object(object::Error::Missing(name)))?;
-    let mut trie: LpmTrie<_, InterceptKey, InterceptValue> =
-        LpmTrie::try_from(map).map_err(|source| map_error(name, source))?;
-    for (key, value) in rule_entries(rules) {
-        trie.insert(&key, value, 0)
-            .map_err(|source| map_error(name, source))?;
+impl Rules {
+    /// Writes the configured rules under `generation`, switches the classifier to it, then
+    /// removes every entry of other generations.
+    fn write(&mut self, generation: u8) -> Result<(), Error> {
+        let trie_name = mirror_common::maps::INTERCEPT_RULES;
+        // Entries of `generation` left by an interrupted earlier write go first.
+        self.remove_all_but(self.generation)?;
+        for (key, value) in rule_entries(&self.config.rules, generation) {
+            self.trie
+                .insert(&key, value, 0)
+                .map_err(|source| map_error(trie_name, source))?;
+        }
+        let settings = Settings {
+            mark: self.config.fwmark,
+            mark_mask: self.config.fwmark,
+            watchdog_timeout_ns: u64::try_from(self.config.watchdog_timeout.as_nanos())
+                .unwrap_or(u64::MAX),
+            rules_generation: u32::from(generation),
+            _pad: 0,
+        };
+        self.settings
+            .set(0, settings, 0)
+            .map_err(|source| map_error(mirror_common::maps::SETTINGS, source))?;
+        self.generation = generation;
+        self.remove_all_but(generation)
     }
-    Ok(())
+
+    /// Removes the entries of every generation but `keep`.
+    fn remove_all_but(&mut self, keep: u8) -> Result<(), Error> {
+        let stale: Vec<Key<InterceptKey>> = self
+            .trie
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|key| key.data().generation != keep)
+            .collect();
+        for key in stale {
+            self.trie
+                .remove(&key)
+                .map_err(|source| map_error(mirror_common::maps::INTERCEPT_RULES, source))?;
+        }
+        Ok(())
+    }
 }
 
 /// The LPM entries that express `rules`: one per (CIDR, port), or one under [`ANY_PORT`].
-pub fn rule_entries(rules: &[config::InterceptRule]) -> Vec<(Key<InterceptKey>, InterceptValue)> {
+pub fn rule_entries(
+    rules: &[config::InterceptRule],
+    generation: u8,
+) -> Vec<(Key<InterceptKey>, InterceptValue)> {
     let mut entries = Vec::new();
     for (rule_id, rule) in rules.iter().enumerate() {
         let value = InterceptValue {
@@ -236,11 +283,11 @@ pub fn rule_entries(rules: &[config::InterceptRule]) -> Vec<(Key<InterceptKey>, 
             let key = match rule.cidr.addr() {
                 IpAddr::V4(addr) => Key::new(
                     InterceptKey::v4_prefix_len(rule.cidr.prefix_len()),
-                    InterceptKey::v4(port, addr.octets()),
+                    InterceptKey::v4(generation, port, addr.octets()),
                 ),
                 IpAddr::V6(addr) => Key::new(
                     InterceptKey::v6_prefix_len(rule.cidr.prefix_len()),
-                    InterceptKey::v6(port, addr.octets()),
+                    InterceptKey::v6(generation, port, addr.octets()),
                 ),
             };
             entries.push((key, value));
@@ -268,12 +315,12 @@ mod tests {
             cidr: "10.96.0.0/12".parse().expect("cidr"),
             ports: vec![80, 8080],
         }];
-        let entries = rule_entries(&rules);
+        let entries = rule_entries(&rules, 1);
         assert_eq!(entries.len(), 2);
         let (key, value) = &entries[1];
         let (prefix_len, data) = (key.prefix_len(), key.data());
-        assert_eq!(prefix_len, 16 + 96 + 12);
-        assert_eq!(data, InterceptKey::v4(8080, [10, 96, 0, 0]));
+        assert_eq!(prefix_len, 8 + 16 + 96 + 12);
+        assert_eq!(data, InterceptKey::v4(1, 8080, [10, 96, 0, 0]));
         assert_eq!(value.rule_id, 0);
     }
 
@@ -283,9 +330,9 @@ mod tests {
             cidr: "fd00:96::/64".parse().expect("cidr"),
             ports: vec![],
         }];
-        let entries = rule_entries(&rules);
+        let entries = rule_entries(&rules, 0);
         assert_eq!(entries.len(), 1);
-        assert_eq!(entries[0].0.prefix_len(), 16 + 64);
+        assert_eq!(entries[0].0.prefix_len(), 8 + 16 + 64);
         assert_eq!(entries[0].0.data().port, ANY_PORT.to_be_bytes());
     }
 }

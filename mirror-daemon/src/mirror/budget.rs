@@ -27,6 +27,11 @@ impl Budget {
         })
     }
 
+    /// The most bytes held at once.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
     /// Bytes held now.
     pub fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)

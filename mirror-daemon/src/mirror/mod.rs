@@ -69,72 +69,23 @@ struct Outcomes {
     abandoned: Counter,
 }
 
-/// Rules, targets and counters, shared by every connection.
-pub struct Engine {
-    rules: Vec<rules::Rule>,
-    targets: Vec<Target>,
-    limits: FramingLimits,
-    budget: Arc<budget::Budget>,
+/// The engine's metrics, registered once and shared by the engines successive reloads build.
+pub struct Metrics {
+    copies: Family<Vec<(&'static str, String)>, Counter>,
     requests_framed: Counter,
     requests_unmatched: Counter,
     tunnels: Family<[(&'static str, &'static str); 1], Counter>,
+    shadow: shadow::ShadowMetrics,
 }
 
-impl Engine {
-    /// Compiles the rules and starts one sender per target.
-    pub fn new(config: &config::Mirror, registry: &mut Registry) -> Result<Self, Error> {
-        let shadow_metrics = shadow::ShadowMetrics::register(registry);
-        let copies = Family::<Vec<(&'static str, String)>, Counter>::default();
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Arc<Self> {
+        let copies = Family::default();
         registry.register(
             "mirror_copies",
             "Request copies by target and outcome (mirrored, sampled_out, method_not_allowed, body_over_cap, queue_full, body_backpressure, abandoned)",
             copies.clone(),
         );
-        let mut targets = Vec::with_capacity(config.targets.len());
-        for target in &config.targets {
-            let sender = shadow::Target::spawn(target.clone(), &shadow_metrics).map_err(|e| {
-                Error::Target {
-                    name: target.name.clone(),
-                    message: e.to_string(),
-                }
-            })?;
-            let outcome = |outcome: &'static str| {
-                copies
-                    .get_or_create(&vec![
-                        ("target", target.name.clone()),
-                        ("outcome", outcome.into()),
-                    ])
-                    .clone()
-            };
-            targets.push(Target {
-                sender,
-                percent: target.percent,
-                sampling: target.sampling,
-                methods: target.methods.clone(),
-                max_body_bytes: target.max_body_bytes,
-                edits: copy::Edits::from_config(target),
-                outcomes: Outcomes {
-                    mirrored: outcome("mirrored"),
-                    sampled_out: outcome("sampled_out"),
-                    method_not_allowed: outcome("method_not_allowed"),
-                    body_over_cap: outcome("body_over_cap"),
-                    queue_full: outcome("queue_full"),
-                    body_backpressure: outcome("body_backpressure"),
-                    abandoned: outcome("abandoned"),
-                },
-            });
-        }
-        let index_of = |name: &str| config.targets.iter().position(|t| t.name == name);
-        let rules = config
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, rule)| {
-                rules::Rule::compile(i, rule, index_of)
-                    .map_err(|source| Error::Rule { rule: i, source })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-
         let requests_framed = Counter::default();
         registry.register(
             "mirror_requests_framed",
@@ -153,18 +104,122 @@ impl Engine {
             "Connections relayed as opaque tunnels (not mirrored from then on), by reason",
             tunnels.clone(),
         );
+        Arc::new(Self {
+            copies,
+            requests_framed,
+            requests_unmatched,
+            tunnels,
+            shadow: shadow::ShadowMetrics::register(registry),
+        })
+    }
+
+    fn outcomes(&self, target: &str) -> Outcomes {
+        let outcome = |outcome: &'static str| {
+            self.copies
+                .get_or_create(&vec![
+                    ("target", target.to_string()),
+                    ("outcome", outcome.into()),
+                ])
+                .clone()
+        };
+        Outcomes {
+            mirrored: outcome("mirrored"),
+            sampled_out: outcome("sampled_out"),
+            method_not_allowed: outcome("method_not_allowed"),
+            body_over_cap: outcome("body_over_cap"),
+            queue_full: outcome("queue_full"),
+            body_backpressure: outcome("body_backpressure"),
+            abandoned: outcome("abandoned"),
+        }
+    }
+}
+
+/// Rules, targets and counters, shared by every connection.
+pub struct Engine {
+    rules: Vec<rules::Rule>,
+    targets: Vec<Target>,
+    /// The configuration each target's sender was started with, to reuse it on reload.
+    target_configs: Vec<config::Target>,
+    limits: FramingLimits,
+    budget: Arc<budget::Budget>,
+    metrics: Arc<Metrics>,
+}
+
+impl Engine {
+    /// Compiles the rules and starts one sender per target. With `previous` (a reload), targets
+    /// whose configuration did not change keep their sender: its queue and its connections.
+    pub fn new(
+        config: &config::Mirror,
+        metrics: &Arc<Metrics>,
+        previous: Option<&Engine>,
+    ) -> Result<Self, Error> {
+        let mut targets = Vec::with_capacity(config.targets.len());
+        for target in &config.targets {
+            let reused = previous.and_then(|engine| {
+                engine
+                    .target_configs
+                    .iter()
+                    .position(|old| old == target)
+                    .map(|i| engine.targets[i].sender.clone())
+            });
+            let sender = match reused {
+                Some(sender) => sender,
+                None => shadow::Target::spawn(target.clone(), &metrics.shadow).map_err(|e| {
+                    Error::Target {
+                        name: target.name.clone(),
+                        message: e.to_string(),
+                    }
+                })?,
+            };
+            targets.push(Target {
+                sender,
+                percent: target.percent,
+                sampling: target.sampling,
+                methods: target.methods.clone(),
+                max_body_bytes: target.max_body_bytes,
+                edits: copy::Edits::from_config(target),
+                outcomes: metrics.outcomes(&target.name),
+            });
+        }
+        let index_of = |name: &str| config.targets.iter().position(|t| t.name == name);
+        let rules = config
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| {
+                rules::Rule::compile(i, rule, index_of)
+                    .map_err(|source| Error::Rule { rule: i, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let budget = match previous {
+            Some(engine) if engine.budget.limit() == config.max_buffered_bytes => {
+                engine.budget.clone()
+            }
+            _ => budget::Budget::new(config.max_buffered_bytes),
+        };
         Ok(Self {
             rules,
             targets,
+            target_configs: config.targets.clone(),
             limits: FramingLimits {
                 max_header_bytes: config.framing.max_header_bytes,
                 max_headers: config.framing.max_headers,
             },
-            budget: budget::Budget::new(config.max_buffered_bytes),
-            requests_framed,
-            requests_unmatched,
-            tunnels,
+            budget,
+            metrics: metrics.clone(),
         })
+    }
+
+    /// Stops the senders that `next` does not use any more (all of them for `None`).
+    pub async fn retire(&self, next: Option<&Engine>, deadline: std::time::Duration) {
+        let retired = self.targets.iter().filter(|old| {
+            !next.is_some_and(|next| {
+                next.targets
+                    .iter()
+                    .any(|new| Arc::ptr_eq(&new.sender, &old.sender))
+            })
+        });
+        futures::future::join_all(retired.map(|t| t.sender.shutdown(deadline))).await;
     }
 
     /// A tap for a connection to `orig_dst`, or `None` when no rule can match it (the connection
@@ -188,7 +243,7 @@ impl Engine {
 
     /// Stops every sender; copies in flight get up to `deadline`.
     pub async fn shutdown(&self, deadline: std::time::Duration) {
-        futures::future::join_all(self.targets.iter().map(|t| t.sender.shutdown(deadline))).await;
+        self.retire(None, deadline).await;
     }
 }
 
@@ -231,14 +286,14 @@ impl Tap {
     fn start(&mut self, head: &RequestHead) {
         self.abandon_copies();
         let engine = &*self.engine;
-        engine.requests_framed.inc();
+        engine.metrics.requests_framed.inc();
         let Some(rule) = self
             .rules
             .iter()
             .map(|&i| &engine.rules[i])
             .find(|rule| rule.matches_request(head))
         else {
-            engine.requests_unmatched.inc();
+            engine.metrics.requests_unmatched.inc();
             return;
         };
         for &index in &rule.targets {
@@ -348,6 +403,7 @@ impl Tap {
         self.tunnelled = true;
         self.abandon_copies();
         self.engine
+            .metrics
             .tunnels
             .get_or_create(&[("reason", reason.as_str())])
             .inc();

@@ -49,6 +49,10 @@ static HEARTBEAT: Array<u64> = Array::with_max_entries(1, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
+/// When this CPU last logged a watchdog pass (ns), to log at most once a second per CPU.
+#[map]
+static WATCHDOG_LOGGED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 const ETH_HDR_LEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -174,6 +178,19 @@ fn select_new_flow(ctx: &TcContext, packet: &Packet, settings: &Settings) {
         let now = unsafe { bpf_ktime_get_ns() };
         if beat == 0 || now.wrapping_sub(beat) > settings.watchdog_timeout_ns {
             count(counter::PASSED_WATCHDOG);
+            if let Some(logged) = WATCHDOG_LOGGED.get_ptr_mut(0) {
+                // SAFETY: a per-CPU slot, written only by this CPU with preemption disabled.
+                unsafe {
+                    if now.wrapping_sub(*logged) > 1_000_000_000 {
+                        *logged = now;
+                        aya_log_ebpf::warn!(
+                            ctx,
+                            "watchdog: no heartbeat from the daemon's accept loop for {} ms; new flows go direct",
+                            now.wrapping_sub(beat) / 1_000_000
+                        );
+                    }
+                }
+            }
             return;
         }
     }
@@ -317,7 +334,16 @@ fn try_sk_lookup(ctx: &SkLookupContext) {
     let _ = PENDING_SYNS.remove(&flow);
     match LISTENERS.redirect_sk_lookup(ctx, slot, 0) {
         Ok(()) => count(counter::ASSIGNED),
-        Err(_) => count(counter::ASSIGN_FAILED),
+        Err(error) => {
+            count(counter::ASSIGN_FAILED);
+            // Rare (the listener went away between the SYN's selection and this lookup), so it
+            // is worth a line in the daemon's log; the SYN is then handled as if never selected.
+            aya_log_ebpf::warn!(
+                ctx,
+                "sk_lookup: could not hand a selected SYN to the listener (error {}); it goes to the stack",
+                error
+            );
+        }
     }
 }
 

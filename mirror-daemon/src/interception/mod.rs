@@ -47,6 +47,8 @@ pub enum Error {
     Sysctl(#[from] sysctl::Error),
     #[error("kernel: watching interfaces: {0}")]
     Links(#[from] links::Error),
+    #[error("kernel: reading the eBPF programs' log: {0}")]
+    Log(String),
 }
 
 impl Error {
@@ -81,6 +83,8 @@ impl Interception {
     /// Sets up interception as described in the module documentation.
     pub async fn start(config: &config::Interception) -> Result<Self, Error> {
         let mut ebpf = object::load()?;
+        let kernel_log =
+            aya_log::EbpfLogger::init(&mut ebpf).map_err(|e| Error::Log(e.to_string()))?;
         let mut rules = Rules {
             trie: LpmTrie::try_from(take_map(&mut ebpf, mirror_common::maps::INTERCEPT_RULES)?)
                 .map_err(|source| map_error(mirror_common::maps::INTERCEPT_RULES, source))?,
@@ -120,6 +124,7 @@ impl Interception {
                 return Err(e);
             }
         };
+        forward_kernel_log(kernel_log, watcher.clone());
         {
             let attacher = lock(&attacher);
             info!(
@@ -294,6 +299,37 @@ pub fn rule_entries(
         }
     }
     entries
+}
+
+/// Forwards the eBPF programs' aya-log records into this process's logs (through the `log`
+/// facade, which tracing-subscriber bridges) until `stop` is cancelled.
+fn forward_kernel_log(logger: aya_log::EbpfLogger<&'static dyn log::Log>, stop: CancellationToken) {
+    // SAFETY: the logger owns its ring buffer's fd, which stays open and the same for as long
+    // as the logger lives, and the AsyncFd owns the logger.
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
+    };
+    let mut readable = match registered {
+        Ok(fd) => fd,
+        Err(e) => {
+            warn!(error = %e, "kernel: the eBPF programs' log will not be shown");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                guard = readable.readable_mut() => match guard {
+                    Ok(mut guard) => {
+                        guard.get_inner_mut().flush();
+                        guard.clear_ready();
+                    }
+                    Err(_) => break,
+                },
+            }
+        }
+    });
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock `bpf_ktime_get_ns` reads.

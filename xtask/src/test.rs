@@ -42,6 +42,7 @@ fn steps(built: &Built, privileged_args: &[OsString]) -> Vec<Step> {
         let mut command = build::workspace_cargo();
         // Run every test binary even after one fails, so a run reports all failures.
         command.envs(built.env()).args(["test", "--no-fail-fast"]);
+        command.env(setup::kube_validator::ENV, setup::kube_validator::executable());
         command
     };
 

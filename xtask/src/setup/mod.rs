@@ -3,6 +3,7 @@
 //! Quick, and one line of output, when everything is present.
 
 mod detect;
+pub mod kube_validator;
 mod plan;
 
 use std::process::Command;
@@ -23,6 +24,9 @@ pub fn run(scope: Scope, dry_run: bool) -> Result<Toolchain> {
     let detected = detect::detect();
     let plan = plan::plan(&detected, scope);
     let blocker = plan.blocker(&detected);
+    if scope != Scope::EbpfBuild {
+        kube_validator::ensure(dry_run);
+    }
 
     if dry_run {
         for action in &plan.actions {

@@ -18,6 +18,7 @@ pub mod interception;
 pub mod listener;
 pub mod metrics;
 pub mod mirror;
+pub mod privilege;
 pub mod relay;
 pub mod reload;
 pub mod shadow;

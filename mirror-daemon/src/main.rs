@@ -6,7 +6,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use mirror_daemon::{app, config::Config};
+use mirror_daemon::{app, config::Config, privilege};
 
 const EX_USAGE: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
@@ -76,11 +76,16 @@ fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(e) => return fatal(EX_USAGE, &e.to_string()),
             };
-            if let Err(missing) = check_privileges() {
+            if let Err(missing) = privilege::missing() {
                 return fatal(
                     EX_NOPERM,
-                    &format!("missing privilege: {missing}; run as root or grant CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN"),
+                    &format!("missing privilege: {missing}; run as root or grant CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (CAP_SYS_ADMIN before Linux 5.8)"),
                 );
+            }
+            // Before any thread exists: capabilities are per thread, and threads inherit them.
+            match privilege::drop_all_but_required() {
+                Ok(kept) => tracing::info!(capabilities = %kept.join(","), "dropped every other capability"),
+                Err(e) => return fatal(EX_SOFTWARE, &format!("least privilege: {e}")),
             }
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -123,32 +128,5 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
-    }
-}
-
-/// Checks the effective capabilities the kernel set-up needs; names the missing ones.
-fn check_privileges() -> Result<(), String> {
-    const CAP_NET_ADMIN: u32 = 12;
-    const CAP_SYS_ADMIN: u32 = 21;
-    const CAP_BPF: u32 = 39;
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
-    let effective = status
-        .lines()
-        .find_map(|line| line.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .ok_or("no CapEff in /proc/self/status")?;
-    let has = |cap: u32| effective & (1u64 << cap) != 0;
-    let mut missing = Vec::new();
-    if !has(CAP_NET_ADMIN) {
-        missing.push("CAP_NET_ADMIN");
-    }
-    if !has(CAP_BPF) && !has(CAP_SYS_ADMIN) {
-        missing.push("CAP_BPF");
-    }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(missing.join(", "))
     }
 }

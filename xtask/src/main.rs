@@ -8,8 +8,9 @@ mod demo;
 mod setup;
 mod test;
 mod toolchain;
+mod vm;
 
-use std::{ffi::OsString, process::ExitCode};
+use std::{ffi::OsString, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 
@@ -28,7 +29,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Detect and install what building and testing need (eBPF toolchain, bpf-linker, ip/tc/bpftool).
+    /// Detect and install what building and testing need (eBPF toolchain, bpf-linker,
+    /// ip/tc/bpftool, QEMU for the kernel matrix).
     Setup {
         /// Print what would be installed, install nothing.
         #[arg(long)]
@@ -52,6 +54,21 @@ enum Command {
         #[arg(last = true)]
         args: Vec<OsString>,
     },
+    /// Build, then run the privileged integration tests on Debian kernels in QEMU (TCG) and
+    /// print a summary per kernel. Kernels: 5.10, 6.1, 6.12 (default), newest, all.
+    VmTest {
+        /// Matrix entries to run (default: 5.10 6.1 6.12).
+        kernels: Vec<String>,
+        /// Time limit per kernel (boot and suite), in minutes.
+        #[arg(long, default_value_t = vm::DEFAULT_TIMEOUT.as_secs() / 60)]
+        timeout_minutes: u64,
+        /// Refresh the private package lists even when they are less than a day old.
+        #[arg(long)]
+        refresh: bool,
+        /// Passed to every test binary in the guests (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<OsString>,
+    },
     /// Build, then run the demo (`mirror-tests --bin demo`) with the built daemon.
     Demo {
         /// Passed to the demo.
@@ -72,7 +89,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Setup { dry_run } => setup::run(Scope::Everything, dry_run).map(drop),
+        Command::Setup { dry_run } => setup::run(Scope::WithVms, dry_run).map(drop),
         Command::BuildEbpf { debug } => {
             let toolchain = setup::run(Scope::EbpfBuild, false)?;
             let object = build::ebpf(&toolchain, Profile::from_debug_flag(debug))?;
@@ -86,6 +103,26 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Test { args } => test::run(&args),
+        Command::VmTest {
+            kernels,
+            timeout_minutes,
+            refresh,
+            args,
+        } => {
+            let toolchain = setup::run(Scope::WithVms, false)?;
+            let built = build::all(&toolchain, Profile::Release)?;
+            let host_step = test::privileged_command(&built, &args)?;
+            vm::run_matrix(
+                &built,
+                &vm::Options {
+                    kernels,
+                    timeout: Duration::from_secs(timeout_minutes * 60),
+                    refresh,
+                    budget: None,
+                },
+                &host_step,
+            )
+        }
         Command::Demo { args } => demo::run(&args),
     }
 }

@@ -4,7 +4,7 @@
 
 use std::{ffi::OsString, process::Command};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::{
     build::{self, Built, Profile},
@@ -37,12 +37,26 @@ pub fn run(privileged_args: &[OsString]) -> Result<()> {
     Ok(())
 }
 
+/// The privileged step's command (`cargo test ... --package mirror-tests -- --test-threads=1
+/// ARGS` with the tests' environment): `vm-test` builds the guests' test binaries with the same
+/// invocation plus `--no-run`, and runs them with the same arguments and environment.
+pub fn privileged_command(built: &Built, privileged_args: &[OsString]) -> Result<Command> {
+    steps(built, privileged_args)
+        .into_iter()
+        .find(|step| step.name == "privileged")
+        .map(|step| step.command)
+        .context("no privileged test step")
+}
+
 fn steps(built: &Built, privileged_args: &[OsString]) -> Vec<Step> {
     let cargo = || {
         let mut command = build::workspace_cargo();
         // Run every test binary even after one fails, so a run reports all failures.
         command.envs(built.env()).args(["test", "--no-fail-fast"]);
-        command.env(setup::kube_validator::ENV, setup::kube_validator::executable());
+        command.env(
+            setup::kube_validator::ENV,
+            setup::kube_validator::executable(),
+        );
         command
     };
 

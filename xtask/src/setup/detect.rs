@@ -6,7 +6,7 @@ use std::{
     process::Command,
 };
 
-use super::plan::{Detected, BPF_LINKER_BUILD_PACKAGES, RUNTIME_TOOLS};
+use super::plan::{Detected, BPF_LINKER_BUILD_PACKAGES, QEMU, RUNTIME_TOOLS, VM_TOOLS};
 use crate::{cmd, toolchain::DEBIAN_TOOLCHAIN};
 
 pub fn detect() -> Detected {
@@ -48,10 +48,23 @@ pub fn detect() -> Detected {
         installed_packages: installed_packages(BPF_LINKER_BUILD_PACKAGES),
         missing_commands: RUNTIME_TOOLS
             .iter()
+            .chain(VM_TOOLS)
+            .chain([&QEMU])
             .map(|(command, _)| *command)
             .filter(|command| cmd::find_program(command, &cmd::system_dirs()).is_none())
             .collect(),
+        os_codename: std::fs::read_to_string("/etc/os-release")
+            .ok()
+            .and_then(|text| os_release_codename(&text)),
     }
+}
+
+/// `VERSION_CODENAME` from os-release text.
+fn os_release_codename(text: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("VERSION_CODENAME="))
+        .map(|value| value.trim().trim_matches('"').to_owned())
+        .find(|value| !value.is_empty())
 }
 
 pub fn find_rustup() -> Option<PathBuf> {
@@ -134,6 +147,14 @@ mod tests {
         let without = "cargo-x86_64-unknown-linux-gnu\nrust-std-x86_64-unknown-linux-gnu\n";
         assert!(!lists_rust_src(without));
         assert!(lists_rust_src(&format!("{without}rust-src\n")));
+    }
+
+    #[test]
+    fn codename_is_read_from_os_release() {
+        let text = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_ID=\"12\"\n\
+                    VERSION_CODENAME=bookworm\nID=debian\n";
+        assert_eq!(os_release_codename(text).as_deref(), Some("bookworm"));
+        assert_eq!(os_release_codename("ID=arch\n"), None);
     }
 
     #[test]

@@ -10,8 +10,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-pub use plan::Scope;
 use plan::{Action, Plan};
+pub use plan::{Scope, RUNTIME_TOOLS};
 
 use crate::{
     cmd,
@@ -53,7 +53,12 @@ pub fn run(scope: Scope, dry_run: bool) -> Result<Toolchain> {
     }
     for action in &plan.actions {
         eprintln!("setup: {}", action.announce());
-        cmd::run(&mut command_for(action)?)?;
+        match action {
+            Action::InstallQemuFromBackports { codename } => {
+                crate::vm::host_qemu::install(&crate::vm::vm_dir().join("host-apt"), codename)?
+            }
+            _ => cmd::run(&mut command_for(action)?)?,
+        }
     }
 
     let toolchain = found_toolchain(&plan)?;
@@ -83,6 +88,7 @@ fn command_for(action: &Action) -> Result<Command> {
             Command::new(detect::find_rustup().context("rustup not found")?)
         }
         Action::AptUpdate | Action::AptInstall(_) => Command::new(program),
+        Action::InstallQemuFromBackports { .. } => bail!("not a single command: {action:?}"),
     };
     command
         .args(args)

@@ -26,13 +26,26 @@ pub const RUNTIME_TOOLS: &[(&str, &str)] = &[
     ("iptables", "iptables"),
 ];
 
+/// What `cargo xtask vm-test` runs on the host besides QEMU: `objcopy` strips the test
+/// binaries' debug info, `xz`/`zstd` decompress kernel modules.
+pub const VM_TOOLS: &[(&str, &str)] = &[
+    ("objcopy", "binutils"),
+    ("xz", "xz-utils"),
+    ("zstd", "zstd"),
+    ("dpkg-deb", "dpkg"),
+];
+/// The QEMU binary and its Debian package.
+pub const QEMU: (&str, &str) = ("qemu-system-x86_64", "qemu-system-x86");
+
 /// What the caller is about to do, hence what it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     /// Build the eBPF object (toolchain and bpf-linker).
     EbpfBuild,
-    /// Build and run tests or the demo (also ip, tc, bpftool, iptables).
+    /// Build and run the host tests or the demo (also ip, tc, bpftool, iptables).
     Everything,
+    /// [`Scope::Everything`] plus the kernel matrix in QEMU (QEMU, objcopy, xz, zstd).
+    WithVms,
 }
 
 /// The machine as detection found it.
@@ -50,8 +63,10 @@ pub struct Detected {
     pub bpf_linker_present: bool,
     /// Installed Debian packages among [`BPF_LINKER_BUILD_PACKAGES`].
     pub installed_packages: BTreeSet<String>,
-    /// Commands of [`RUNTIME_TOOLS`] found nowhere.
+    /// Commands of [`RUNTIME_TOOLS`], [`VM_TOOLS`] and [`QEMU`] found nowhere.
     pub missing_commands: Vec<&'static str>,
+    /// `VERSION_CODENAME` of /etc/os-release (`bookworm`).
+    pub os_codename: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +75,11 @@ pub enum Action {
     AptInstall(Vec<&'static str>),
     LinkDebianToolchain,
     InstallBpfLinker,
+    /// QEMU from `<codename>-backports` through a private sources list (Debian 12: its own QEMU
+    /// 7.2 would remove a preinstalled backports qemu-utils).
+    InstallQemuFromBackports {
+        codename: String,
+    },
 }
 
 impl Action {
@@ -76,16 +96,27 @@ impl Action {
             Self::InstallBpfLinker => {
                 format!("installing bpf-linker {BPF_LINKER_VERSION} (about 1 min)...")
             }
+            Self::InstallQemuFromBackports { codename } => {
+                format!(
+                    "installing {} from {codename}-backports (about 30 s)...",
+                    QEMU.1
+                )
+            }
         }
     }
 
     pub fn needs_root(&self) -> bool {
-        matches!(self, Self::AptUpdate | Self::AptInstall(_))
+        matches!(
+            self,
+            Self::AptUpdate | Self::AptInstall(_) | Self::InstallQemuFromBackports { .. }
+        )
     }
 
-    /// Environment and argv, the single description that both running and printing use.
+    /// Environment and argv, the single description that both running and printing use (for
+    /// [`Action::InstallQemuFromBackports`], which runs two commands, only the printing).
     pub fn invocation(&self) -> (Vec<(&'static str, &'static str)>, Vec<&'static str>) {
         match self {
+            Self::InstallQemuFromBackports { .. } => (vec![], vec![]),
             Self::AptUpdate => (vec![], vec!["apt-get", "update"]),
             Self::AptInstall(packages) => {
                 let mut argv = vec!["apt-get", "install", "-y"];
@@ -120,6 +151,11 @@ impl Action {
 
     /// The shell command a person would run, with `sudo` where root is needed and they are not.
     pub fn shell(&self, is_root: bool) -> String {
+        if let Self::InstallQemuFromBackports { codename } = self {
+            let sudo = if is_root { "" } else { "sudo " };
+            return crate::vm::host_qemu::describe(codename, "<target>/vm/host-apt")
+                .replace("apt-get ", &format!("{sudo}apt-get "));
+        }
         let (env, argv) = self.invocation();
         let sudo = (self.needs_root() && !is_root).then_some("sudo".to_owned());
         sudo.into_iter()
@@ -163,11 +199,24 @@ pub fn plan(detected: &Detected, scope: Scope) -> Plan {
             .for_each(&mut add);
     }
 
-    if scope == Scope::Everything {
+    if scope != Scope::EbpfBuild {
         RUNTIME_TOOLS
             .iter()
             .filter(|(command, _)| detected.missing_commands.contains(command))
             .for_each(|(_, package)| add(package));
+    }
+    let mut qemu_from_backports = None;
+    if scope == Scope::WithVms {
+        VM_TOOLS
+            .iter()
+            .filter(|(command, _)| detected.missing_commands.contains(command))
+            .for_each(|(_, package)| add(package));
+        if detected.missing_commands.contains(&QEMU.0) {
+            match detected.os_codename.as_deref() {
+                Some("bookworm") => qemu_from_backports = Some("bookworm".to_owned()),
+                _ => add(QEMU.1),
+            }
+        }
     }
 
     let mut actions = Vec::new();
@@ -180,6 +229,9 @@ pub fn plan(detected: &Detected, scope: Scope) -> Plan {
     }
     if !detected.bpf_linker_present {
         actions.push(Action::InstallBpfLinker);
+    }
+    if let Some(codename) = qemu_from_backports {
+        actions.push(Action::InstallQemuFromBackports { codename });
     }
     Plan { toolchain, actions }
 }
@@ -230,6 +282,7 @@ mod tests {
             has_apt: true,
             has_rustup: true,
             missing_commands: vec!["ip", "tc", "bpftool", "iptables"],
+            os_codename: Some("bookworm".to_owned()),
             ..Detected::default()
         }
     }
@@ -248,6 +301,7 @@ mod tests {
                 .map(|p| (*p).to_owned())
                 .collect(),
             missing_commands: vec![],
+            os_codename: Some("bookworm".to_owned()),
         }
     }
 
@@ -352,6 +406,48 @@ mod tests {
                 Action::AptInstall(vec!["iproute2", "bpftool"])
             ]
         );
+    }
+
+    #[test]
+    fn vm_tools_and_qemu_only_matter_for_the_vm_matrix() {
+        let detected = Detected {
+            missing_commands: vec!["zstd", "qemu-system-x86_64"],
+            ..ready_machine()
+        };
+        assert!(plan(&detected, Scope::Everything).actions.is_empty());
+        assert_eq!(
+            plan(&detected, Scope::WithVms).actions,
+            vec![
+                Action::AptUpdate,
+                Action::AptInstall(vec!["zstd"]),
+                Action::InstallQemuFromBackports {
+                    codename: "bookworm".to_owned()
+                },
+            ]
+        );
+        let trixie = Detected {
+            os_codename: Some("trixie".to_owned()),
+            ..detected
+        };
+        assert_eq!(
+            plan(&trixie, Scope::WithVms).actions,
+            vec![
+                Action::AptUpdate,
+                Action::AptInstall(vec!["zstd", "qemu-system-x86"])
+            ]
+        );
+    }
+
+    #[test]
+    fn qemu_from_backports_is_described_for_a_dry_run() {
+        let action = Action::InstallQemuFromBackports {
+            codename: "bookworm".to_owned(),
+        };
+        assert!(action.needs_root());
+        let shell = action.shell(false);
+        assert!(shell
+            .starts_with("sudo apt-get -c <target>/vm/host-apt/apt.conf update && sudo apt-get"));
+        assert!(shell.contains("-t bookworm-backports qemu-system-x86"));
     }
 
     #[test]

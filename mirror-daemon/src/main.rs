@@ -84,7 +84,9 @@ fn main() -> ExitCode {
             }
             // Before any thread exists: capabilities are per thread, and threads inherit them.
             match privilege::drop_all_but_required() {
-                Ok(kept) => tracing::info!(capabilities = %kept.join(","), "dropped every other capability"),
+                Ok(kept) => {
+                    tracing::info!(capabilities = %kept.join(","), "dropped every other capability")
+                }
                 Err(e) => return fatal(EX_SOFTWARE, &format!("least privilege: {e}")),
             }
             let runtime = match tokio::runtime::Builder::new_multi_thread()

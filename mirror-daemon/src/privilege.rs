@@ -51,18 +51,24 @@ pub fn drop_all_but_required() -> Result<Vec<String>, String> {
     let fail = |what: &str, e: caps::errors::CapsError| format!("cannot {what}: {e}");
     // The bounding set first: reducing it needs CAP_SETPCAP, which goes with the rest below.
     if caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap_or(false) {
-        let bounding = caps::read(None, CapSet::Bounding).map_err(|e| fail("read the bounding set", e))?;
+        let bounding =
+            caps::read(None, CapSet::Bounding).map_err(|e| fail("read the bounding set", e))?;
         for cap in bounding.difference(&keep) {
-            caps::drop(None, CapSet::Bounding, *cap).map_err(|e| fail("reduce the bounding set", e))?;
+            caps::drop(None, CapSet::Bounding, *cap)
+                .map_err(|e| fail("reduce the bounding set", e))?;
         }
     }
     caps::clear(None, CapSet::Ambient).map_err(|e| fail("clear ambient capabilities", e))?;
-    caps::clear(None, CapSet::Inheritable).map_err(|e| fail("clear inheritable capabilities", e))?;
+    caps::clear(None, CapSet::Inheritable)
+        .map_err(|e| fail("clear inheritable capabilities", e))?;
     caps::set(None, CapSet::Effective, &keep).map_err(|e| fail("set effective capabilities", e))?;
     caps::set(None, CapSet::Permitted, &keep).map_err(|e| fail("set permitted capabilities", e))?;
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(format!("cannot set no_new_privs: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "cannot set no_new_privs: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     let mut kept: Vec<String> = keep.iter().map(ToString::to_string).collect();
     kept.sort();

@@ -96,6 +96,25 @@ pub struct Target {
     pub queue_size: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
+    /// Allow loopback and link-local addresses (e.g. the node's own services, cloud metadata at
+    /// 169.254.169.254). Off by default: copies carry production credentials and cookies.
+    #[serde(default)]
+    pub allow_local_addresses: bool,
+}
+
+/// Whether `ip` is loopback, link-local or unspecified (also as an IPv4-mapped IPv6 address):
+/// places a shadow target may not be unless `allow_local_addresses` is set.
+pub fn is_local_address(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.is_unspecified(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_local_address(IpAddr::V4(v4)),
+            None => {
+                v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80
+            }
+        },
+    }
 }
 
 /// TLS to the target (rustls).
@@ -238,10 +257,22 @@ impl Mirror {
                     format!("{:?} must be non-empty and unique", target.name),
                 ));
             }
-            if split_host_port(&target.address).is_none() {
+            let Some((host, _)) = split_host_port(&target.address) else {
                 return Err(invalid(
                     &key("address"),
                     format!("{:?} is not host:port", target.address),
+                ));
+            };
+            let local_name =
+                host.eq_ignore_ascii_case("localhost") || host.parse().is_ok_and(is_local_address);
+            if local_name && !target.allow_local_addresses {
+                return Err(invalid(
+                    &key("address"),
+                    format!(
+                        "{:?} is a loopback or link-local address; copies carry credentials, so \
+                         set allow_local_addresses = true if this is really wanted",
+                        target.address
+                    ),
                 ));
             }
             if !(0.0..=100.0).contains(&target.percent) {
@@ -456,6 +487,27 @@ mod tests {
         ))
         .expect_err("header");
         assert!(err.to_string().contains("add_headers"), "{err}");
+    }
+
+    #[test]
+    fn local_targets_need_an_explicit_allowance() {
+        for address in [
+            "127.0.0.1:80",
+            "localhost:80",
+            "[::1]:80",
+            "169.254.169.254:80",
+            "[fe80::1]:80",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            let text = format!("[[mirror.targets]]\nname = \"t\"\naddress = \"{address}\"\n");
+            let err = parse(&text).expect_err(address);
+            assert!(err.to_string().contains("allow_local_addresses"), "{err}");
+            assert!(
+                parse(&format!("{text}allow_local_addresses = true\n")).is_ok(),
+                "{address}"
+            );
+        }
+        assert!(parse("[[mirror.targets]]\nname = \"t\"\naddress = \"10.0.0.1:80\"\n").is_ok());
     }
 
     #[test]

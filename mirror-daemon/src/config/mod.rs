@@ -49,7 +49,8 @@ pub struct Config {
 }
 
 pub use mirror::{
-    split_host_port, Framing, HeaderMatch, Match, Mirror, MirrorRule, Sampling, Target, Tls,
+    is_local_address, split_host_port, Framing, HeaderMatch, Match, Mirror, MirrorRule, Sampling,
+    Target, Tls,
 };
 
 /// Which pod flows the kernel hands to the daemon.

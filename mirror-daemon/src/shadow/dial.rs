@@ -35,15 +35,23 @@ pub(super) struct Dialer {
     port: u16,
     tls: Option<TlsClient>,
     connect_timeout: Duration,
+    allow_local: bool,
 }
 
 impl Dialer {
-    pub fn new(host: &str, port: u16, tls: Option<TlsClient>, connect_timeout: Duration) -> Self {
+    pub fn new(
+        host: &str,
+        port: u16,
+        tls: Option<TlsClient>,
+        connect_timeout: Duration,
+        allow_local: bool,
+    ) -> Self {
         Self {
             host: host.to_string(),
             port,
             tls,
             connect_timeout,
+            allow_local,
         }
     }
 
@@ -58,6 +66,16 @@ impl Dialer {
         .map_err(|_| (Failure::ResolveTimeout(self.connect_timeout), None))?
         .map_err(|e| (Failure::Resolve(e), None))?
         .collect();
+        // A name may resolve to loopback or link-local addresses at any time (DNS is re-read for
+        // each connection), so the config check alone cannot keep copies away from them.
+        let resolved = addresses.len();
+        let addresses: Vec<SocketAddr> = addresses
+            .into_iter()
+            .filter(|a| self.allow_local || !crate::config::is_local_address(a.ip()))
+            .collect();
+        if addresses.is_empty() && resolved > 0 {
+            return Err((Failure::LocalAddress, None));
+        }
         let (tcp, peer) = self.connect_first(&addresses, deadline).await?;
         // Copies are written as they arrive, often in small pieces; don't let Nagle hold them.
         // Failing to set it only costs latency.
@@ -151,5 +169,32 @@ impl AsyncWrite for Stream {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod local_address_tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_name_resolving_to_loopback_is_refused_unless_allowed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let refused = Dialer::new("localhost", port, None, Duration::from_secs(1), false);
+        match refused.dial().await {
+            Err((Failure::LocalAddress, None)) => {}
+            other => panic!("expected LocalAddress, got {:?}", other.map(|(_, a)| a)),
+        }
+        let allowed = Dialer::new("localhost", port, None, Duration::from_secs(1), true);
+        let (_, peer) = allowed
+            .dial()
+            .await
+            .map_err(|(f, _)| f)
+            .expect("allowed dial");
+        assert!(peer.ip().is_loopback());
     }
 }

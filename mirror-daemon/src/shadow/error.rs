@@ -109,6 +109,8 @@ pub enum Failure {
     ResolveTimeout(Duration),
     #[error("name resolved to no address")]
     NoAddress,
+    #[error("name resolved only to loopback or link-local addresses, which need allow_local_addresses = true")]
+    LocalAddress,
     #[error("connect failed: {0}")]
     Connect(io::Error),
     #[error("connect timed out after {0:?}")]
@@ -132,7 +134,9 @@ pub enum Failure {
 impl Failure {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Resolve(_) | Self::ResolveTimeout(_) | Self::NoAddress => ErrorKind::Dns,
+            Self::Resolve(_) | Self::ResolveTimeout(_) | Self::NoAddress | Self::LocalAddress => {
+                ErrorKind::Dns
+            }
             Self::Connect(_) | Self::ConnectTimeout(_) => ErrorKind::Connect,
             Self::Tls(_) | Self::TlsTimeout(_) => ErrorKind::Tls,
             Self::Timeout(_) => ErrorKind::Timeout,

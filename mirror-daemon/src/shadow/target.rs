@@ -99,7 +99,13 @@ impl Target {
         let sender = Arc::new(Sender::new(
             name.clone(),
             config.address.clone(),
-            Dialer::new(host, port, tls, config.connect_timeout),
+            Dialer::new(
+                host,
+                port,
+                tls,
+                config.connect_timeout,
+                config.allow_local_addresses,
+            ),
             config.request_timeout,
             pool.clone(),
             metrics.clone(),

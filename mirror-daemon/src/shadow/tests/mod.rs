@@ -86,7 +86,8 @@ impl Harness {
 
 /// A target named `staging` at `address`, with the config's defaults.
 fn target_config(address: impl std::fmt::Display) -> config::Target {
-    let text = format!("[[mirror.targets]]\nname = \"staging\"\naddress = \"{address}\"\n");
+    // The fake shadows listen on loopback.
+    let text = format!("[[mirror.targets]]\nname = \"staging\"\naddress = \"{address}\"\nallow_local_addresses = true\n");
     let mut config = Config::from_toml(&text, "test").expect("valid target config");
     config.mirror.targets.remove(0)
 }

@@ -1,0 +1,14 @@
+//! `cargo xtask bench`: the daemon's cost on the primary path, measured on a simulated node and
+//! set beside direct traffic and nginx's `mirror` (see README.md, "Performance").
+//!
+//! - [`scenario`]: the bed (node, primary, shadows) and one run of one scenario;
+//! - [`load`]: wrk (saturation) and an open-loop constant-rate client (latency);
+//! - [`nginx`]: nginx as the primary, the healthy shadow and the mirroring proxy;
+//! - [`procstat`]: CPU seconds, peak RSS, load average from `/proc`;
+//! - [`report`]: medians and spreads over repetitions, goals, markdown.
+
+pub mod load;
+pub mod nginx;
+pub mod procstat;
+pub mod report;
+pub mod scenario;

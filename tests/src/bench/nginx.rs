@@ -1,0 +1,359 @@
+//! nginx from Debian in three roles, each its own process in a namespace: the primary (a fixed
+//! 1 KiB answer), the healthy shadow (a short answer, with `stub_status` to count the copies that
+//! arrive), and the explicit proxy that mirrors with its `mirror` directive (the comparison).
+//!
+//! Every instance has its own prefix directory (config, pid file, temp paths) under the bench's
+//! work directory, runs in the foreground (`daemon off`) and is stopped by its handle.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use mirror_tests::netns::Netns;
+use mirror_tests::tcp::{self, ConnectOptions};
+
+use super::procstat;
+
+/// Size of the primary's answer body.
+pub const BODY_BYTES: usize = 1024;
+/// Where the shadow nginx serves its counters (inside the shadow namespace).
+pub const STATUS_PATH: &str = "/__bench_status";
+
+/// A shadow the proxy mirrors to: the name of its nginx location and its address.
+#[derive(Clone, Debug)]
+pub struct MirrorTo {
+    pub name: String,
+    pub address: SocketAddr,
+}
+
+/// Settings the daemon's targets have too, so both sides give up on a shadow alike.
+pub const MIRROR_CONNECT_TIMEOUT: &str = "1s";
+pub const MIRROR_REQUEST_TIMEOUT: &str = "5s";
+
+/// What one nginx instance does.
+pub enum Role<'a> {
+    Primary {
+        listen: &'a [SocketAddr],
+    },
+    Shadow {
+        listen: SocketAddr,
+    },
+    Proxy {
+        listen: SocketAddr,
+        primary: SocketAddr,
+        mirrors: &'a [MirrorTo],
+        workers: usize,
+    },
+}
+
+fn listen_directive(address: SocketAddr) -> String {
+    // reuseport spreads connections over workers; backlog for bursts of new connections.
+    format!("listen {address} backlog=4096;")
+}
+
+/// The configuration text of `role` with its files under `prefix`.
+pub fn config(role: &Role<'_>, prefix: &Path) -> String {
+    let prefix = prefix.display();
+    let workers = match role {
+        Role::Proxy { workers, .. } => *workers,
+        _ => 1,
+    };
+    let mut text = format!(
+        "daemon off;\nmaster_process on;\nuser root;\nworker_processes {workers};\n\
+         pid {prefix}/nginx.pid;\nerror_log stderr error;\nworker_rlimit_nofile 65536;\n\
+         events {{ worker_connections 16384; multi_accept on; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {prefix}/body;\n\
+         proxy_temp_path {prefix}/proxy;\n  fastcgi_temp_path {prefix}/fastcgi;\n\
+         uwsgi_temp_path {prefix}/uwsgi;\n  scgi_temp_path {prefix}/scgi;\n\
+         keepalive_requests 100000000;\n  keepalive_timeout 120s;\n  server_tokens off;\n"
+    );
+    match role {
+        Role::Primary { listen } => {
+            text.push_str("  server {\n");
+            for address in *listen {
+                let _ = writeln!(text, "    {}", listen_directive(*address));
+            }
+            let body = "x".repeat(BODY_BYTES - 1);
+            let _ = writeln!(
+                text,
+                "    default_type text/plain;\n    location / {{ return 200 \"{body}\\n\"; }}\n  }}"
+            );
+        }
+        Role::Shadow { listen } => {
+            let _ = writeln!(
+                text,
+                "  server {{\n    {}\n    default_type text/plain;\n\
+                 location = {STATUS_PATH} {{ stub_status; }}\n\
+                 location / {{ return 200 \"shadow ok\\n\"; }}\n  }}",
+                listen_directive(*listen)
+            );
+        }
+        Role::Proxy {
+            listen,
+            primary,
+            mirrors,
+            ..
+        } => {
+            let _ = writeln!(
+                text,
+                "  upstream primary {{ server {primary}; keepalive 256; }}"
+            );
+            for mirror in *mirrors {
+                let _ = writeln!(
+                    text,
+                    "  upstream shadow_{} {{ server {}; keepalive 32; }}",
+                    mirror.name, mirror.address
+                );
+            }
+            let _ = writeln!(text, "  server {{\n    {}", listen_directive(*listen));
+            text.push_str(
+                "    proxy_http_version 1.1;\n    proxy_set_header Connection \"\";\n\
+                 proxy_buffering on;\n    location / {\n",
+            );
+            for mirror in *mirrors {
+                let _ = writeln!(text, "      mirror /__mirror_{};", mirror.name);
+            }
+            text.push_str(
+                "      mirror_request_body on;\n      proxy_pass http://primary;\n    }\n",
+            );
+            for mirror in *mirrors {
+                let _ = writeln!(
+                    text,
+                    "    location = /__mirror_{name} {{\n      internal;\n\
+                     proxy_pass http://shadow_{name}$request_uri;\n\
+                     proxy_set_header Host $host-shadow;\n\
+                     proxy_connect_timeout {MIRROR_CONNECT_TIMEOUT};\n\
+                     proxy_send_timeout {MIRROR_REQUEST_TIMEOUT};\n\
+                     proxy_read_timeout {MIRROR_REQUEST_TIMEOUT};\n    }}",
+                    name = mirror.name
+                );
+            }
+            text.push_str("  }\n");
+        }
+    }
+    text.push_str("}\n");
+    text
+}
+
+/// A running nginx (master and workers), stopped on drop.
+pub struct Nginx {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Nginx {
+    /// Starts nginx as `role` in `netns`, pinned to `cpus` (a `taskset -c` list) when given, and
+    /// waits until `probe` accepts connections.
+    pub fn start(
+        netns: &Netns,
+        role: &Role<'_>,
+        prefix: &Path,
+        cpus: Option<&str>,
+        probe: SocketAddr,
+    ) -> Result<Nginx> {
+        for dir in ["", "body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+            std::fs::create_dir_all(prefix.join(dir))?;
+        }
+        let conf = prefix.join("nginx.conf");
+        std::fs::write(&conf, config(role, prefix))?;
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", netns.name()]);
+        if let Some(cpus) = cpus {
+            command.args(["taskset", "-c", cpus]);
+        }
+        command
+            .arg("nginx")
+            .arg("-p")
+            .arg(prefix)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg("stderr")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().context("cannot start nginx")?;
+        let log = Arc::new(Mutex::new(String::new()));
+        if let Some(mut stderr) = child.stderr.take() {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = stderr.read_to_string(&mut text);
+                log.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push_str(&text);
+            });
+        }
+        let mut nginx = Nginx { child, log };
+        nginx.wait_ready(netns, probe)?;
+        Ok(nginx)
+    }
+
+    fn wait_ready(&mut self, netns: &Netns, probe: SocketAddr) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let options = ConnectOptions {
+            connect_timeout: Duration::from_millis(500),
+            ..ConnectOptions::default()
+        };
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("nginx exited ({status}): {}", self.log());
+            }
+            // Ready once a worker is up too (the master alone accepts into the backlog).
+            let connected = netns.run(|| tcp::connect(None, probe, &options))?.is_ok();
+            if connected && !procstat::children(self.pid()).is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "nginx did not accept on {probe} within 10 s: {}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The master's pid (`ip netns exec` and `taskset` exec in place).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Master and workers.
+    pub fn pids(&self) -> Vec<u32> {
+        let mut pids = vec![self.pid()];
+        pids.extend(procstat::children(self.pid()));
+        pids
+    }
+
+    /// CPU seconds of master and workers so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        procstat::cpu_seconds_of(&self.pids()).unwrap_or(f64::NAN)
+    }
+
+    /// Sum of the peak RSS of master and workers.
+    pub fn peak_rss(&self) -> u64 {
+        self.pids()
+            .iter()
+            .filter_map(|&pid| procstat::peak_rss(pid).ok())
+            .sum()
+    }
+
+    pub fn log(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // Our own child, by its handle; SIGTERM is nginx's fast shutdown (workers follow).
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Requests the shadow nginx has answered so far (`stub_status`), not counting this query.
+pub fn shadow_requests(netns: &Netns, address: SocketAddr) -> Result<u64> {
+    let text = netns.run(|| -> Result<String> {
+        let mut stream = tcp::connect(None, address, &ConnectOptions::default())?;
+        write!(
+            stream,
+            "GET {STATUS_PATH} HTTP/1.1\r\nHost: status\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text)?;
+        Ok(text)
+    })??;
+    // "... server accepts handled requests\n 1 1 1\n"
+    let numbers = text
+        .lines()
+        .skip_while(|line| !line.contains("accepts handled requests"))
+        .nth(1)
+        .context("no counters in stub_status")?;
+    let requests: u64 = numbers
+        .split_whitespace()
+        .nth(2)
+        .context("no request count")?
+        .parse()?;
+    Ok(requests.saturating_sub(1))
+}
+
+/// `nginx -v`.
+pub fn version() -> String {
+    Command::new("nginx")
+        .arg("-v")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        .unwrap_or_else(|_| "nginx: not found".into())
+        .replace("nginx version: ", "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_config_mirrors_to_every_shadow() -> Result<()> {
+        let mirrors = [
+            MirrorTo {
+                name: "slow".into(),
+                address: "172.20.0.10:8081".parse()?,
+            },
+            MirrorTo {
+                name: "blackhole".into(),
+                address: "172.20.0.10:8082".parse()?,
+            },
+        ];
+        let text = config(
+            &Role::Proxy {
+                listen: "10.244.1.1:8888".parse()?,
+                primary: "10.96.0.10:8080".parse()?,
+                mirrors: &mirrors,
+                workers: 2,
+            },
+            Path::new("/tmp/x"),
+        );
+        assert!(text.contains("mirror /__mirror_slow;"), "{text}");
+        assert!(text.contains("mirror /__mirror_blackhole;"), "{text}");
+        assert!(text.contains("upstream shadow_blackhole { server 172.20.0.10:8082;"));
+        assert!(text.contains("proxy_set_header Host $host-shadow;"));
+        Ok(())
+    }
+
+    #[test]
+    fn primary_body_is_one_kib() {
+        let text = config(
+            &Role::Primary {
+                listen: &["10.96.0.10:8080".parse().expect("address")],
+            },
+            Path::new("/tmp/x"),
+        );
+        let body = text
+            .split("return 200 \"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default();
+        assert_eq!(body.replace("\\n", "\n").len(), BODY_BYTES);
+    }
+}

@@ -1,0 +1,355 @@
+//! `cargo xtask bench`: builds a node in network namespaces and measures, for each scenario
+//! (direct; through the daemon with no rule, with 100 % mirrored to a healthy shadow, to a slow
+//! and a blackholed shadow; nginx's `mirror` to the same shadows), latency at a fixed rate and
+//! throughput at saturation, keep-alive and with a new connection per request. Scenarios run
+//! interleaved (A B C …, A B C …) and repeated; the report gives medians and their range, ratios
+//! to direct taken within each repetition, the daemon's CPU and peak RSS, and the copies that
+//! reached the shadows. It prints a markdown report and writes it to
+//! `target/bench/results-<date>.md`.
+//!
+//! Runs as root (namespaces, BPF). Needs `wrk` and `nginx` (Debian packages; `cargo xtask bench`
+//! installs them). Exit codes: 0 done, 2 could not run.
+
+#[path = "../bench/mod.rs"]
+mod bench;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use mirror_tests::environment::{daemon_binary, require_daemon, workspace};
+
+use bench::report::Results;
+use bench::scenario::{self, Bed, Kind, Scenario, Settings};
+use bench::{load, nginx, procstat};
+
+const USAGE: &str = "\
+usage: bench [options]
+  --scenarios LIST      comma-separated, in run order (default: all):
+                        direct,intercept,mirror,mirror-degraded,nginx-mirror,nginx-degraded
+  --reps N              repetitions of the interleaved sequence (default 3)
+  --rate R              fixed rate of the latency phases, requests/s (default 1000)
+  --rate-duration S     seconds of each fixed-rate phase (default 4)
+  --duration S          seconds of each saturation phase (default 4)
+  --connections N       wrk connections at saturation (default 32)
+  --rate-connections N  client threads/connections at the fixed rate (default 8)
+  --warmup S            seconds of unmeasured wrk load at the start of each run (default 1)
+  --nginx-workers N     worker processes of the nginx proxy (default 2, one per core)
+  --no-pin              do not pin the load generator (CPU 0) and the servers (CPU 1)
+  --wait-quiet S        wait up to S seconds for the 1-minute load average to fall below
+                        --max-load before starting (default 0: start at once, report the noise)
+  --max-load L          (default 1.0)
+  --out DIR             where results-<date>.md goes (default <workspace>/target/bench)";
+
+struct Options {
+    scenarios: Vec<Scenario>,
+    reps: usize,
+    wait_quiet: Duration,
+    max_load: f64,
+    out: PathBuf,
+    settings: Settings,
+}
+
+fn parse_args() -> Result<Options> {
+    let mut options = Options {
+        scenarios: Scenario::ALL.to_vec(),
+        reps: 3,
+        wait_quiet: Duration::ZERO,
+        max_load: 1.0,
+        out: workspace().join("target/bench"),
+        settings: Settings {
+            rate: 1000.0,
+            rate_duration: Duration::from_secs(4),
+            rate_connections: 8,
+            saturation_duration: Duration::from_secs(4),
+            wrk_connections: 32,
+            warmup: Duration::from_secs(1),
+            pin: true,
+            nginx_workers: 2,
+            daemon: daemon_binary(),
+            work_dir: std::env::temp_dir().join(format!("mirror-bench-{}", std::process::id())),
+        },
+    };
+    let mut args = std::env::args().skip(1);
+    let seconds = |value: String| -> Result<Duration> {
+        Ok(Duration::from_secs_f64(value.parse::<f64>().with_context(
+            || format!("not a number of seconds: {value}"),
+        )?))
+    };
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--scenarios" => {
+                options.scenarios = value()?
+                    .split(',')
+                    .map(|key| {
+                        Scenario::parse(key.trim())
+                            .with_context(|| format!("unknown scenario {key:?}\n{USAGE}"))
+                    })
+                    .collect::<Result<_>>()?;
+            }
+            "--reps" => options.reps = value()?.parse()?,
+            "--rate" => options.settings.rate = value()?.parse()?,
+            "--rate-duration" => options.settings.rate_duration = seconds(value()?)?,
+            "--duration" => options.settings.saturation_duration = seconds(value()?)?,
+            "--connections" => options.settings.wrk_connections = value()?.parse()?,
+            "--rate-connections" => options.settings.rate_connections = value()?.parse()?,
+            "--warmup" => options.settings.warmup = seconds(value()?)?,
+            "--nginx-workers" => options.settings.nginx_workers = value()?.parse()?,
+            "--no-pin" => options.settings.pin = false,
+            "--wait-quiet" => options.wait_quiet = seconds(value()?)?,
+            "--max-load" => options.max_load = value()?.parse()?,
+            "--out" => options.out = PathBuf::from(value()?),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    if options.scenarios.is_empty() || options.reps == 0 {
+        bail!("nothing to run\n{USAGE}");
+    }
+    if options.settings.rate <= 0.0 {
+        bail!("--rate must be positive");
+    }
+    Ok(options)
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench: could not run: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let options = parse_args()?;
+    let Some(daemon) = require_daemon("bench") else {
+        bail!("the bench needs root, namespaces, BPF and the daemon binary (see above)");
+    };
+    for tool in ["wrk", "nginx", "taskset"] {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map_or(true, |out| !out.status.success())
+        {
+            bail!("{tool} is missing (cargo xtask bench installs wrk and nginx)");
+        }
+    }
+    let mut settings = options.settings.clone();
+    settings.daemon = daemon;
+    wait_for_quiet(options.wait_quiet, options.max_load);
+    let competing_at_start = procstat::competing_processes();
+    let started = Instant::now();
+    let environment = environment(&settings);
+    eprintln!("bench: {}", environment.replace('\n', "\nbench: "));
+
+    let bed = Bed::build(&settings)?;
+    let mut runs = Vec::new();
+    let total = options.reps * options.scenarios.len();
+    for rep in 0..options.reps {
+        for &scenario in &options.scenarios {
+            let run = bed
+                .run(scenario, &settings)
+                .with_context(|| format!("repetition {}, {}", rep + 1, scenario.key()))?;
+            eprintln!(
+                "bench: [{}/{total}] rep {} {:<16} load {:.2} | {}",
+                runs.len() + 1,
+                rep + 1,
+                scenario.key(),
+                run.loadavg,
+                summary(&run)
+            );
+            runs.push(run);
+        }
+    }
+    drop(bed);
+    scenario::clean(&settings.work_dir);
+    let competing_at_end = procstat::competing_processes();
+
+    let results = Results {
+        runs: &runs,
+        scenarios: &options.scenarios,
+    };
+    let mut report = String::new();
+    let _ = writeln!(report, "## Bench results\n");
+    let _ = writeln!(report, "{environment}\n");
+    report.push_str(&results.tables(settings.rate));
+    report.push('\n');
+    report.push_str(&results.goals());
+    let _ = writeln!(report, "\n### Noise\n");
+    report.push_str(&results.noise());
+    let _ = writeln!(
+        report,
+        "- other busy processes (compilers, VMs, test runners) at the start: {}; at the end: {}",
+        list_or_none(&competing_at_start),
+        list_or_none(&competing_at_end)
+    );
+    let _ = writeln!(
+        report,
+        "- {} runs in {:.0} s\n",
+        runs.len(),
+        started.elapsed().as_secs_f64()
+    );
+    report.push_str(&method(&settings, &options));
+
+    println!("{report}");
+    std::fs::create_dir_all(&options.out)?;
+    let path = options.out.join(format!("results-{}.md", now_for_file()));
+    std::fs::write(&path, &report).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("bench: written to {}", path.display());
+    Ok(())
+}
+
+fn summary(run: &scenario::Run) -> String {
+    let mut parts = Vec::new();
+    for phase in &run.phases {
+        let text = match phase.kind {
+            Kind::Rate => format!("{} p99 {:.0} µs", phase.mode.label(), phase.load.p99),
+            Kind::Saturation => format!("{} {:.0} req/s", phase.mode.label(), phase.load.rps()),
+        };
+        parts.push(text);
+    }
+    parts.join(", ")
+}
+
+fn list_or_none(list: &[String]) -> String {
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(" ")
+    }
+}
+
+fn wait_for_quiet(limit: Duration, max_load: f64) {
+    if limit.is_zero() {
+        return;
+    }
+    let deadline = Instant::now() + limit;
+    loop {
+        let load = procstat::loadavg();
+        if load < max_load {
+            return;
+        }
+        if Instant::now() > deadline {
+            eprintln!("bench: load average still {load:.2} after {limit:?}; starting anyway");
+            return;
+        }
+        eprintln!(
+            "bench: load average {load:.2} ≥ {max_load}; waiting (busy: {})",
+            list_or_none(&procstat::competing_processes())
+        );
+        std::thread::sleep(Duration::from_secs(15));
+    }
+}
+
+fn command_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn now_for_file() -> String {
+    command_line("date", &["-u", "+%Y-%m-%dT%H%M%SZ"])
+}
+
+fn environment(settings: &Settings) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let daemon = command_line(&settings.daemon.display().to_string(), &["--version"]);
+    let root = workspace().display().to_string();
+    let commit = command_line("git", &["-C", &root, "rev-parse", "--short", "HEAD"]);
+    let dirty = !command_line(
+        "git",
+        &["-C", &root, "status", "--porcelain", "--untracked-files=no"],
+    )
+    .is_empty();
+    format!(
+        "- date: {}\n- kernel: {}; CPU: {cpu}, {cores} cores\n- {daemon} at commit {commit}{}; \
+         nginx {}; {}",
+        command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        command_line("uname", &["-r"]),
+        if dirty {
+            " (work tree with changes)"
+        } else {
+            ""
+        },
+        nginx::version(),
+        load::wrk_version(),
+    )
+}
+
+fn method(settings: &Settings, options: &Options) -> String {
+    let mut out = String::from("### Method\n\n");
+    let _ = writeln!(
+        out,
+        "- scenarios, in run order, repeated {} times: {}",
+        options.reps,
+        options
+            .scenarios
+            .iter()
+            .map(|s| format!("`{}` ({})", s.key(), s.describe()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    let _ = writeln!(
+        out,
+        "- each run starts its proxy afresh, warms up for {:?} (wrk, keep-alive), then: {:.0} req/s for {:?} \
+         keep-alive, then with a new connection per request ({} client threads, open loop, latency from the \
+         intended send time); then wrk -t1 -c{} for {:?}, keep-alive, then `Connection: close`",
+        settings.warmup,
+        settings.rate,
+        settings.rate_duration,
+        settings.rate_connections,
+        settings.wrk_connections,
+        settings.saturation_duration,
+    );
+    let _ = writeln!(
+        out,
+        "- primary: nginx, 1 worker, `return 200` with a 1 KiB body; healthy shadow: nginx, 1 worker \
+         (copies counted with `stub_status`); slow shadow: the harness's server answering after {:?}; \
+         blackholed shadow: SYNs dropped. Daemon targets and nginx `mirror` locations alike: connect \
+         timeout {}, request timeout {}; daemon defaults otherwise (32 copies in flight, queue 1024)",
+        scenario::SLOW_DELAY,
+        nginx::MIRROR_CONNECT_TIMEOUT,
+        nginx::MIRROR_REQUEST_TIMEOUT
+    );
+    let _ = writeln!(
+        out,
+        "- nginx proxy: {} workers, keep-alive upstream pools (its best set-up), in the node namespace at the \
+         pod's gateway address; the daemon runs with its defaults (tokio, one worker per core)",
+        settings.nginx_workers
+    );
+    let _ = writeln!(
+        out,
+        "- pinning: {}",
+        if settings.pin {
+            "load generator (wrk, constant-rate client) on CPU 0, primary and shadow nginx on CPU 1; \
+             the daemon and the nginx proxy are not pinned"
+        } else {
+            "none"
+        }
+    );
+    out.push_str(
+        "- medians over repetitions with (min–max); ratios and differences to direct are taken within \
+         each repetition; CPU is utime + stime of the daemon (or all nginx proxy processes) over the phase; \
+         peak RSS is VmHWM (nginx: summed over its processes) after the fixed-rate phases, and after \
+         everything; copies delivered are counted at the shadows, dropped = expected − delivered\n",
+    );
+    out
+}

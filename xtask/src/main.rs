@@ -2,6 +2,7 @@
 //!
 //! Progress goes to stderr; results that a script may capture (paths) go to stdout.
 
+mod bench;
 mod build;
 mod cmd;
 mod demo;
@@ -69,6 +70,13 @@ enum Command {
         #[arg(last = true)]
         args: Vec<OsString>,
     },
+    /// Build, then run the load bench (`mirror-tests --bin bench`): direct, through the daemon
+    /// and nginx's `mirror`, on a simulated node; writes target/bench/results-<date>.md.
+    Bench {
+        /// Passed to the bench (`-- --help` lists them).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
     /// Build, then run the demo (`mirror-tests --bin demo`) with the built daemon.
     Demo {
         /// Passed to the demo.
@@ -123,6 +131,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 &host_step,
             )
         }
+        Command::Bench { args } => bench::run(&args),
         Command::Demo { args } => demo::run(&args),
     }
 }

@@ -1,0 +1,73 @@
+//! `cargo xtask bench`: setup (as for the demo, plus wrk and nginx from Debian), build the daemon,
+//! then run the node-level load bench (`mirror-tests --bin bench`) against it. Not part of
+//! `cargo xtask test`. The bench prints a markdown report and writes it to
+//! `target/bench/results-<date>.md`; `cargo xtask bench -- --help` lists its options.
+
+use std::{ffi::OsString, process::Command};
+
+use anyhow::Result;
+
+use crate::{
+    build::{self, Profile},
+    cmd,
+    setup::{self, Scope},
+};
+
+/// Commands the bench runs, and the Debian package providing each.
+const BENCH_TOOLS: &[(&str, &str)] = &[
+    ("wrk", "wrk"),
+    ("nginx", "nginx"),
+    ("taskset", "util-linux"),
+];
+
+pub fn run(args: &[OsString]) -> Result<()> {
+    let toolchain = setup::run(Scope::Everything, false)?;
+    install_bench_tools()?;
+    let built = build::all(&toolchain, Profile::Release)?;
+    let mut cargo = build::workspace_cargo();
+    cargo
+        .envs(built.env())
+        .args([
+            "run",
+            "--release",
+            "--package",
+            "mirror-tests",
+            "--bin",
+            "bench",
+        ])
+        .arg("--target-dir")
+        .arg(build::target_dir())
+        .arg("--")
+        .arg("--out")
+        .arg(build::target_dir().join("bench"))
+        .args(args);
+    eprintln!("bench: {}", cmd::display(&cargo));
+    cmd::run(&mut cargo)
+}
+
+/// Installs wrk and nginx when missing. The bench runs nginx with its own configuration in its
+/// own namespaces; the distribution's nginx service is neither used nor touched.
+fn install_bench_tools() -> Result<()> {
+    let dirs = cmd::system_dirs();
+    let mut missing: Vec<&str> = BENCH_TOOLS
+        .iter()
+        .filter(|(program, _)| cmd::find_program(program, &dirs).is_none())
+        .map(|(_, package)| *package)
+        .collect();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("setup: installing {} for the bench...", missing.join(" "));
+    cmd::run(
+        Command::new("apt-get")
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    cmd::run(
+        Command::new("apt-get")
+            .args(["install", "-y"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}

@@ -49,9 +49,14 @@ enum Command {
         #[arg(long)]
         debug: bool,
     },
-    /// The project's test command: setup, build, unit tests, then privileged integration tests.
+    /// The project's test command: setup, build, unit tests, privileged integration tests on
+    /// this kernel, then the same tests on the default kernel matrix in QEMU (see `vm-test`).
     Test {
-        /// Passed to the privileged integration tests' harness (e.g. a test name filter).
+        /// Leave out the kernel matrix in QEMU.
+        #[arg(long)]
+        no_vms: bool,
+        /// Passed to the privileged integration tests' harness (e.g. a test name filter), on
+        /// this kernel and in the VMs.
         #[arg(last = true)]
         args: Vec<OsString>,
     },
@@ -110,7 +115,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", built.daemon.display());
             Ok(())
         }
-        Command::Test { args } => test::run(&args),
+        Command::Test { no_vms, args } => test::run(&args, !no_vms),
         Command::VmTest {
             kernels,
             timeout_minutes,

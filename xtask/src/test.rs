@@ -1,8 +1,9 @@
 //! `cargo xtask test`, the project's one test command (README and `.ci/run` call it): setup,
-//! build, then the test steps in order. Every step runs even when an earlier one failed, so one
-//! run reports everything; the command fails if any step did.
+//! build, then the test steps in order: unit tests, the privileged integration tests on this
+//! kernel, then the same test binaries on the kernel matrix in QEMU. Every step runs even when
+//! an earlier one failed, so one run reports everything; the command fails if any step did.
 
-use std::{ffi::OsString, process::Command};
+use std::{ffi::OsString, process::Command, time::Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -10,6 +11,7 @@ use crate::{
     build::{self, Built, Profile},
     cmd,
     setup::{self, Scope},
+    vm,
 };
 
 /// One test step: a name for the summary and the command it runs.
@@ -18,18 +20,49 @@ struct Step {
     command: Command,
 }
 
-pub fn run(privileged_args: &[OsString]) -> Result<()> {
-    let toolchain = setup::run(Scope::Everything, false)?;
+pub fn run(privileged_args: &[OsString], with_vms: bool) -> Result<()> {
+    let scope = if with_vms {
+        Scope::WithVms
+    } else {
+        Scope::Everything
+    };
+    let toolchain = setup::run(scope, false)?;
     let built = build::all(&toolchain, Profile::Release)?;
 
     let mut failed = Vec::new();
+    let mut times = Vec::new();
     for mut step in steps(&built, privileged_args) {
         eprintln!("test: step {}: {}", step.name, cmd::display(&step.command));
+        let started = Instant::now();
         if let Err(e) = cmd::run(&mut step.command) {
             eprintln!("test: step {} failed: {e:#}", step.name);
             failed.push(step.name);
         }
+        times.push((step.name, started.elapsed()));
     }
+    if with_vms {
+        // The same test binaries (same cargo invocation) on the default kernel matrix.
+        eprintln!("test: step vm: the privileged tests on the kernel matrix in QEMU");
+        let started = Instant::now();
+        let options = vm::Options {
+            kernels: Vec::new(),
+            timeout: vm::DEFAULT_TIMEOUT,
+            refresh: false,
+            budget: Some(vm::TEST_BUDGET),
+        };
+        let result = privileged_command(&built, privileged_args)
+            .and_then(|host_step| vm::run_matrix(&built, &options, &host_step));
+        if let Err(e) = result {
+            eprintln!("test: step vm failed: {e:#}");
+            failed.push("vm");
+        }
+        times.push(("vm", started.elapsed()));
+    }
+    let times: Vec<String> = times
+        .iter()
+        .map(|(name, time)| format!("{name} {:.0} s", time.as_secs_f64()))
+        .collect();
+    eprintln!("test: step times: {}", times.join(", "));
     if !failed.is_empty() {
         bail!("test steps failed: {}", failed.join(", "));
     }

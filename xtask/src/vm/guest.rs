@@ -269,12 +269,17 @@ fn workspace_files(workspace: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// Commands the test sources name as a program to run: the string literal right after
-/// `Command::new(`, `command::run(`, `command::output(` or `.exec(`.
-pub fn commands_in_sources(dir: &Path) -> Result<BTreeSet<String>> {
+/// Commands the test package's sources name as a program to run: the string literal right after
+/// `Command::new(`, `command::run(`, `command::output(` or `.exec(`. `src/bin` (binaries the
+/// guest never runs) is left out.
+pub fn commands_in_sources(package: &Path) -> Result<BTreeSet<String>> {
     let mut names = BTreeSet::new();
-    let mut stack = vec![dir.to_path_buf()];
+    let skip = package.join("src").join("bin");
+    let mut stack = vec![package.join("src"), package.join("tests")];
     while let Some(dir) = stack.pop() {
+        if dir == skip || !dir.is_dir() {
+            continue;
+        }
         for entry in fs::read_dir(&dir)? {
             let path = entry?.path();
             if path.is_dir() {

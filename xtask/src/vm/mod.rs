@@ -180,7 +180,9 @@ pub fn run_matrix(built: &Built, options: &Options, host_step: &Command) -> Resu
 
     // Kernels and busybox through the private APT.
     let fetch_started = Instant::now();
-    let mut suites: Vec<&str> = specs
+    // Every suite of the matrix whichever kernels this run wants, so that the lists stay valid
+    // (for a day) for any selection.
+    let mut suites: Vec<&str> = kernel::MATRIX
         .iter()
         .flat_map(|s| s.suites.iter().copied())
         .collect();

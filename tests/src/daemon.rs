@@ -364,6 +364,9 @@ pub struct Daemon {
     netns: Netns,
     admin: SocketAddr,
     log: Arc<Mutex<String>>,
+    /// The `--config` file (`None`: the embedded default).
+    config_path: Option<PathBuf>,
+    /// A directory the harness made for the config file, removed on drop.
     config_dir: Option<PathBuf>,
     print_log_on_drop: bool,
 }
@@ -397,6 +400,19 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// Starts the daemon in `netns` with `--config path` (a file the caller owns and may rewrite
+    /// while the daemon runs), whose admin endpoint is `admin`, and waits until ready.
+    pub fn start_with_config_file(
+        binary: &Path,
+        netns: &Netns,
+        path: &Path,
+        admin: SocketAddr,
+    ) -> Result<Daemon> {
+        let mut daemon = Daemon::spawn_with_config_file(binary, netns, path, admin)?;
+        daemon.wait_ready(READY_TIMEOUT)?;
+        Ok(daemon)
+    }
+
     /// Starts the daemon without waiting for readiness.
     pub fn spawn(binary: &Path, netns: &Netns, config: Option<&DaemonConfig>) -> Result<Daemon> {
         let text = config.map(|config| (config.to_toml(), config.admin));
@@ -414,6 +430,48 @@ impl Daemon {
         netns: &Netns,
         config: Option<(&str, SocketAddr)>,
     ) -> Result<Daemon> {
+        let Some((toml, admin)) = config else {
+            return Daemon::spawn_process(binary, netns, None, DEFAULT_ADMIN.parse()?);
+        };
+        let dir = std::env::temp_dir().join(format!(
+            "{}-daemon-{}",
+            netns.name(),
+            crate::names::next_sequence()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("config.toml");
+        let spawned = std::fs::write(&path, toml)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| Daemon::spawn_process(binary, netns, Some(path), admin));
+        match spawned {
+            Ok(mut daemon) => {
+                daemon.config_dir = Some(dir);
+                Ok(daemon)
+            }
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(error)
+            }
+        }
+    }
+
+    /// Starts the daemon with `--config path` without waiting for readiness; see
+    /// [`Daemon::start_with_config_file`].
+    pub fn spawn_with_config_file(
+        binary: &Path,
+        netns: &Netns,
+        path: &Path,
+        admin: SocketAddr,
+    ) -> Result<Daemon> {
+        Daemon::spawn_process(binary, netns, Some(path.to_path_buf()), admin)
+    }
+
+    fn spawn_process(
+        binary: &Path,
+        netns: &Netns,
+        config_path: Option<PathBuf>,
+        admin: SocketAddr,
+    ) -> Result<Daemon> {
         let mut args: Vec<String> = vec![
             "netns".into(),
             "exec".into(),
@@ -421,24 +479,10 @@ impl Daemon {
             binary.display().to_string(),
             "run".into(),
         ];
-        let mut config_dir = None;
-        let admin = match config {
-            Some((toml, admin)) => {
-                let dir = std::env::temp_dir().join(format!(
-                    "{}-daemon-{}",
-                    netns.name(),
-                    crate::names::next_sequence()
-                ));
-                std::fs::create_dir_all(&dir)?;
-                let path = dir.join("config.toml");
-                std::fs::write(&path, toml)?;
-                config_dir = Some(dir);
-                args.push("--config".into());
-                args.push(path.display().to_string());
-                admin
-            }
-            None => DEFAULT_ADMIN.parse()?,
-        };
+        if let Some(path) = &config_path {
+            args.push("--config".into());
+            args.push(path.display().to_string());
+        }
         // `ip netns exec` execs the binary in place: the child's pid is the daemon's.
         let mut child = Command::new("ip")
             .args(&args)
@@ -483,9 +527,20 @@ impl Daemon {
             netns: netns.clone(),
             admin,
             log,
-            config_dir,
+            config_path,
+            config_dir: None,
             print_log_on_drop: true,
         })
+    }
+
+    /// The `--config` file the daemon was started with (`None`: the embedded default).
+    pub fn config_path(&self) -> Option<&Path> {
+        self.config_path.as_deref()
+    }
+
+    /// The admin endpoint's address (inside the daemon's namespace).
+    pub fn admin_address(&self) -> SocketAddr {
+        self.admin
     }
 
     /// The daemon's process id.
@@ -626,11 +681,11 @@ impl Drop for Daemon {
             }
         }
         if self.print_log_on_drop || thread::panicking() {
-            let config = self
-                .config_dir
-                .as_ref()
-                .and_then(|dir| std::fs::read_to_string(dir.join("config.toml")).ok())
-                .unwrap_or_else(|| "(embedded default)\n".into());
+            let config = match &self.config_path {
+                Some(path) => std::fs::read_to_string(path)
+                    .unwrap_or_else(|error| format!("({}: {error})\n", path.display())),
+                None => "(embedded default)\n".into(),
+            };
             eprintln!(
                 "---- mirror-daemon config ----\n{config}---- mirror-daemon log (pid {}, {}) ----\n\
                  {}---- end of mirror-daemon log ----",

@@ -7,7 +7,8 @@
 //! - [`primary`], [`shadow`]: recording HTTP/1.1 servers ([`recording`], [`wire`]) for the primary
 //!   and the shadow target; [`client`]: a keep-alive client for the pods; [`scenario`]: node,
 //!   servers and daemon set up for mirroring.
-//! - [`daemon`]: the daemon's config, process, log and admin endpoint; [`metrics`] parses scrapes.
+//! - [`daemon`]: the daemon's config, process, log and admin endpoint; [`metrics`] parses scrapes;
+//!   [`config_file`]: a config file rewritten while the daemon runs (plain or ConfigMap-style).
 //! - [`kernel_state`]: before/after snapshots of what the daemon adds to the node's kernel.
 //! - [`environment`]: run, skip loudly, or (under `CI=true`) fail when privileges are missing.
 //!
@@ -16,6 +17,7 @@
 pub mod bpf;
 pub mod client;
 pub mod command;
+pub mod config_file;
 pub mod daemon;
 pub mod environment;
 pub mod http;

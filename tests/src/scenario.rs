@@ -56,6 +56,29 @@ impl Mirroring {
         shadow: SocketAddr,
         config: &DaemonConfig,
     ) -> Result<Mirroring> {
+        Mirroring::build(behaviour, shadow, |node| {
+            Daemon::start(binary, node.netns(), config)
+        })
+    }
+
+    /// [`Mirroring::start`] with the daemon given `--config path`, a file the caller owns (and
+    /// may change while the daemon runs), whose admin endpoint is `admin`.
+    pub fn start_with_config_file(
+        binary: &Path,
+        behaviour: Behaviour,
+        path: &Path,
+        admin: SocketAddr,
+    ) -> Result<Mirroring> {
+        Mirroring::build(behaviour, shadow_address(), |node| {
+            Daemon::start_with_config_file(binary, node.netns(), path, admin)
+        })
+    }
+
+    fn build(
+        behaviour: Behaviour,
+        shadow: SocketAddr,
+        start_daemon: impl FnOnce(&Node) -> Result<Daemon>,
+    ) -> Result<Mirroring> {
         let node = Node::new()?.with_pod("a")?.with_primary()?.with_shadow()?;
         let primary = PrimaryServer::start(
             node.primary().netns(),
@@ -65,7 +88,7 @@ impl Mirroring {
             ],
         )?;
         let shadow = ShadowServer::start(node.shadow().netns(), shadow, behaviour)?;
-        let daemon = Daemon::start(binary, node.netns(), config)?;
+        let daemon = start_daemon(&node)?;
         Ok(Mirroring {
             daemon,
             shadow,

@@ -29,6 +29,8 @@ pub mod names {
     pub const SHADOW_RESPONSES: &str = "mirror_shadow_responses_total";
     /// Copies that failed on their way to a shadow, labelled `target` and `kind`.
     pub const SHADOW_ERRORS: &str = "mirror_shadow_errors_total";
+    /// Configuration reloads, labelled `result` (`success`, `failure`).
+    pub const CONFIG_RELOADS: &str = "mirror_config_reloads_total";
 
     /// Every `outcome` of [`COPIES`].
     pub const COPY_OUTCOMES: [&str; 7] = [
@@ -60,6 +62,10 @@ pub struct Metrics {
     samples: Vec<Sample>,
     /// Names declared by `# TYPE` / `# HELP`, so an empty labelled family still counts as known.
     declared: BTreeSet<String>,
+    /// `# HELP` text by family name.
+    help: BTreeMap<String, String>,
+    /// `# TYPE` by family name.
+    types: BTreeMap<String, String>,
 }
 
 impl Metrics {
@@ -68,9 +74,15 @@ impl Metrics {
         let mut metrics = Metrics::default();
         for line in text.lines().map(str::trim).filter(|line| !line.is_empty()) {
             if let Some(comment) = line.strip_prefix('#') {
-                let mut words = comment.split_whitespace();
-                if let (Some("TYPE" | "HELP"), Some(name)) = (words.next(), words.next()) {
+                let mut words = comment.trim_start().splitn(3, ' ');
+                if let (Some(kind @ ("TYPE" | "HELP")), Some(name)) = (words.next(), words.next()) {
                     metrics.declared.insert(name.to_owned());
+                    let text = words.next().unwrap_or_default().trim().to_owned();
+                    let table = match kind {
+                        "TYPE" => &mut metrics.types,
+                        _ => &mut metrics.help,
+                    };
+                    table.insert(name.to_owned(), text);
                 }
                 continue;
             }
@@ -157,6 +169,37 @@ impl Metrics {
     /// `mirror_shadow_requests_total{target}`.
     pub fn shadow_requests(&self, target: &str) -> Result<u64> {
         self.counter(names::SHADOW_REQUESTS, &[("target", target)])
+    }
+
+    /// `mirror_config_reloads_total{result=...}` (`success` or `failure`).
+    pub fn config_reloads(&self, result: &str) -> Result<u64> {
+        self.counter(names::CONFIG_RELOADS, &[("result", result)])
+    }
+
+    /// The `# HELP` text of family `name` (as declared, e.g. `mirror_copies`), if any.
+    pub fn help(&self, family: &str) -> Option<&str> {
+        self.help.get(family).map(String::as_str)
+    }
+
+    /// Families declared by `# TYPE`, with their type (`counter`, `gauge`, `histogram`, ...).
+    pub fn types(&self) -> &BTreeMap<String, String> {
+        &self.types
+    }
+
+    /// The declared family a sample belongs to: `name` itself, or `name` without the suffix its
+    /// type adds (`_total`, `_bucket`, `_sum`, `_count`, `_created`, `_info`).
+    pub fn family_of(&self, sample: &str) -> Option<&str> {
+        if let Some((family, _)) = self.types.get_key_value(sample) {
+            return Some(family);
+        }
+        ["_total", "_bucket", "_sum", "_count", "_created", "_info"]
+            .iter()
+            .filter_map(|suffix| sample.strip_suffix(suffix))
+            .find_map(|family| {
+                self.types
+                    .get_key_value(family)
+                    .map(|(name, _)| name.as_str())
+            })
     }
 
     /// Every sample of `name` (for printing a family on failure).
@@ -514,6 +557,44 @@ mirror_shadow_errors_total{target="staging",kind="timeout"} 1
         assert_eq!(delta.framed, 6);
         assert_eq!(delta.copies("mirrored"), 4);
         assert!(delta.to_string().contains("mirrored 4"), "{delta}");
+        Ok(())
+    }
+
+    #[test]
+    fn help_text_and_families_are_read() -> Result<()> {
+        let metrics = Metrics::parse(SCRAPE)?;
+        assert_eq!(
+            metrics.help("mirror_intercepted_connections"),
+            Some("Connections accepted from interception.")
+        );
+        assert_eq!(metrics.help("mirror_relayed_bytes"), None);
+        assert_eq!(
+            metrics
+                .types()
+                .get("mirror_attached_interfaces")
+                .map(String::as_str),
+            Some("gauge")
+        );
+        assert_eq!(
+            metrics.family_of("mirror_kernel_events_total"),
+            Some("mirror_kernel_events")
+        );
+        assert_eq!(
+            metrics.family_of("mirror_attached_interfaces"),
+            Some("mirror_attached_interfaces")
+        );
+        assert_eq!(metrics.family_of("mirror_odd"), None);
+        Ok(())
+    }
+
+    #[test]
+    fn config_reloads_are_read_by_result() -> Result<()> {
+        let scrape = "# HELP mirror_config_reloads Configuration reloads.\n\
+                      # TYPE mirror_config_reloads counter\n\
+                      mirror_config_reloads_total{result=\"success\"} 2\n";
+        let metrics = Metrics::parse(scrape)?;
+        assert_eq!(metrics.config_reloads("success")?, 2);
+        assert_eq!(metrics.config_reloads("failure")?, 0);
         Ok(())
     }
 

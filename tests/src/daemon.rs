@@ -123,6 +123,12 @@ impl ShadowTarget {
         self
     }
 
+    /// The methods that may be copied (all when never called).
+    pub fn methods(mut self, methods: &[&str]) -> ShadowTarget {
+        self.methods = methods.iter().map(|method| (*method).to_owned()).collect();
+        self
+    }
+
     fn to_toml(&self, text: &mut String) {
         let _ = writeln!(text, "\n[[mirror.targets]]");
         let _ = writeln!(text, "name = {}", toml_string(&self.name));

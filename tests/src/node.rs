@@ -159,6 +159,23 @@ impl Service {
         }
     }
 
+    /// The node's own address of `family` on this service's link (`.1` / `::1` of its subnet):
+    /// the source of connections the node makes to the service, such as the daemon's relayed
+    /// ones, where a direct connection from a pod comes from the pod's address.
+    pub fn node_address(&self, family: Family) -> IpAddr {
+        match family {
+            Family::V4 => {
+                let [a, b, c, _] = self.v4.octets();
+                IpAddr::V4(Ipv4Addr::new(a, b, c, 1))
+            }
+            Family::V6 => {
+                let mut segments = self.v6.segments();
+                segments[7] = 1;
+                IpAddr::V6(Ipv6Addr::from(segments))
+            }
+        }
+    }
+
     /// `v4:port`.
     pub fn v4_addr(&self, port: u16) -> SocketAddr {
         SocketAddr::new(IpAddr::V4(self.v4), port)

@@ -5,12 +5,18 @@
 //!   goes on until it ends too.
 //! - An error on either side (a reset, typically) aborts both: the other side gets an RST (linger
 //!   0), as it would have seen if the two had talked directly.
+//! - A direction holds its buffer only while data is moving: it waits for the socket to be
+//!   readable with no buffer, and gives the buffer back once a read drains the socket. An idle
+//!   keep-alive connection therefore costs its sockets and task, not `2 x buffer_size`.
 
 use std::{fmt, io, time::Duration};
 
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
-    net::TcpStream,
+    io::AsyncWriteExt,
+    net::{
+        tcp::{ReadHalf, WriteHalf},
+        TcpStream,
+    },
 };
 use tokio_util::sync::CancellationToken;
 
@@ -100,40 +106,45 @@ pub async fn relay(
 }
 
 /// Copies `from` to `to` until EOF, then half-closes `to`. Returns the bytes copied.
-async fn pump<R, W>(
-    mut from: R,
-    mut to: W,
+async fn pump(
+    from: ReadHalf<'_>,
+    mut to: WriteHalf<'_>,
     from_side: Side,
     to_side: Side,
     buffer_size: usize,
     mut on_bytes: impl FnMut(&[u8]),
-) -> Result<u64, Error>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buffer = vec![0u8; buffer_size];
+) -> Result<u64, Error> {
+    let read_error = |source| Error::Io {
+        side: from_side,
+        source,
+    };
+    let write_error = |source| Error::Io {
+        side: to_side,
+        source,
+    };
+    let mut buffer = Vec::new();
     let mut total = 0u64;
     loop {
-        let n = from.read(&mut buffer).await.map_err(|source| Error::Io {
-            side: from_side,
-            source,
-        })?;
+        from.readable().await.map_err(read_error)?;
+        if buffer.is_empty() {
+            buffer = vec![0u8; buffer_size];
+        }
+        let n = match from.try_read(&mut buffer) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(read_error(e)),
+        };
         if n == 0 {
-            to.shutdown().await.map_err(|source| Error::Io {
-                side: to_side,
-                source,
-            })?;
+            to.shutdown().await.map_err(write_error)?;
             return Ok(total);
         }
-        to.write_all(&buffer[..n])
-            .await
-            .map_err(|source| Error::Io {
-                side: to_side,
-                source,
-            })?;
+        to.write_all(&buffer[..n]).await.map_err(write_error)?;
         total += n as u64;
         on_bytes(&buffer[..n]);
+        if n < buffer.len() {
+            // The socket is most likely drained: don't hold the buffer while the peer is quiet.
+            buffer = Vec::new();
+        }
     }
 }
 

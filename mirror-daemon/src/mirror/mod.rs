@@ -36,8 +36,12 @@ use crate::{
     shadow::{self, BodyChunk, BodyFraming, ShadowRequest},
 };
 
-/// Body chunks a copy may have queued towards its sender (bytes are bounded by the cap).
-const BODY_CHANNEL_SLOTS: usize = 256;
+/// Body chunks a copy may have queued towards its sender. Memory is bounded in bytes elsewhere
+/// (each copy by its target's `max_body_bytes`, all copies by the budget); this only keeps a body
+/// dribbled in tiny reads from queueing without end. It must not be what cuts off a body under the
+/// cap: reads under load can be a single segment (~1.4 KiB), and 1 MiB is ~750 of those. Slots
+/// are allocated as used, so the bound costs nothing by itself.
+const BODY_CHANNEL_SLOTS: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

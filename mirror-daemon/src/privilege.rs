@@ -4,10 +4,12 @@
 //! Kept, on kernels with CAP_BPF (5.8+):
 //! - `CAP_BPF`: every bpf() call — loading the programs, creating links, and later the heartbeat,
 //!   counter reads, rule updates on reload and attaching to new interfaces;
-//! - `CAP_PERFMON`: the verifier accepts our programs' BPF-to-BPF calls only from a
-//!   perfmon-capable loader (without it the classifier is rejected);
-//! - `CAP_NET_ADMIN`: loading TC and sk_lookup programs, TCX/netlink attachment, policy routing,
-//!   `IP_TRANSPARENT` listeners, and the namespace's `tcp_early_demux` sysctl.
+//! - `CAP_PERFMON`: without it the verifier runs in its stricter unprivileged mode and rejects the
+//!   classifier (`R6 !read_ok` after `bpf_sk_release`, measured on 6.18);
+//! - `CAP_NET_ADMIN`: loading the TC (`sched_cls`) program and creating the SOCKMAP, TCX/netlink
+//!   attachment, policy routing, `IP_TRANSPARENT` listeners, and the namespace's
+//!   `tcp_early_demux` sysctl. (Loading sk_lookup and linking it to the namespace need `CAP_BPF`
+//!   alone.)
 //!
 //! On older kernels `CAP_SYS_ADMIN` stands in for `CAP_BPF` and `CAP_PERFMON`.
 //! Capabilities are per thread in Linux, so the sets are reduced on the main thread before the

@@ -11,6 +11,9 @@
 //!   [`config_file`]: a config file rewritten while the daemon runs (plain or ConfigMap-style).
 //! - [`kernel_state`]: before/after snapshots of what the daemon adds to the node's kernel.
 //! - [`environment`]: run, skip loudly, or (under `CI=true`) fail when privileges are missing.
+//! - [`load`]: a steady client load with per-request outcomes; [`hold`]: a server holding many
+//!   connections; [`process`]: a process's memory, descriptors and limits; [`config_patch`]:
+//!   settings the config builder has no method for.
 //!
 //! This is test code, an edge of the project: errors are `anyhow` with context.
 
@@ -18,15 +21,19 @@ pub mod bpf;
 pub mod client;
 pub mod command;
 pub mod config_file;
+pub mod config_patch;
 pub mod daemon;
 pub mod environment;
+pub mod hold;
 pub mod http;
 pub mod kernel_state;
+pub mod load;
 pub mod metrics;
 pub mod names;
 pub mod netns;
 pub mod node;
 pub mod primary;
+pub mod process;
 pub mod recording;
 pub mod scenario;
 pub mod shadow;

@@ -25,6 +25,10 @@ pub mod maps {
     pub const HEARTBEAT: &str = "HEARTBEAT";
     /// Per-CPU array of `u64` counters indexed by [`counter`](crate::counter).
     pub const COUNTERS: &str = "COUNTERS";
+    /// Hash of interface index -> 1: the interfaces whose SYNs are selected. An interface the
+    /// program is attached to but that is not here (its glob was removed by a reload) only steers
+    /// the flows it already has.
+    pub const SELECTING: &str = "SELECTING";
 }
 
 /// SOCKMAP slot of the IPv4 listener.
@@ -35,7 +39,13 @@ pub const LISTENER_V6: u32 = 1;
 pub const LISTENER_SLOTS: u32 = 2;
 
 /// Capacity of the intercept-rule trie.
-pub const MAX_INTERCEPT_RULES: u32 = 4096;
+pub const MAX_INTERCEPT_RULES: u32 = 16384;
+/// Capacity of the selecting-interfaces hash.
+pub const MAX_INTERFACES: u32 = 8192;
+/// The generation under which every rule ever in force since the daemon started is kept: later
+/// packets of a flow are steered if its destination matches one of them, so a reload that
+/// removes a rule does not cut the flows it already intercepted.
+pub const STEER_GENERATION: u8 = 0xff;
 /// Capacity of the pending-SYN LRU (handshakes in flight on one node).
 pub const MAX_PENDING_SYNS: u32 = 65536;
 

@@ -10,6 +10,7 @@
 
 use std::{
     io,
+    os::fd::AsRawFd,
     path::PathBuf,
     sync::{atomic::Ordering, Arc},
     time::Duration,
@@ -76,7 +77,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), Error> {
     let connection = connection::Context {
         relay: config.relay.clone(),
         metrics,
-        mirror,
+        mirror: Arc::new(arc_swap::ArcSwapOption::new(mirror)),
         abort: abort.clone(),
     };
     let admin_listener = tokio::net::TcpListener::bind(config.admin.address)
@@ -113,7 +114,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), Error> {
             ));
             let result = serve(&live, path, &admin_state, &abort, stop).await;
             interception.shutdown().await;
-            if let Some(mirror) = &live.connection.load().mirror {
+            if let Some(mirror) = live.connection.load().mirror.load_full() {
                 mirror.shutdown(SHADOW_DEADLINE).await;
             }
             result
@@ -156,8 +157,8 @@ async fn serve(
     });
     live.interception.beat();
     for listener in &listeners {
-        live.interception
-            .register_listener(listener.slot, &listener.inner)?;
+        live.admission
+            .add_listener(listener.slot, listener.inner.as_raw_fd());
     }
     let stop_accepting = CancellationToken::new();
     let accept_loops: Vec<_> = listeners

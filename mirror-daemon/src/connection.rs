@@ -48,8 +48,9 @@ pub enum Error {
 pub struct Context {
     pub relay: config::Relay,
     pub metrics: Arc<Metrics>,
-    /// Present when mirror rules are configured.
-    pub mirror: Option<Arc<mirror::Engine>>,
+    /// The mirror engine in force (none without mirror rules); reloads replace it, and taps
+    /// follow it from one request to the next.
+    pub mirror: Arc<arc_swap::ArcSwapOption<mirror::Engine>>,
     /// Cancelled when the drain deadline passes: remaining connections are reset.
     pub abort: CancellationToken,
 }
@@ -106,7 +107,7 @@ async fn proxy(
         }
     };
     let _ = primary.set_nodelay(true);
-    let mut tap = context.mirror.as_ref().and_then(|m| m.tap(orig_dst.0));
+    let mut tap = mirror::Tap::new(&context.mirror, orig_dst.0);
     Ok(relay::relay(
         &mut client,
         &mut primary,

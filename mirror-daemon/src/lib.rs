@@ -10,6 +10,7 @@
 //! replaces their configuration while they run; [`admin`] and [`metrics`] observe them.
 
 pub mod admin;
+pub mod admission;
 pub mod app;
 pub mod config;
 pub mod connection;

@@ -5,9 +5,8 @@
 //! program hands it the flows the classifier selected. The accept loop also:
 //! - beats the kernel watchdog (every [`BEAT_INTERVAL`]); a hung loop stops beating and the
 //!   kernel sends new flows direct after the configured timeout;
-//! - keeps at most `max_connections` connections: at the limit, or when the process runs out of
-//!   file descriptors, it empties its SOCKMAP slot so that new flows go direct, and registers
-//!   again once it can take more.
+//! - counts what it accepts with [`crate::admission`], which sends new flows direct at the
+//!   connection limit or when accept runs out of descriptors.
 
 use std::{io, net::SocketAddr, os::fd::AsRawFd, sync::Arc, time::Duration};
 
@@ -15,7 +14,7 @@ use futures::FutureExt;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::{connection, reload::Live};
 
@@ -87,61 +86,41 @@ pub struct Shared {
 /// Accepts until `stop` is cancelled, then takes what is already queued and returns.
 pub async fn accept_loop(listener: Listener, shared: Arc<Shared>, stop: CancellationToken) {
     let Listener { slot, inner } = listener;
+    let admission = shared.live.admission.clone();
     let mut beat = tokio::time::interval(BEAT_INTERVAL);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let permit = match shared.live.limit.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                shared.live.interception.unregister_listener(slot);
-                warn!(
-                    slot,
-                    "connection limit reached: new flows go direct until connections close"
-                );
-                let permit = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    permit = shared.live.limit.clone().acquire_owned() => permit,
-                };
-                let Ok(permit) = permit else { break };
-                register(&shared, slot, &inner);
-                info!(slot, "below the connection limit again: intercepting");
-                permit
-            }
-        };
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = beat.tick() => shared.live.interception.beat(),
             accepted = inner.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let ticket = admission.admit();
                     let context = shared.live.connection.load_full();
                     shared.tracker.spawn(async move {
                         connection::serve(stream, peer, context).await;
-                        drop(permit);
+                        drop(ticket);
                     });
                 }
                 Err(e) if is_out_of_descriptors(&e) => {
-                    shared.live.interception.unregister_listener(slot);
+                    admission.out_of_descriptors(true);
                     warn!(slot, error = %e, "out of file descriptors: new flows go direct for a moment");
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    register(&shared, slot, &inner);
+                    admission.out_of_descriptors(false);
                 }
                 Err(e) => warn!(slot, error = %e, "client: accept failed"),
             },
         }
     }
     // New flows go direct from here on; connections already queued are still served.
-    shared.live.interception.unregister_listener(slot);
+    admission.withdraw();
     while let Some(Ok((stream, peer))) = inner.accept().now_or_never() {
+        let ticket = admission.admit();
         let context = shared.live.connection.load_full();
-        shared
-            .tracker
-            .spawn(async move { connection::serve(stream, peer, context).await });
-    }
-}
-
-fn register(shared: &Shared, slot: u32, listener: &TcpListener) {
-    if let Err(e) = shared.live.interception.register_listener(slot, listener) {
-        warn!(slot, error = %e, "kernel: could not register the listener; its flows go direct");
+        shared.tracker.spawn(async move {
+            connection::serve(stream, peer, context).await;
+            drop(ticket);
+        });
     }
 }
 

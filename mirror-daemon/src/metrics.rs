@@ -98,7 +98,7 @@ impl Collector for KernelCollector {
         let attached = ConstGauge::new(interception.attached_interfaces() as i64);
         attached.encode(encoder.encode_descriptor(
             "mirror_attached_interfaces",
-            "Interfaces the TC program is attached to",
+            "Pod interfaces whose new flows are intercepted",
             None,
             attached.metric_type(),
         )?)?;

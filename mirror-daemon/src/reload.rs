@@ -2,37 +2,33 @@
 //!
 //! The file is read through its path every second and compared byte for byte, so Kubernetes'
 //! way of updating a mounted ConfigMap (a new directory swapped in under a symlink) is seen like
-//! any edit, with no inotify subtleties. A valid new config is applied by [`Live::apply`]:
+//! any edit, with no inotify subtleties; changed contents are applied once they have stayed the
+//! same for [`SETTLE`], so a file caught half-written is not applied. A valid new config is applied by [`Live::apply`]:
 //! intercept rules switch atomically in the kernel, new connections get the new relay settings and
 //! mirror rules, connections already open keep what they started with, and shadow targets whose
 //! settings did not change keep their queues and connections. An invalid config is logged and
 //! counted, and the running one stays in force.
 
-use std::{
-    path::PathBuf,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
 use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
-use tokio::{
-    signal::unix::{signal, SignalKind},
-    sync::Semaphore,
-};
+use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{config, config::Config, connection, interception, interception::Interception, mirror};
+use crate::{
+    admission::Admission, config, config::Config, connection, interception,
+    interception::Interception, mirror,
+};
 
 /// How often the config file is read for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How long changed file contents must stay the same before they are applied.
+const SETTLE: Duration = Duration::from_millis(200);
 /// How long copies in flight to a removed or changed target may finish.
 const RETIRE_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -55,8 +51,7 @@ pub struct Live {
     pub interception: Arc<Interception>,
     /// What new connections are served with.
     pub connection: ArcSwap<connection::Context>,
-    pub limit: Arc<Semaphore>,
-    max_connections: AtomicUsize,
+    pub admission: Arc<Admission>,
     mirror_metrics: Arc<mirror::Metrics>,
     reloads: Metrics,
 }
@@ -85,10 +80,14 @@ impl Live {
         mirror_metrics: Arc<mirror::Metrics>,
         reloads: Metrics,
     ) -> Self {
-        let max_connections = config.load().relay.max_connections;
+        let current = config.load();
+        let admission = Admission::new(
+            interception.clone(),
+            current.relay.max_connections,
+            shadow_connections(&current),
+        );
         Self {
-            limit: Arc::new(Semaphore::new(max_connections)),
-            max_connections: AtomicUsize::new(max_connections),
+            admission,
             config,
             interception,
             connection: ArcSwap::from_pointee(connection),
@@ -115,25 +114,30 @@ impl Live {
         }
         // Everything that can fail comes before the kernel switches to the new rules.
         let current = self.connection.load_full();
+        let old_mirror = current.mirror.load_full();
         let mirror = if new.mirror.rules.is_empty() {
             None
         } else {
             Some(Arc::new(mirror::Engine::new(
                 &new.mirror,
                 &self.mirror_metrics,
-                current.mirror.as_deref(),
+                old_mirror.as_deref(),
             )?))
         };
-        self.interception.update(&new.interception)?;
+        // Bulk bpf() calls: keep them off the runtime's polling.
+        tokio::task::block_in_place(|| self.interception.update(&new.interception))?;
+        // Every connection, open or new, takes the new engine at its next request.
+        current.mirror.store(mirror.clone());
         self.connection.store(Arc::new(connection::Context {
             relay: new.relay.clone(),
             metrics: current.metrics.clone(),
-            mirror: mirror.clone(),
+            mirror: current.mirror.clone(),
             abort: current.abort.clone(),
         }));
-        self.resize_connection_limit(new.relay.max_connections);
+        self.admission
+            .set_max(new.relay.max_connections, shadow_connections(&new));
         self.config.store(Arc::new(new));
-        if let Some(old_mirror) = current.mirror.clone() {
+        if let Some(old_mirror) = old_mirror {
             tokio::spawn(async move {
                 old_mirror.retire(mirror.as_deref(), RETIRE_DEADLINE).await;
             });
@@ -141,20 +145,14 @@ impl Live {
         Ok(())
     }
 
-    fn resize_connection_limit(&self, max: usize) {
-        let old = self.max_connections.swap(max, Ordering::Relaxed);
-        if max > old {
-            self.limit.add_permits(max - old);
-        } else if max < old {
-            // Only free permits can be taken back; busy ones are returned as connections close
-            // and are then counted against the new limit by `forget_permits` at the next reload.
-            self.limit.forget_permits(old - max);
-        }
-    }
-
     fn count(&self, result: &'static str) {
         self.reloads.0.get_or_create(&[("result", result)]).inc();
     }
+}
+
+/// Descriptors shadow connections may use: each target's `max_concurrent`.
+fn shadow_connections(config: &Config) -> usize {
+    config.mirror.targets.iter().map(|t| t.max_concurrent).sum()
 }
 
 /// Reloads on SIGHUP and on file changes until `stop` is cancelled.
@@ -193,6 +191,14 @@ pub async fn watch(path: Option<PathBuf>, live: Arc<Live>, stop: CancellationTok
         };
         if !forced && last.as_ref() == Some(&bytes) {
             continue;
+        }
+        if !forced {
+            // A file rewritten in place can be read half-written (and an empty file is a valid
+            // config): apply only contents that stay the same for a moment.
+            tokio::time::sleep(SETTLE).await;
+            if std::fs::read(path).ok().as_ref() != Some(&bytes) {
+                continue;
+            }
         }
         last = Some(bytes.clone());
         let origin = path.display().to_string();

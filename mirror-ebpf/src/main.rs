@@ -22,17 +22,21 @@ use aya_ebpf::{
         bpf_ktime_get_ns, bpf_map_lookup_elem, bpf_sk_assign, bpf_sk_release, bpf_skc_lookup_tcp,
     },
     macros::{classifier, map, sk_lookup},
-    maps::{lpm_trie::Key, Array, LpmTrie, LruHashMap, PerCpuArray, SockMap},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, SockMap},
     programs::{SkLookupContext, TcContext},
 };
 use mirror_common::{
     counter, FlowKey, InterceptKey, InterceptValue, Settings, ANY_PORT, FAMILY_V4, FAMILY_V6,
-    LISTENER_SLOTS, LISTENER_V4, LISTENER_V6, MAX_INTERCEPT_RULES, MAX_PENDING_SYNS,
+    LISTENER_SLOTS, LISTENER_V4, LISTENER_V6, MAX_INTERCEPT_RULES, MAX_INTERFACES,
+    MAX_PENDING_SYNS, STEER_GENERATION,
 };
 
 #[map]
 static INTERCEPT_RULES: LpmTrie<InterceptKey, InterceptValue> =
     LpmTrie::with_max_entries(MAX_INTERCEPT_RULES, 0);
+
+#[map]
+static SELECTING: HashMap<u32, u32> = HashMap::with_max_entries(MAX_INTERFACES, 0);
 
 #[map]
 static LISTENERS: SockMap = SockMap::with_max_entries(LISTENER_SLOTS, 0);
@@ -81,12 +85,18 @@ pub fn mirror_tc_ingress(ctx: TcContext) -> i32 {
 fn try_tc_ingress(ctx: &TcContext) -> Result<i32, i32> {
     let packet = parse(ctx).ok_or(TC_ACT_UNSPEC)?;
     let settings = SETTINGS.get(0).ok_or(TC_ACT_UNSPEC)?;
-    if !matches_rule(&packet, settings.rules_generation as u8) {
-        return Ok(TC_ACT_UNSPEC);
-    }
     if packet.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN {
-        select_new_flow(ctx, &packet, settings);
-    } else {
+        // New flows: the rules in force, on interfaces that select.
+        // SAFETY: the value is not read, only its presence.
+        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+        if matches_rule(&packet, settings.rules_generation as u8)
+            && unsafe { SELECTING.get(&ifindex) }.is_some()
+        {
+            select_new_flow(ctx, &packet, settings);
+        }
+    } else if matches_rule(&packet, STEER_GENERATION) {
+        // Later packets: any rule in force since the daemon started, so that reloads never cut
+        // flows already intercepted.
         steer_existing_flow(ctx, &packet, settings);
     }
     Ok(TC_ACT_UNSPEC)

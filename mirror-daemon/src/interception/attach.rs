@@ -1,5 +1,10 @@
 //! Attaching the programs: sk_lookup to the network namespace, the TC classifier to interfaces.
 //!
+//! An interface whose name matches a glob is attached and *selecting* (its ifindex is in the
+//! `SELECTING` map, so its new flows are intercepted). When a reload narrows the globs, the
+//! interface stops selecting but the program stays attached until the interface goes or the
+//! daemon exits, so the flows it already intercepted keep being steered to the daemon.
+//!
 //! TC attachment uses TCX where the kernel has it (links that vanish with the process) and the
 //! clsact qdisc with a netlink filter otherwise (filters that survive a SIGKILL, so stale ones
 //! carrying our program name are removed before attaching). The mode is chosen once, from the
@@ -34,6 +39,8 @@ pub enum Error {
     },
     #[error("attaching sk_lookup to this network namespace: {0}")]
     SkLookup(String),
+    #[error("the eBPF object has no usable map {0:?}")]
+    MissingMap(&'static str),
 }
 
 /// How the TC program is attached.
@@ -60,6 +67,7 @@ struct Attached {
 /// Owns the loaded object and every attachment of its programs.
 pub struct Attacher {
     ebpf: Ebpf,
+    selecting: aya::maps::HashMap<aya::maps::MapData, u32, u32>,
     config: config::Interception,
     mode: Mode,
     attached: HashMap<u32, Attached>,
@@ -72,6 +80,10 @@ pub struct Attacher {
 impl Attacher {
     /// Loads both programs and attaches sk_lookup to the current network namespace.
     pub fn new(mut ebpf: Ebpf, config: config::Interception) -> Result<Self, Error> {
+        let selecting = ebpf
+            .take_map(mirror_common::maps::SELECTING)
+            .and_then(|map| aya::maps::HashMap::try_from(map).ok())
+            .ok_or(Error::MissingMap(mirror_common::maps::SELECTING))?;
         let sk_lookup: &mut SkLookup = program(&mut ebpf, SK_LOOKUP_PROGRAM)?;
         sk_lookup.load().map_err(|source| Error::Load {
             name: SK_LOOKUP_PROGRAM,
@@ -94,6 +106,7 @@ impl Attacher {
         };
         Ok(Self {
             ebpf,
+            selecting,
             config,
             mode,
             attached: HashMap::new(),
@@ -106,8 +119,9 @@ impl Attacher {
         self.mode
     }
 
+    /// Interfaces whose new flows are intercepted.
     pub fn attached_count(&self) -> usize {
-        self.attached.len()
+        self.selecting.keys().count()
     }
 
     /// Whether the interface should carry the classifier.
@@ -115,7 +129,8 @@ impl Attacher {
         self.config.watches(name)
     }
 
-    /// Takes new interface globs: attaches to interfaces that match now, detaches from the rest.
+    /// Takes new interface globs: interfaces that match now select; the others stop selecting
+    /// (and stay attached, steering the flows they have).
     pub fn set_config(&mut self, config: config::Interception) {
         self.config = config;
         let known: Vec<(u32, String)> = self
@@ -124,11 +139,7 @@ impl Attacher {
             .map(|(index, name)| (*index, name.clone()))
             .collect();
         for (index, name) in known {
-            if self.watches(&name) {
-                self.attach(index, &name);
-            } else if self.attached.contains_key(&index) {
-                self.forget(index);
-            }
+            self.attach(index, &name);
         }
     }
 
@@ -138,33 +149,50 @@ impl Attacher {
         self.forget(index);
     }
 
-    /// Attaches the classifier at ingress of `name` (index `index`), once, if a glob matches.
+    /// Brings interface `index` (now called `name`) in line with the globs: attached and
+    /// selecting if a glob matches; if not, no longer selecting (an attachment stays).
     pub fn attach(&mut self, index: u32, name: &str) {
         self.known.insert(index, name.to_string());
-        if let Some(existing) = self.attached.get(&index) {
-            if existing.name == name {
-                return;
+        let watched = self.watches(name);
+        if let Some(existing) = self.attached.get_mut(&index) {
+            existing.name = name.to_string();
+        } else if watched {
+            remove_stale_filter(name);
+            match self.attach_with_mode(name) {
+                Ok(link) => {
+                    info!(interface = name, index, mode = %self.mode, "attached");
+                    self.attached.insert(
+                        index,
+                        Attached {
+                            name: name.to_string(),
+                            link,
+                        },
+                    );
+                }
+                // The interface may vanish between the event and the attach: not an error.
+                Err(e) => {
+                    warn!(interface = name, index, error = %e, "kernel: could not attach");
+                    return;
+                }
             }
-            // Renamed: the attachment follows the index, but the glob decides whether it stays.
-            self.forget(index);
-        }
-        if !self.watches(name) {
+        } else {
             return;
         }
-        remove_stale_filter(name);
-        match self.attach_with_mode(name) {
-            Ok(link) => {
-                info!(interface = name, index, mode = %self.mode, "attached");
-                self.attached.insert(
-                    index,
-                    Attached {
-                        name: name.to_string(),
-                        link,
-                    },
+        let selecting = self.selecting.get(&index, 0).is_ok();
+        match (watched, selecting) {
+            (true, false) => {
+                if let Err(e) = self.selecting.insert(index, 1, 0) {
+                    warn!(interface = name, index, error = %e, "kernel: cannot select the interface's flows");
+                }
+            }
+            (false, true) => {
+                let _ = self.selecting.remove(&index);
+                info!(
+                    interface = name,
+                    index, "no longer matches the interface globs: new flows go direct, open ones keep the daemon"
                 );
             }
-            // The interface may vanish between the event and the attach: that is not an error.
-            Err(e) => warn!(interface = name, index, error = %e, "kernel: could not attach"),
+            _ => {}
         }
     }
 
@@ -206,6 +234,7 @@ impl Attacher {
 
     /// Forgets an interface that vanished (or no longer matches after a rename).
     pub fn forget(&mut self, index: u32) {
+        let _ = self.selecting.remove(&index);
         if let Some(attached) = self.attached.remove(&index) {
             if let Ok(classifier) = program::<SchedClassifier>(&mut self.ebpf, TC_PROGRAM) {
                 // Fails harmlessly when the interface is gone with its filters.

@@ -24,7 +24,7 @@ use std::{
 };
 
 use aya::maps::{lpm_trie::Key, Array, LpmTrie, MapData, PerCpuArray, SockMap};
-use mirror_common::{counter, InterceptKey, InterceptValue, Settings, ANY_PORT};
+use mirror_common::{counter, InterceptKey, InterceptValue, Settings, ANY_PORT, STEER_GENERATION};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -226,13 +226,16 @@ fn take_map(ebpf: &mut aya::Ebpf, name: &'static str) -> Result<aya::maps::Map, 
 }
 
 impl Rules {
-    /// Writes the configured rules under `generation`, switches the classifier to it, then
-    /// removes every entry of other generations.
+    /// Writes the configured rules under `generation` and adds them to the steering set, switches
+    /// the classifier to `generation`, then removes the entries of the other one.
     fn write(&mut self, generation: u8) -> Result<(), Error> {
         let trie_name = mirror_common::maps::INTERCEPT_RULES;
         // Entries of `generation` left by an interrupted earlier write go first.
         self.remove_all_but(self.generation)?;
-        for (key, value) in rule_entries(&self.config.rules, generation) {
+        for (key, value) in rule_entries(&self.config.rules, generation)
+            .into_iter()
+            .chain(rule_entries(&self.config.rules, STEER_GENERATION))
+        {
             self.trie
                 .insert(&key, value, 0)
                 .map_err(|source| map_error(trie_name, source))?;
@@ -252,13 +255,13 @@ impl Rules {
         self.remove_all_but(generation)
     }
 
-    /// Removes the entries of every generation but `keep`.
+    /// Removes the entries of every selecting generation but `keep` (steering entries stay).
     fn remove_all_but(&mut self, keep: u8) -> Result<(), Error> {
         let stale: Vec<Key<InterceptKey>> = self
             .trie
             .keys()
             .filter_map(Result::ok)
-            .filter(|key| key.data().generation != keep)
+            .filter(|key| ![keep, STEER_GENERATION].contains(&key.data().generation))
             .collect();
         for key in stale {
             self.trie

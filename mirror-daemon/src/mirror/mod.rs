@@ -226,23 +226,11 @@ impl Engine {
         futures::future::join_all(retired.map(|t| t.sender.shutdown(deadline))).await;
     }
 
-    /// A tap for a connection to `orig_dst`, or `None` when no rule can match it (the connection
-    /// is then relayed without framing at all).
-    pub fn tap(self: &Arc<Self>, orig_dst: SocketAddr) -> Option<Tap> {
-        let rules: Vec<usize> = (0..self.rules.len())
+    /// The rules that can match requests on a connection to `orig_dst`.
+    fn rules_for(&self, orig_dst: SocketAddr) -> Vec<usize> {
+        (0..self.rules.len())
             .filter(|&i| self.rules[i].may_match_connection(orig_dst))
-            .collect();
-        if rules.is_empty() {
-            return None;
-        }
-        Some(Tap {
-            engine: self.clone(),
-            rules,
-            framer: RequestFramer::new(self.limits),
-            frames: Vec::new(),
-            copies: Vec::new(),
-            tunnelled: false,
-        })
+            .collect()
     }
 
     /// Stops every sender; copies in flight get up to `deadline`.
@@ -260,6 +248,9 @@ struct InFlight {
 
 /// The per-connection observer of the client-to-primary stream.
 pub struct Tap {
+    /// Where the engine in force is published; checked at each request head.
+    source: Arc<arc_swap::ArcSwapOption<Engine>>,
+    orig_dst: SocketAddr,
     engine: Arc<Engine>,
     rules: Vec<usize>,
     framer: RequestFramer,
@@ -269,6 +260,44 @@ pub struct Tap {
 }
 
 impl Tap {
+    /// A tap for a connection to `orig_dst`, or `None` when no engine is in force or no rule can
+    /// match the connection (it is then relayed without framing at all).
+    pub fn new(
+        source: &Arc<arc_swap::ArcSwapOption<Engine>>,
+        orig_dst: SocketAddr,
+    ) -> Option<Self> {
+        let engine = source.load_full()?;
+        let rules = engine.rules_for(orig_dst);
+        if rules.is_empty() {
+            return None;
+        }
+        Some(Self {
+            source: source.clone(),
+            orig_dst,
+            framer: RequestFramer::new(engine.limits),
+            engine,
+            rules,
+            frames: Vec::new(),
+            copies: Vec::new(),
+            tunnelled: false,
+        })
+    }
+
+    /// Follows a reload: the next request uses the engine in force now (keeping its own framer).
+    /// Returns false when mirroring is off now.
+    fn refresh_engine(&mut self) -> bool {
+        let current = self.source.load();
+        match current.as_ref() {
+            Some(engine) if Arc::ptr_eq(engine, &self.engine) => true,
+            Some(engine) => {
+                self.engine = engine.clone();
+                self.rules = engine.rules_for(self.orig_dst);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Describes `chunk`, which the caller has already forwarded to the primary. Never blocks.
     pub fn observe(&mut self, chunk: &[u8]) {
         if self.tunnelled {
@@ -289,6 +318,9 @@ impl Tap {
 
     fn start(&mut self, head: &RequestHead) {
         self.abandon_copies();
+        if !self.refresh_engine() {
+            return;
+        }
         let engine = &*self.engine;
         engine.metrics.requests_framed.inc();
         let Some(rule) = self

@@ -90,7 +90,11 @@ pub fn parse(text: &str) -> Results {
                     if let Some(message) = line.strip_prefix("Error: ") {
                         // A test returning `Err`: libtest prints its Debug form, cause by cause.
                         set_reason(tests, &name, message.trim().to_owned());
-                        Reading::Chain(name)
+                        if message.trim_end().ends_with(':') {
+                            Reading::Body(name, None, true)
+                        } else {
+                            Reading::Chain(name)
+                        }
                     } else if line.starts_with("thread '") && line.contains("panicked at") {
                         Reading::Panic(name)
                     } else {
@@ -100,7 +104,27 @@ pub fn parse(text: &str) -> Results {
                 Reading::Panic(name) if trimmed.is_empty() => Reading::Panic(name),
                 Reading::Panic(name) => {
                     set_reason(tests, &name, trimmed.to_owned());
-                    Reading::Nothing
+                    if trimmed.ends_with(':') {
+                        Reading::Body(name, None, false)
+                    } else {
+                        Reading::Nothing
+                    }
+                }
+                Reading::Body(name, last, chain) if trimmed.is_empty() => {
+                    if let (Some(last), Some(Outcome::Failed(reason))) =
+                        (last, tests.get_mut(&name))
+                    {
+                        reason.push(' ');
+                        reason.push_str(&last);
+                    }
+                    if chain {
+                        Reading::Chain(name)
+                    } else {
+                        Reading::Nothing
+                    }
+                }
+                Reading::Body(name, _, chain) => {
+                    Reading::Body(name, Some(trimmed.to_owned()), chain)
                 }
                 Reading::Chain(name) if trimmed.is_empty() || trimmed == "Caused by:" => {
                     Reading::Chain(name)
@@ -159,11 +183,14 @@ pub fn parse(text: &str) -> Results {
 }
 
 /// Where the failures section's reader is: in a test's captured output, right after its panic
-/// line (the message follows), or in the cause chain of the error it returned.
+/// line (the message follows), in what follows a message ending with `:` (its last line is
+/// kept, then the cause chain follows if `true`), or in the cause chain of the error it
+/// returned.
 enum Reading {
     Nothing,
     Section(String),
     Panic(String),
+    Body(String, Option<String>, bool),
     Chain(String),
 }
 
@@ -286,6 +313,29 @@ test sigkill_fails_open ... ";
             Some(("lifecycle".into(), "sigkill_fails_open".into()))
         );
         assert!(!results.done);
+    }
+
+    #[test]
+    fn a_message_ending_with_a_colon_gets_the_last_line_that_follows() {
+        let results = parse(
+            "@@vm-test begin x\ntest a ... FAILED\ntest b ... FAILED\n\nfailures:\n\n\
+             ---- a stdout ----\nError: mirror-daemon exited (exit status: 69) before it was ready; log:\n\
+             INFO dropped capabilities\nmirror-daemon: failed to create map `AYA_LOGS`\n\n\n\
+             ---- b stdout ----\nthread 'b' panicked at t.rs:1:1:\nprobes still hung:\n  probe 1\n\n\
+             failures:\n    a\n    b\n@@vm-test end x 101\n",
+        );
+        assert_eq!(
+            results.tests["x"]["a"],
+            Outcome::Failed(
+                "mirror-daemon exited (exit status: 69) before it was ready; log: \
+                 mirror-daemon: failed to create map `AYA_LOGS`"
+                    .into()
+            )
+        );
+        assert_eq!(
+            results.tests["x"]["b"],
+            Outcome::Failed("probes still hung: probe 1".into())
+        );
     }
 
     #[test]

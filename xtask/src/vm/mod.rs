@@ -528,6 +528,15 @@ fn run_kernel(
     Ok(report)
 }
 
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let cut: String = text.chars().take(max).collect();
+        format!("{cut}...")
+    }
+}
+
 fn summary(reports: &[KernelReport], elapsed: Duration) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -556,8 +565,29 @@ fn summary(reports: &[KernelReport], elapsed: Duration) -> String {
         for problem in &report.problems {
             let _ = writeln!(s, "           problem: {problem}");
         }
+        // One line per test, or per reason when several tests share one (a daemon that does
+        // not start fails every test the same way).
+        let mut by_reason: Vec<(&str, Vec<&str>)> = Vec::new();
         for (test, reason) in &report.failed {
-            let _ = writeln!(s, "           failed: {test} ({reason})");
+            match by_reason.iter_mut().find(|(r, _)| *r == reason) {
+                Some((_, tests)) => tests.push(test),
+                None => by_reason.push((reason, vec![test])),
+            }
+        }
+        for (reason, tests) in by_reason {
+            let reason = shorten(reason, 400);
+            if tests.len() >= 3 {
+                let _ = writeln!(
+                    s,
+                    "           failed: {} tests ({reason}): {}",
+                    tests.len(),
+                    tests.join(", ")
+                );
+            } else {
+                for test in tests {
+                    let _ = writeln!(s, "           failed: {test} ({reason})");
+                }
+            }
         }
         for (test, reason, _) in &report.skipped {
             let _ = writeln!(s, "           skipped: {test} ({reason})");
@@ -607,6 +637,46 @@ mod tests {
             )]
         );
         assert_eq!(host.args, ["--test-threads=1", "interception"]);
+    }
+
+    #[test]
+    fn the_summary_groups_failures_sharing_a_reason_and_ends_with_the_totals() {
+        let failed = |test: &str, reason: &str| (test.to_owned(), reason.to_owned());
+        let reports = [
+            KernelReport {
+                name: "5.10".into(),
+                kernel: "linux-image-5.10.0-46-cloud-amd64 5.10.262-1".into(),
+                passed: vec!["topology::a".into()],
+                failed: vec![
+                    failed("a::x", "daemon exited"),
+                    failed("b::y", "daemon exited"),
+                    failed("c::z", "daemon exited"),
+                    failed("d::w", "timed out"),
+                ],
+                skipped: vec![("deploy (10 tests)".into(), "no kernel".into(), 10)],
+                problems: vec![],
+                boot_seconds: Some(162.4),
+            },
+            KernelReport {
+                name: "6.12".into(),
+                kernel: "-".into(),
+                passed: vec![],
+                failed: vec![],
+                skipped: vec![],
+                problems: vec!["not run: the matrix's time budget (36 min) is spent".into()],
+                boot_seconds: None,
+            },
+        ];
+        let text = summary(&reports, Duration::from_secs(200));
+        assert!(text.contains(
+            "  5.10   FAILED 1 passed, 4 failed, 10 skipped  \
+             (linux-image-5.10.0-46-cloud-amd64 5.10.262-1, 162 s)\n\
+             \x20          failed: 3 tests (daemon exited): a::x, b::y, c::z\n\
+             \x20          failed: d::w (timed out)\n\
+             \x20          skipped: deploy (10 tests) (no kernel)\n"
+        ));
+        assert!(text.contains("  6.12   FAILED 0 passed, 0 failed, 0 skipped  (-)\n"));
+        assert!(text.ends_with("vm-test: 1 passed, 5 failed, 10 skipped\n"));
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub fn peak_rss(pid: u32) -> Result<u64> {
     status_kib(pid, "VmHWM:").map(|kib| kib * 1024)
 }
 
+/// Resident set size now (`VmRSS`), in bytes.
+pub fn rss(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmRSS:").map(|kib| kib * 1024)
+}
+
 fn status_kib(pid: u32, key: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;

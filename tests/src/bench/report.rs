@@ -129,7 +129,7 @@ impl Results<'_> {
             "### Latency at a fixed {rate:.0} requests/s (open loop, from the intended send time)\n"
         );
         out.push_str(
-            "| scenario | mode | p50 µs | p90 µs | p99 µs | max µs | p99 vs direct | CPU s / 1000 req | peak RSS MiB | copies delivered / dropped |\n\
+            "| scenario | mode | p50 µs | p90 µs | p99 µs | max µs | p99 vs direct | CPU s / 1000 req | RSS MiB | copies delivered / dropped |\n\
              |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for &scenario in self.scenarios {
@@ -164,7 +164,7 @@ impl Results<'_> {
                     show(p(cpu_per_thousand), 3)
                 };
                 let rss = self.run_spread(scenario, |run| {
-                    run.peak_rss_at_rate.map(|b| b as f64 / 1048576.0)
+                    run.rss_at_rate.map(|b| b as f64 / 1048576.0)
                 });
                 let _ = writeln!(
                     out,
@@ -184,7 +184,7 @@ impl Results<'_> {
         }
         out.push_str("\n### Throughput at saturation (wrk, closed loop)\n\n");
         out.push_str(
-            "| scenario | mode | requests/s | vs direct | p50 µs | p99 µs | max µs | CPU s / 1000 req | peak RSS MiB | copies delivered / dropped |\n\
+            "| scenario | mode | requests/s | vs direct | p50 µs | p99 µs | max µs | CPU s / 1000 req | RSS MiB | copies delivered / dropped |\n\
              |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for &scenario in self.scenarios {
@@ -215,8 +215,9 @@ impl Results<'_> {
                 } else {
                     show(p(cpu_per_thousand), 3)
                 };
-                let rss =
-                    self.run_spread(scenario, |run| run.peak_rss.map(|b| b as f64 / 1048576.0));
+                let rss = self.run_spread(scenario, |run| {
+                    run.rss_at_saturation.map(|b| b as f64 / 1048576.0)
+                });
                 let _ = writeln!(
                     out,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -326,11 +327,15 @@ impl Results<'_> {
             verdict(cpu.map(|s| s.median <= 0.05))
         );
         let rss = self.run_spread(Scenario::Mirror, |run| {
-            run.peak_rss_at_rate.map(|b| b as f64 / 1048576.0)
+            run.rss_at_rate.map(|b| b as f64 / 1048576.0)
+        });
+        let hwm = self.run_spread(Scenario::Mirror, |run| {
+            run.peak_rss.map(|b| b as f64 / 1048576.0)
         });
         let _ = writeln!(
             out,
-            "| peak RSS at the fixed rate, 100 % mirrored ≤ 30 MiB | {} MiB | {} |",
+            "| RSS at the fixed rate, 100 % mirrored ≤ 30 MiB (VmHWM over the whole life, start-up included: {} MiB) | {} MiB | {} |",
+            show(hwm, 1),
             show(rss, 1),
             verdict(rss.map(|s| s.median <= 30.0))
         );
@@ -386,6 +391,22 @@ impl Results<'_> {
             out,
             "- client errors over all phases: {errors}; fixed-rate requests never sent in time (counted with their wait): {missed}"
         );
+        let hwm: Vec<String> = self
+            .scenarios
+            .iter()
+            .filter_map(|&scenario| {
+                let spread =
+                    self.run_spread(scenario, |run| run.peak_rss.map(|b| b as f64 / 1048576.0))?;
+                Some(format!("{} {} MiB", scenario.key(), spread.show(1)))
+            })
+            .collect();
+        if !hwm.is_empty() {
+            let _ = writeln!(
+                out,
+                "- peak RSS over the process's whole life (VmHWM, start-up included; nginx: summed over its processes): {}",
+                hwm.join(", ")
+            );
+        }
         let mut drops = Vec::new();
         for run in self.runs {
             if !run.daemon_drops.is_empty() {

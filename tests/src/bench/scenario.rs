@@ -259,7 +259,9 @@ impl Bed {
             self.settle(Duration::from_secs(1));
         }
         let mut phases = Vec::new();
+        let mut rss = Vec::new();
         for kind in [Kind::Rate, Kind::Saturation] {
+            let sampler = RssSampler::start(proxy.pids());
             for mode in Mode::ALL {
                 let before = (proxy.cpu_seconds(), self.delivered(), MachineCpu::now());
                 let result = match kind {
@@ -302,17 +304,15 @@ impl Bed {
                     phase.copies_expected = phase.load.completed * scenario.copies_per_request();
                 }
             }
-            if kind == Kind::Rate {
-                // Peak RSS while at the fixed rate (before the saturation phases).
-                proxy.note_rate_peak();
-            }
+            rss.push(sampler.finish().filter(|&bytes| bytes > 0));
         }
         let daemon_drops = proxy.daemon_drops();
         Ok(Run {
             scenario,
             loadavg,
             phases,
-            peak_rss_at_rate: proxy.rate_peak(),
+            rss_at_rate: rss.first().copied().flatten(),
+            rss_at_saturation: rss.get(1).copied().flatten(),
             peak_rss: proxy.peak_rss(),
             daemon_drops,
         })
@@ -350,7 +350,11 @@ pub struct Run {
     pub scenario: Scenario,
     pub loadavg: f64,
     pub phases: Vec<Phase>,
-    pub peak_rss_at_rate: Option<u64>,
+    /// Largest resident set sampled during the fixed-rate phases (bytes).
+    pub rss_at_rate: Option<u64>,
+    /// Largest resident set sampled during the saturation phases.
+    pub rss_at_saturation: Option<u64>,
+    /// `VmHWM` at the end: the peak over the process's life, start-up included.
     pub peak_rss: Option<u64>,
     /// The daemon's own count of copies not made, by outcome (`queue_full`, ...), summed over
     /// targets.
@@ -365,11 +369,42 @@ impl Run {
     }
 }
 
+/// Samples the resident set of some processes (`VmRSS`, summed) every 50 ms and keeps the
+/// largest value: the RSS while under load, apart from the start-up peak `VmHWM` also holds.
+struct RssSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl RssSampler {
+    fn start(pids: Vec<u32>) -> RssSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let handle = (!pids.is_empty()).then(|| {
+            std::thread::spawn(move || {
+                let mut max = 0;
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    let now: u64 = pids.iter().filter_map(|&p| procstat::rss(p).ok()).sum();
+                    max = max.max(now);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                max
+            })
+        });
+        RssSampler { stop, handle }
+    }
+
+    fn finish(mut self) -> Option<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.take()?.join().ok()
+    }
+}
+
 /// The process under test, if any.
 enum Proxy {
     None,
-    Daemon(Daemon, std::cell::Cell<Option<u64>>),
-    Nginx(Nginx, std::cell::Cell<Option<u64>>),
+    Daemon(Daemon),
+    Nginx(Nginx),
 }
 
 impl Proxy {
@@ -392,7 +427,7 @@ impl Proxy {
         let daemon = |config: DaemonConfig| -> Result<Proxy> {
             let mut daemon = Daemon::start(&settings.daemon, bed.node.netns(), &config)?;
             daemon.print_log_on_drop(false);
-            Ok(Proxy::Daemon(daemon, Default::default()))
+            Ok(Proxy::Daemon(daemon))
         };
         let to_daemon = |mirrors: &[MirrorTo]| {
             let names: Vec<&str> = mirrors.iter().map(|m| m.name.as_str()).collect();
@@ -421,7 +456,7 @@ impl Proxy {
                 None,
                 bed.proxy(),
             )?;
-            Ok(Proxy::Nginx(nginx, Default::default()))
+            Ok(Proxy::Nginx(nginx))
         };
         match scenario {
             Scenario::Direct => Ok(Proxy::None),
@@ -436,36 +471,29 @@ impl Proxy {
     fn cpu_seconds(&self) -> f64 {
         match self {
             Proxy::None => 0.0,
-            Proxy::Daemon(daemon, _) => procstat::cpu_seconds(daemon.pid()).unwrap_or(f64::NAN),
-            Proxy::Nginx(nginx, _) => nginx.cpu_seconds(),
+            Proxy::Daemon(daemon) => procstat::cpu_seconds(daemon.pid()).unwrap_or(f64::NAN),
+            Proxy::Nginx(nginx) => nginx.cpu_seconds(),
         }
     }
 
     fn peak_rss(&self) -> Option<u64> {
         match self {
             Proxy::None => None,
-            Proxy::Daemon(daemon, _) => procstat::peak_rss(daemon.pid()).ok(),
-            Proxy::Nginx(nginx, _) => Some(nginx.peak_rss()),
+            Proxy::Daemon(daemon) => procstat::peak_rss(daemon.pid()).ok(),
+            Proxy::Nginx(nginx) => Some(nginx.peak_rss()),
         }
     }
 
-    fn note_rate_peak(&self) {
-        let peak = self.peak_rss();
+    fn pids(&self) -> Vec<u32> {
         match self {
-            Proxy::None => {}
-            Proxy::Daemon(_, cell) | Proxy::Nginx(_, cell) => cell.set(peak),
-        }
-    }
-
-    fn rate_peak(&self) -> Option<u64> {
-        match self {
-            Proxy::None => None,
-            Proxy::Daemon(_, cell) | Proxy::Nginx(_, cell) => cell.get(),
+            Proxy::None => Vec::new(),
+            Proxy::Daemon(daemon) => vec![daemon.pid()],
+            Proxy::Nginx(nginx) => nginx.pids(),
         }
     }
 
     fn daemon_drops(&self) -> Vec<(String, u64)> {
-        let Proxy::Daemon(daemon, _) = self else {
+        let Proxy::Daemon(daemon) = self else {
             return Vec::new();
         };
         let Ok(metrics) = daemon.metrics() else {
@@ -493,7 +521,7 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        if let Proxy::Daemon(daemon, _) = self {
+        if let Proxy::Daemon(daemon) = self {
             if let Err(error) = daemon.terminate() {
                 eprintln!("bench: daemon did not stop cleanly: {error:#}");
             }

@@ -143,11 +143,15 @@ fn run() -> Result<()> {
         }
     }
     let mut settings = options.settings.clone();
-    settings.daemon = daemon;
+    // A private copy: a rebuild of the workspace during the bench must not change what is measured.
+    std::fs::create_dir_all(&settings.work_dir)?;
+    settings.daemon = settings.work_dir.join("mirror-daemon");
+    std::fs::copy(&daemon, &settings.daemon)
+        .with_context(|| format!("cannot copy {}", daemon.display()))?;
     wait_for_quiet(options.wait_quiet, options.max_load);
     let competing_at_start = procstat::competing_processes();
     let started = Instant::now();
-    let environment = environment(&settings);
+    let environment = environment(&settings, &daemon);
     eprintln!("bench: {}", environment.replace('\n', "\nbench: "));
 
     let bed = Bed::build(&settings)?;
@@ -261,7 +265,7 @@ fn now_for_file() -> String {
     command_line("date", &["-u", "+%Y-%m-%dT%H%M%SZ"])
 }
 
-fn environment(settings: &Settings) -> String {
+fn environment(settings: &Settings, original: &std::path::Path) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|text| {
@@ -272,7 +276,13 @@ fn environment(settings: &Settings) -> String {
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let daemon = command_line(&settings.daemon.display().to_string(), &["--version"]);
-    let root = workspace().display().to_string();
+    // The commit of the tree the daemon was built from: its workspace (target/<profile>/..).
+    let root = original
+        .ancestors()
+        .find(|dir| dir.join(".git").exists())
+        .map_or_else(workspace, std::path::Path::to_path_buf)
+        .display()
+        .to_string();
     let commit = command_line("git", &["-C", &root, "rev-parse", "--short", "HEAD"]);
     let dirty = !command_line(
         "git",
@@ -280,8 +290,8 @@ fn environment(settings: &Settings) -> String {
     )
     .is_empty();
     format!(
-        "- date: {}\n- kernel: {}; CPU: {cpu}, {cores} cores\n- {daemon} at commit {commit}{}; \
-         nginx {}; {}",
+        "- date: {}\n- kernel: {}; CPU: {cpu}, {cores} cores\n- {daemon} at commit {commit}{} \
+         ({}); nginx {}; {}",
         command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         command_line("uname", &["-r"]),
         if dirty {
@@ -289,6 +299,7 @@ fn environment(settings: &Settings) -> String {
         } else {
             ""
         },
+        original.display(),
         nginx::version(),
         load::wrk_version(),
     )

@@ -1,0 +1,233 @@
+//! Micro-benchmarks of the framing of the client-to-primary stream (`http::RequestFramer`) and of
+//! building a copy's head (`mirror::copy::build_head`), on realistic request mixes, in bytes/s
+//! and requests/s: `cargo bench -p mirror-daemon --bench framing`.
+//!
+//! The streams are fed the way the relay feeds them: one framer per connection, kept across
+//! requests, in reads of at most 16 KiB (the default `relay.buffer_size`), with the frames vector
+//! reused.
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use mirror_daemon::{
+    http::{Frame, FramingLimits, RequestFramer},
+    mirror::copy::{build_head, Edits, HostRewrite},
+};
+
+/// The relay's default read size.
+const READ: usize = 16 * 1024;
+
+/// A small GET as browsers and service clients send it: ~500 bytes, 12 fields.
+fn small_get(i: usize) -> Vec<u8> {
+    format!(
+        "GET /api/v1/orders/{i}?include=items&currency=EUR HTTP/1.1\r\n\
+         Host: orders.prod.svc.cluster.local\r\n\
+         User-Agent: checkout-service/2.14.1 (go-http-client)\r\n\
+         Accept: application/json\r\n\
+         Accept-Encoding: gzip, deflate, br\r\n\
+         Accept-Language: en-GB,en;q=0.9\r\n\
+         Authorization: Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U\r\n\
+         traceparent: 00-4bf92f3577b34da6a3ce929d0e0e{i:04x}-00f067aa0ba902b7-01\r\n\
+         X-Request-Id: 7f1c2a9e-3b4d-4c5e-8f60-{i:012x}\r\n\
+         X-Forwarded-For: 10.244.1.2\r\n\
+         X-Forwarded-Proto: http\r\n\
+         Cookie: session=9f8e7d6c5b4a; theme=dark\r\n\
+         Connection: keep-alive\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A POST with a 1 KiB JSON body and a Content-Length.
+fn post_json(i: usize) -> Vec<u8> {
+    let mut body = format!("{{\"order\":{i},\"customer\":\"c-{i:08}\",\"items\":[");
+    while body.len() < 1000 {
+        body.push_str("{\"sku\":\"SKU-0001\",\"qty\":1,\"price\":\"12.50\"},");
+    }
+    body.truncate(1022);
+    body.push_str("]}");
+    let mut request = format!(
+        "POST /api/v1/orders HTTP/1.1\r\n\
+         Host: orders.prod.svc.cluster.local\r\n\
+         User-Agent: checkout-service/2.14.1 (go-http-client)\r\n\
+         Content-Type: application/json\r\n\
+         Accept: application/json\r\n\
+         traceparent: 00-4bf92f3577b34da6a3ce929d0e0e{i:04x}-00f067aa0ba902b7-01\r\n\
+         X-Request-Id: 7f1c2a9e-3b4d-4c5e-8f60-{i:012x}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body.as_bytes());
+    request
+}
+
+/// A chunked upload: 64 KiB in 16 chunks of 4 KiB, with a trailer.
+fn chunked_upload(i: usize) -> Vec<u8> {
+    let mut request = format!(
+        "POST /api/v1/uploads/{i} HTTP/1.1\r\n\
+         Host: files.prod.svc.cluster.local\r\n\
+         User-Agent: uploader/1.0\r\n\
+         Content-Type: application/octet-stream\r\n\
+         Transfer-Encoding: chunked\r\n\
+         Trailer: X-Checksum\r\n\r\n"
+    )
+    .into_bytes();
+    let chunk = vec![b'a' + (i % 26) as u8; 4096];
+    for _ in 0..16 {
+        request.extend_from_slice(b"1000\r\n");
+        request.extend_from_slice(&chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\nX-Checksum: 1234abcd\r\n\r\n");
+    request
+}
+
+/// One workload: the stream a connection carries, in the reads the relay would make.
+struct Workload {
+    name: &'static str,
+    reads: Vec<Vec<u8>>,
+    bytes: u64,
+    requests: u64,
+}
+
+impl Workload {
+    /// `requests` written one per read (a client waiting for each response).
+    fn one_per_read(name: &'static str, requests: Vec<Vec<u8>>) -> Workload {
+        let n = requests.len() as u64;
+        let reads: Vec<Vec<u8>> = requests
+            .into_iter()
+            .flat_map(|r| r.chunks(READ).map(<[u8]>::to_vec).collect::<Vec<_>>())
+            .collect();
+        Workload::new(name, reads, n)
+    }
+
+    /// `requests` written back to back (pipelined), cut into reads of [`READ`] bytes.
+    fn pipelined(name: &'static str, requests: Vec<Vec<u8>>) -> Workload {
+        let n = requests.len() as u64;
+        let stream = requests.concat();
+        let reads = stream.chunks(READ).map(<[u8]>::to_vec).collect();
+        Workload::new(name, reads, n)
+    }
+
+    fn new(name: &'static str, reads: Vec<Vec<u8>>, requests: u64) -> Workload {
+        let bytes = reads.iter().map(|r| r.len() as u64).sum();
+        Workload {
+            name,
+            reads,
+            bytes,
+            requests,
+        }
+    }
+}
+
+fn workloads() -> Vec<Workload> {
+    // A day's mix on a typical API: mostly small GETs, some JSON POSTs, a few uploads.
+    let mix: Vec<Vec<u8>> = (0..100)
+        .map(|i| match i % 20 {
+            0..=13 => small_get(i),
+            14..=18 => post_json(i),
+            _ => chunked_upload(i),
+        })
+        .collect();
+    vec![
+        Workload::one_per_read("small_get", (0..64).map(small_get).collect()),
+        Workload::one_per_read("post_json_1k", (0..64).map(post_json).collect()),
+        Workload::one_per_read("chunked_upload_64k", (0..4).map(chunked_upload).collect()),
+        Workload::pipelined("pipelined_get_x16", (0..16).map(small_get).collect()),
+        Workload::one_per_read("mix", mix),
+        // The worst case for the head scanner: a head arriving in 7-byte pieces.
+        Workload::new(
+            "small_get_7_byte_reads",
+            small_get(0).chunks(7).map(<[u8]>::to_vec).collect(),
+            1,
+        ),
+    ]
+}
+
+/// Feeds every read to one framer, as one connection would; returns the frames seen.
+fn frame(framer: &mut RequestFramer, frames: &mut Vec<Frame>, workload: &Workload) -> usize {
+    let mut seen = 0;
+    for read in &workload.reads {
+        framer.feed(read, frames);
+        seen += frames.len();
+        frames.clear();
+    }
+    seen
+}
+
+fn check(workload: &Workload) {
+    let mut framer = RequestFramer::new(FramingLimits::default());
+    let mut frames = Vec::new();
+    let mut ends = 0;
+    for read in &workload.reads {
+        framer.feed(read, &mut frames);
+        ends += frames.iter().filter(|f| matches!(f, Frame::End)).count() as u64;
+        assert!(
+            !frames.iter().any(|f| matches!(f, Frame::Tunnel(_))),
+            "{}: tunnelled",
+            workload.name
+        );
+        frames.clear();
+    }
+    assert_eq!(
+        ends, workload.requests,
+        "{}: requests framed",
+        workload.name
+    );
+}
+
+fn framing(c: &mut Criterion) {
+    let workloads = workloads();
+    for workload in &workloads {
+        check(workload);
+    }
+    for (group_name, per_request) in [("framing_bytes", false), ("framing_requests", true)] {
+        let mut group = c.benchmark_group(group_name);
+        for workload in &workloads {
+            group.throughput(if per_request {
+                Throughput::Elements(workload.requests)
+            } else {
+                Throughput::Bytes(workload.bytes)
+            });
+            group.bench_with_input(
+                BenchmarkId::from_parameter(workload.name),
+                workload,
+                |b, workload| {
+                    let mut framer = RequestFramer::new(FramingLimits::default());
+                    let mut frames = Vec::new();
+                    b.iter(|| black_box(frame(&mut framer, &mut frames, black_box(workload))));
+                },
+            );
+        }
+        group.finish();
+    }
+}
+
+fn copy_head(c: &mut Criterion) {
+    let mut framer = RequestFramer::new(FramingLimits::default());
+    let mut frames = Vec::new();
+    framer.feed(&small_get(7), &mut frames);
+    let Some(Frame::Head(head)) = frames.into_iter().next() else {
+        panic!("no head");
+    };
+    // The edits of the README's example target: suffix the host, drop credentials, mark it.
+    let edits = Edits {
+        host: HostRewrite::Suffix("-shadow".into()),
+        remove: vec!["authorization".into(), "cookie".into(), "x-shadow".into()],
+        add: vec![("x-shadow".into(), "true".into())],
+    };
+    let mut group = c.benchmark_group("copy_head");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("small_get", |b| {
+        b.iter(|| black_box(build_head(black_box(&head), &edits)))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(2))
+        .sample_size(30);
+    targets = framing, copy_head
+}
+criterion_main!(benches);

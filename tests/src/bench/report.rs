@@ -184,8 +184,8 @@ impl Results<'_> {
         }
         out.push_str("\n### Throughput at saturation (wrk, closed loop)\n\n");
         out.push_str(
-            "| scenario | mode | requests/s | vs direct | p50 µs | p99 µs | max µs | CPU s / 1000 req | RSS MiB | copies delivered / dropped |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| scenario | mode | requests/s | vs direct | p50 µs | p99 µs | max µs | CPU s / 1000 req | machine CPU µs / req | RSS MiB | copies delivered / dropped |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for &scenario in self.scenarios {
             for mode in Mode::ALL {
@@ -218,9 +218,13 @@ impl Results<'_> {
                 let rss = self.run_spread(scenario, |run| {
                     run.rss_at_saturation.map(|b| b as f64 / 1048576.0)
                 });
+                let machine = p(|ph| {
+                    ph.machine_busy * cores() * ph.load.elapsed.as_secs_f64() * 1e6
+                        / ph.load.completed.max(1) as f64
+                });
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     scenario.key(),
                     mode.label(),
                     show(p(|ph| ph.load.rps()), 0),
@@ -229,6 +233,7 @@ impl Results<'_> {
                     show(p(|ph| ph.load.p99), 0),
                     show(p(|ph| ph.load.max), 0),
                     cpu,
+                    show(machine, 0),
                     show(rss, 1),
                     copies(self, scenario, Kind::Saturation, mode),
                 );
@@ -428,6 +433,10 @@ impl Results<'_> {
         }
         out
     }
+}
+
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
 }
 
 fn cpu_per_thousand(phase: &super::scenario::Phase) -> f64 {

@@ -359,8 +359,9 @@ fn method(settings: &Settings, options: &Options) -> String {
     out.push_str(
         "- medians over repetitions with (min–max); ratios and differences to direct are taken within \
          each repetition; CPU is utime + stime of the daemon (or all nginx proxy processes) over the phase; \
-         peak RSS is VmHWM (nginx: summed over its processes) after the fixed-rate phases, and after \
-         everything; copies delivered are counted at the shadows, dropped = expected − delivered\n",
+         RSS is the largest VmRSS sampled every 50 ms during the phases (nginx: summed over its processes); \
+         machine CPU per request is the whole machine's busy time (all processes, kernel included) over the \
+         phase divided by the requests; copies delivered are counted at the shadows, dropped = expected − delivered\n",
     );
     out
 }

@@ -95,8 +95,13 @@ pub fn common_archive(payload: &Payload, stripped_dir: &Path) -> Result<Archive>
         archive.host_path(&library)?;
     }
 
+    // Read now (they are small): a snapshot, whatever happens to the work tree while the
+    // kernels boot. A file gone since git listed it is left out.
     for file in workspace_files(&payload.workspace)? {
-        archive.host_file(&file, &file)?;
+        use std::os::unix::fs::PermissionsExt;
+        if let (Ok(data), Ok(meta)) = (fs::read(&file), file.metadata()) {
+            archive.bytes(&file, data, meta.permissions().mode() & 0o7777)?;
+        }
     }
     archive.dir(&payload.tests_dir)?;
 

@@ -8,7 +8,9 @@
 //!
 //! The limit in force is the configured one, lowered if needed to what the open-files limit
 //! allows (two descriptors per connection, plus a reserve for shadow connections and the
-//! daemon's own); the soft limit is raised to the hard one at start.
+//! daemon's own); the soft limit is raised to the hard one at start. Each accepted descriptor is
+//! also checked against the limit in force, so a limit lowered while running sends new flows
+//! direct before accept or connect can fail.
 
 use std::{
     os::fd::RawFd,
@@ -24,6 +26,10 @@ use crate::interception::Interception;
 
 /// Descriptors kept for everything but relayed connections (netlink, maps, admin, logs...).
 const BASE_RESERVE: usize = 64;
+/// An accepted descriptor this close to the open-files limit sends new flows direct: the
+/// connection just accepted still needs one for its primary, and the limit may have been lowered
+/// while running (e.g. `prlimit`).
+const DESCRIPTOR_HEADROOM: usize = 16;
 
 /// Why new flows currently go direct.
 #[derive(Debug, Default)]
@@ -49,6 +55,12 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         let admission = &self.0;
         let active = admission.active.fetch_sub(1, Ordering::AcqRel) - 1;
+        admission.update(|state| {
+            if state.out_of_descriptors && descriptor_budget(DESCRIPTOR_HEADROOM * 2) > 0 {
+                state.out_of_descriptors = false;
+                info!("descriptors free again: intercepting new flows");
+            }
+        });
         if active < admission.max.load(Ordering::Acquire) {
             admission.update(|state| {
                 if state.full {
@@ -104,8 +116,17 @@ impl Admission {
         });
     }
 
-    /// Counts a connection just accepted.
-    pub fn admit(self: &Arc<Self>) -> Ticket {
+    /// Counts a connection just accepted on descriptor `fd`.
+    pub fn admit(self: &Arc<Self>, fd: RawFd) -> Ticket {
+        // Linux hands out the lowest free descriptor, so a high one means few are left.
+        if usize::try_from(fd).unwrap_or(0) + DESCRIPTOR_HEADROOM >= open_files_limit() {
+            self.update(|state| {
+                if !state.out_of_descriptors {
+                    state.out_of_descriptors = true;
+                    warn!(fd, "close to the open-files limit: new flows go direct until descriptors are freed");
+                }
+            });
+        }
         let active = self.active.fetch_add(1, Ordering::AcqRel) + 1;
         if active >= self.max() {
             self.update(|state| {
@@ -156,14 +177,18 @@ impl Admission {
     }
 }
 
+/// The soft open-files limit.
+fn open_files_limit() -> usize {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| {
+            usize::try_from(soft).unwrap_or(usize::MAX)
+        })
+}
+
 /// Descriptors this process may still open, less `reserve`.
 fn descriptor_budget(reserve: usize) -> usize {
-    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map(|(soft, _)| soft)
-        .unwrap_or(1024);
     let open = std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count());
-    usize::try_from(soft)
-        .unwrap_or(usize::MAX)
+    open_files_limit()
         .saturating_sub(open)
         .saturating_sub(reserve)
 }

@@ -95,7 +95,7 @@ pub async fn accept_loop(listener: Listener, shared: Arc<Shared>, stop: Cancella
             _ = beat.tick() => shared.live.interception.beat(),
             accepted = inner.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let ticket = admission.admit();
+                    let ticket = admission.admit(stream.as_raw_fd());
                     let context = shared.live.connection.load_full();
                     shared.tracker.spawn(async move {
                         connection::serve(stream, peer, context).await;
@@ -115,7 +115,7 @@ pub async fn accept_loop(listener: Listener, shared: Arc<Shared>, stop: Cancella
     // New flows go direct from here on; connections already queued are still served.
     admission.withdraw();
     while let Some(Ok((stream, peer))) = inner.accept().now_or_never() {
-        let ticket = admission.admit();
+        let ticket = admission.admit(stream.as_raw_fd());
         let context = shared.live.connection.load_full();
         shared.tracker.spawn(async move {
             connection::serve(stream, peer, context).await;

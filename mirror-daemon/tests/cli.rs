@@ -70,7 +70,7 @@ fn check_prints_the_effective_config_and_exits_0() {
     );
     let printed = String::from_utf8(output.stdout).expect("utf8");
     // Defaults are filled in, and the printed config is itself valid.
-    assert!(printed.contains("buffer_size = 16384"), "{printed}");
+    assert!(printed.contains("buffer_size = 8192"), "{printed}");
     assert!(printed.contains("name = \"staging\""), "{printed}");
     let reparsed = mirror_daemon::config::Config::from_toml(&printed, "printed");
     assert!(reparsed.is_ok(), "{reparsed:?}");

@@ -112,7 +112,7 @@ impl Default for Relay {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(5),
-            buffer_size: 16 * 1024,
+            buffer_size: 8 * 1024,
             max_connections: 10_000,
         }
     }

@@ -82,6 +82,7 @@ fn main() -> ExitCode {
                     &format!("missing privilege: {missing}; run as root or grant CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (CAP_SYS_ADMIN before Linux 5.8)"),
                 );
             }
+            privilege::lift_memlock_limit();
             // Before any thread exists: capabilities are per thread, and threads inherit them.
             match privilege::drop_all_but_required() {
                 Ok(kept) => {

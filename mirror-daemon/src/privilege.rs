@@ -46,6 +46,14 @@ pub fn missing() -> Result<(), String> {
     }
 }
 
+/// Before Linux 5.11, BPF maps count against `RLIMIT_MEMLOCK` (later kernels charge the memory
+/// cgroup instead): lifts it while `CAP_SYS_RESOURCE` may still be held. Harmless where not
+/// needed; a failure shows up, explained, when a map cannot be created.
+pub fn lift_memlock_limit() {
+    use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
+    let _ = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY);
+}
+
 /// Drops every capability but [`required`] from all sets of this thread (and so of every thread
 /// it starts afterwards). Returns the kept capabilities, sorted by name.
 pub fn drop_all_but_required() -> Result<Vec<String>, String> {

@@ -8,7 +8,7 @@ pub enum Error {
         "this mirror-daemon was built without its eBPF object; build it with `cargo xtask build`"
     )]
     NotEmbedded,
-    #[error("loading the eBPF object failed (is BPF available, and are we root?): {0}")]
+    #[error("loading the eBPF object failed: {0} (before Linux 5.11, maps count against RLIMIT_MEMLOCK: run with CAP_SYS_RESOURCE or `ulimit -l unlimited`)")]
     Load(#[from] aya::EbpfError),
     #[error("the embedded eBPF object has no {0:?}; it does not match this daemon")]
     Missing(&'static str),

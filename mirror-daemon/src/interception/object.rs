@@ -8,10 +8,22 @@ pub enum Error {
         "this mirror-daemon was built without its eBPF object; build it with `cargo xtask build`"
     )]
     NotEmbedded,
-    #[error("loading the eBPF object failed: {0} (before Linux 5.11, maps count against RLIMIT_MEMLOCK: run with CAP_SYS_RESOURCE or `ulimit -l unlimited`)")]
+    #[error("loading the eBPF object failed: {0}{hint}", hint = memlock_hint(.0))]
     Load(#[from] aya::EbpfError),
     #[error("the embedded eBPF object has no {0:?}; it does not match this daemon")]
     Missing(&'static str),
+}
+
+/// Maps that cannot be created on a kernel before 5.11 usually mean RLIMIT_MEMLOCK.
+fn memlock_hint(error: &aya::EbpfError) -> &'static str {
+    if matches!(
+        error,
+        aya::EbpfError::MapError(aya::maps::MapError::CreateError { .. })
+    ) {
+        " (before Linux 5.11, maps count against RLIMIT_MEMLOCK: run with CAP_SYS_RESOURCE or `ulimit -l unlimited`)"
+    } else {
+        ""
+    }
 }
 
 /// The object as built by xtask (empty when the daemon was built without it).

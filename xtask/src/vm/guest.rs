@@ -48,6 +48,16 @@ pub struct Payload {
     pub busybox: PathBuf,
     /// Commands the tests run (`ip`, `tc`, `bpftool`, `iptables`), found on the host.
     pub commands: Vec<PathBuf>,
+    /// The host's `RLIMIT_NOFILE` (soft, hard), given to the guest's tests as they have it on
+    /// the host (a bare init has 1024/4096).
+    pub nofile: Option<(String, String)>,
+}
+
+/// (soft, hard) `Max open files` from `/proc/<pid>/limits` text.
+pub fn parse_nofile(limits: &str) -> Option<(String, String)> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
 }
 
 /// The part of the initramfs that is the same for every kernel. Binaries are copied with their
@@ -382,10 +392,13 @@ pub fn init_script(payload: &Payload, modules: &[String]) -> String {
             "{bb}/modprobe {module} || echo 'vm: modprobe {module} failed'\n"
         ));
     }
+    if let Some((soft, hard)) = &payload.nofile {
+        s.push_str(&format!("ulimit -H -n {hard}\nulimit -S -n {soft}\n"));
+    }
     s.push_str(&format!(
         "/usr/sbin/ip link set lo up 2>/dev/null || {bb}/ip link set lo up\n\
          R={r}\n\
-         echo \"{MARK} kernel $({bb}/uname -r) $({bb}/nproc) CPUs $({bb}/awk '/MemTotal/ {{print $2}}' /proc/meminfo) kB, memlock limit $(ulimit -l)\" > $R\n\
+         echo \"{MARK} kernel $({bb}/uname -r) $({bb}/nproc) CPUs $({bb}/awk '/MemTotal/ {{print $2}}' /proc/meminfo) kB, memlock limit $(ulimit -l) kB, open files $(ulimit -n)\" > $R\n\
          cd {}\n",
         quote(&payload.tests_dir.to_string_lossy())
     ));
@@ -439,6 +452,18 @@ mod tests {
     }
 
     #[test]
+    fn open_files_limits_are_read_from_proc_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max locked memory         8388608              8388608              bytes\n\
+                      Max open files            20000                20000                files\n";
+        assert_eq!(
+            parse_nofile(limits),
+            Some(("20000".to_owned(), "20000".to_owned()))
+        );
+        assert_eq!(parse_nofile(""), None);
+    }
+
+    #[test]
     fn commands_are_found_where_the_harness_runs_them() {
         let source = r#"
             let mut child = Command::new("ip").args(&args);
@@ -467,10 +492,12 @@ mod tests {
             args: vec!["--test-threads=1".into(), "--skip".into(), "it's".into()],
             busybox: "/x/busybox".into(),
             commands: vec![],
+            nofile: Some(("20000".into(), "20000".into())),
         };
         let init = init_script(&payload, &["veth".to_owned()]);
         assert!(init.starts_with("#!/busybox/busybox sh\n"));
         assert!(init.contains("/busybox/modprobe veth ||"));
+        assert!(init.contains("ulimit -H -n 20000\nulimit -S -n 20000\n"));
         assert!(init.contains("cd /w/tests\n"));
         assert!(init.contains(
             "echo \"@@vm-test begin interception\" > $R\n\

@@ -296,6 +296,7 @@ fn test_binaries(cargo: &mut Command) -> Result<Vec<TestBinary>> {
         bail!("building the test binaries failed ({})", output.status);
     }
     let mut binaries = Vec::new();
+    let mut rebuilt = Vec::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
@@ -312,8 +313,18 @@ fn test_binaries(cargo: &mut Command) -> Result<Vec<TestBinary>> {
                     name: name.to_owned(),
                     path: PathBuf::from(path),
                 });
+                if message["fresh"] == false {
+                    rebuilt.push(name.to_owned());
+                }
             }
         }
+    }
+    if !rebuilt.is_empty() {
+        // Within `cargo xtask test` the host run built them moments ago: the sources changed.
+        eprintln!(
+            "vm: note: cargo (re)built {} now; the VMs run this build",
+            rebuilt.join(", ")
+        );
     }
     if binaries.is_empty() {
         bail!("`{}` built no integration test binary", cmd::display(cargo));
@@ -324,7 +335,7 @@ fn test_binaries(cargo: &mut Command) -> Result<Vec<TestBinary>> {
         binaries.len(),
         binaries
             .iter()
-            .map(|b| b.name.as_str())
+            .map(|b| b.path.file_name().unwrap_or_default().to_string_lossy())
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -425,6 +436,9 @@ fn payload(
         args,
         busybox,
         commands,
+        nofile: fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|limits| guest::parse_nofile(&limits)),
     })
 }
 

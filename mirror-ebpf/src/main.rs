@@ -64,6 +64,8 @@ const IPPROTO_TCP: u8 = 6;
 const IPV6_HDR_LEN: usize = 40;
 const TCP_FLAG_SYN: u8 = 0x02;
 const TCP_FLAG_ACK: u8 = 0x10;
+/// `TCP_TIME_WAIT` in the kernel's `enum tcp_state` (as `bpf_sock.state` reports it).
+const TCP_TIME_WAIT: u32 = 6;
 
 /// The parts of a packet the classifier decides on.
 struct Packet {
@@ -272,6 +274,13 @@ fn steer_existing_flow(ctx: &TcContext, packet: &Packet, settings: &Settings) {
             0,
         );
         if sk.is_null() {
+            return;
+        }
+        // A TIME_WAIT socket owns no live flow: the 4-tuple is being reused by a new connection
+        // that went direct (e.g. after the daemon died with clsact filters left in place), and
+        // its packets must go on to the destination, not into the old socket.
+        if (*sk).state == TCP_TIME_WAIT {
+            bpf_sk_release(sk.cast());
             return;
         }
         // Assigning saves the stack a second lookup; if it fails the mark alone still routes the

@@ -1,0 +1,190 @@
+//! The shadow response reader (`shadow/response.rs` with `shadow/chunked.rs`), which parses
+//! whatever a remote shadow target sends, fed arbitrary bytes split arbitrarily.
+//!
+//! Input: see `mirror_fuzz::input`; flag 0x20: the answer to a HEAD request; flag 0x40: after
+//! the stream, its second half repeats until 512 KiB have been read (endless heads, bodies,
+//! extensions, trailers). Checks: no panic; the reader finishes without waiting (its input never
+//! blocks); memory stays bounded (at most 256 KiB allocated at once, however long the stream);
+//! the outcome does not depend on how the bytes were split, save the exact point where a head
+//! becomes too large.
+//!
+//! The reader is private to the daemon's `shadow` module, so its two source files are compiled
+//! here as they are, under a module of the same shape.
+#![no_main]
+
+use std::{
+    alloc::{GlobalAlloc, Layout as AllocLayout, System},
+    future::Future,
+    pin::pin,
+    sync::atomic::{AtomicUsize, Ordering::Relaxed},
+    task::{Context, Poll, Waker},
+};
+
+use libfuzzer_sys::fuzz_target;
+use mirror_fuzz::input::Layout;
+use tokio::io::{AsyncRead, ReadBuf};
+
+#[path = "../../mirror-daemon/src/shadow"]
+mod shadow {
+    pub use mirror_daemon::shadow::error;
+
+    mod chunked;
+    mod response;
+
+    /// `read_response`'s outcome as (status, reusable).
+    pub async fn read<R: tokio::io::AsyncRead + Unpin>(
+        io: &mut R,
+        is_head: bool,
+    ) -> Result<(u16, bool), error::Failure> {
+        response::read_response(io, is_head)
+            .await
+            .map(|r| (r.status, r.reusable))
+    }
+}
+
+use shadow::error::{Failure, ProtocolError};
+
+/// Counts live heap bytes and their high-water mark.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(bytes: usize) {
+    let live = LIVE.fetch_add(bytes, Relaxed) + bytes;
+    PEAK.fetch_max(live, Relaxed);
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged; only counters are kept.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: AllocLayout) -> *mut u8 {
+        // SAFETY: the caller upholds `alloc`'s contract.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: AllocLayout) {
+        // SAFETY: the caller upholds `dealloc`'s contract.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: AllocLayout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller upholds `realloc`'s contract.
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            LIVE.fetch_sub(layout.size(), Relaxed);
+            grew(new_size);
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Most heap the reader may hold at once.
+const MEMORY_BOUND: usize = 256 * 1024;
+/// How much a repeating stream delivers before it ends.
+const REPEAT_UNTIL: usize = 512 * 1024;
+
+/// A peer that sends `stream` in reads of the scheduled sizes, then closes.
+struct Peer<'a> {
+    stream: &'a [u8],
+    schedule: &'a [u8],
+    /// Where the stream starts over once it is done (repeating streams only).
+    repeat_from: Option<usize>,
+    at: usize,
+    sent: usize,
+    turn: usize,
+}
+
+impl AsyncRead for Peer<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let peer = &mut *self;
+        if peer.at == peer.stream.len() {
+            match peer.repeat_from {
+                Some(from) if peer.sent < REPEAT_UNTIL && from < peer.stream.len() => {
+                    peer.at = from
+                }
+                _ => return Poll::Ready(Ok(())),
+            }
+        }
+        // A zero-length read would mean EOF: schedule entries of 0 send one byte. Repeating
+        // streams are long, so their reads are 256 times larger and at least 256 bytes (the
+        // reader parses a head anew after each read: trickling a 64 KiB head byte by byte
+        // costs it half a second, reported separately, and would stall the fuzzer here).
+        let wanted = match (peer.schedule, peer.repeat_from) {
+            ([], _) => usize::MAX,
+            (schedule, None) => usize::from(schedule[peer.turn % schedule.len()]).max(1),
+            (schedule, Some(_)) => 256 * usize::from(schedule[peer.turn % schedule.len()]).max(1),
+        };
+        peer.turn += 1;
+        let left = peer.stream.len() - peer.at;
+        let len = wanted.min(left).min(buf.remaining());
+        buf.put_slice(&peer.stream[peer.at..peer.at + len]);
+        peer.at += len;
+        peer.sent += len;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Reads one response from `stream` as sent per `schedule`, checking the memory bound.
+fn read(layout: &Layout<'_>, schedule: &[u8]) -> Result<(u16, bool), Failure> {
+    let mut peer = Peer {
+        stream: layout.stream,
+        schedule,
+        repeat_from: (layout.flags & 0x40 != 0).then_some(layout.stream.len() / 2),
+        at: 0,
+        sent: 0,
+        turn: 0,
+    };
+    let base = LIVE.load(Relaxed);
+    PEAK.store(base, Relaxed);
+    let poll = {
+        let future = pin!(shadow::read(&mut peer, layout.flags & 0x20 != 0));
+        future.poll(&mut Context::from_waker(Waker::noop()))
+    };
+    let Poll::Ready(result) = poll else {
+        panic!("the reader waited though its input never blocks");
+    };
+    let used = PEAK.load(Relaxed).saturating_sub(base);
+    assert!(
+        used <= MEMORY_BOUND,
+        "the reader held {used} bytes at once after {} bytes",
+        peer.sent
+    );
+    result
+}
+
+fn head_too_large(result: &Result<(u16, bool), Failure>) -> bool {
+    matches!(
+        result,
+        Err(Failure::Protocol(ProtocolError::HeadTooLarge(_)))
+    )
+}
+
+fuzz_target!(|data: &[u8]| {
+    let layout = Layout::parse(data);
+    let whole = read(&layout, &[]);
+    let split = read(&layout, layout.schedule);
+    if head_too_large(&whole) || head_too_large(&split) {
+        return;
+    }
+    match (&whole, &split) {
+        (Ok((a, _)), Ok((b, _))) => assert_eq!(a, b, "status depends on the split"),
+        (Err(a), Err(b)) => assert_eq!(
+            format!("{a:?}"),
+            format!("{b:?}"),
+            "the error depends on the split"
+        ),
+        _ => panic!("the outcome depends on the split: whole {whole:?}, split {split:?}"),
+    }
+});

@@ -1,0 +1,20 @@
+//! Helpers shared by the fuzz targets in `fuzz_targets/` (see `README.md` beside this crate).
+//!
+//! - [`input`]: how a target's raw input is cut into a split schedule, limits and a stream.
+//! - [`events`]: frames the stream chunk by chunk with the daemon's `RequestFramer`, checking the
+//!   frame API's invariants on the way, into a normal form that does not depend on the cuts.
+//! - [`differential`]: compares the framer's requests with the reference's.
+//! - [`reference`]: an independent, whole-buffer framer with the same strictness rules, written
+//!   for obviousness rather than speed, to compare request boundaries against.
+//! - [`copy`]: checks that the copy of a request the daemon would send to a shadow is
+//!   unambiguous.
+//! - [`gen`]: a structure-aware generator of mostly valid request pipelines, with mutations.
+//! - [`known`]: findings already reported, skipped on request so fuzzing can go past them.
+
+pub mod copy;
+pub mod differential;
+pub mod events;
+pub mod gen;
+pub mod input;
+pub mod known;
+pub mod reference;

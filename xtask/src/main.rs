@@ -6,6 +6,7 @@ mod bench;
 mod build;
 mod cmd;
 mod demo;
+mod fuzz;
 mod setup;
 mod test;
 mod toolchain;
@@ -82,6 +83,17 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Run the cargo-fuzz targets in fuzz/ for a bounded time each (needs nightly; not in CI).
+    Fuzz {
+        /// Fuzzing time per target, in seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Step around the findings listed in fuzz/src/known.rs.
+        #[arg(long)]
+        skip_known: bool,
+        /// Targets to run (default: all).
+        targets: Vec<String>,
+    },
     /// Build, then run the demo (`mirror-tests --bin demo`) with the built daemon.
     Demo {
         /// Passed to the demo.
@@ -137,6 +149,15 @@ fn run(command: Command) -> anyhow::Result<()> {
             )
         }
         Command::Bench { args } => bench::run(&args),
+        Command::Fuzz {
+            seconds,
+            skip_known,
+            targets,
+        } => fuzz::run(&fuzz::Options {
+            seconds,
+            targets,
+            skip_known,
+        }),
         Command::Demo { args } => demo::run(&args),
     }
 }

@@ -45,3 +45,13 @@ pub fn copy_finding(head: &mirror_daemon::http::RequestHead) -> bool {
                 || option.eq_ignore_ascii_case(b"transfer-encoding")
         })
 }
+
+/// Finding 3: a config error prints the key path as it is, so a quoted key holding a newline
+/// (`add_headers = { "a\nb" = 1 }`) splits the one-line error.
+pub fn config_error_finding(error: &mirror_daemon::config::Error) -> bool {
+    matches!(error, mirror_daemon::config::Error::Invalid { key, .. } if key.contains(['\n', '\r']))
+}
+
+// Finding 4 (no predicate): the shadow response reader parses the head anew after every read, so
+// a shadow that sends a 64 KiB head a byte at a time costs about half a second of CPU per
+// response. `shadow_response` never reads a long (repeating) stream in pieces under 256 bytes.

@@ -152,9 +152,11 @@ fn sigkill_under_load_fails_only_requests_in_flight_and_new_connections_succeed(
          {DEATH_SETTLE:?} after it) failed:\n{}",
         report.describe(late)
     );
+    // Each worker has one request in flight at the kill; a keep-alive worker may also lose the
+    // next one it sends on its (already dead) connection before it notices. Nothing else fails.
     assert!(
-        failures.len() <= workers,
-        "{} requests failed, more than the {workers} connections that can be in flight at once",
+        failures.len() <= 2 * workers,
+        "{} requests failed, more than two per worker ({workers} workers)",
         failures.len()
     );
 
@@ -297,10 +299,12 @@ fn sigstop_watchdog_sends_new_flows_direct_within_its_timeout() -> Result<()> {
         .min()
         .context("no probe went direct while the daemon was stopped")?;
     let to_first_direct = first_direct.duration_since(stopped_at);
+    // Hung: still unfinished at SIGCONT after having had a second (a probe begun just before
+    // SIGCONT that is merely slow, e.g. under emulation, is not hung).
     let hung: Vec<&Outcome> = during
         .iter()
         .copied()
-        .filter(|o| o.finished >= continued_at)
+        .filter(|o| o.finished >= continued_at && o.started + Duration::from_secs(1) < continued_at)
         .collect();
     eprintln!(
         "first direct success {to_first_direct:?} after SIGSTOP (watchdog {WATCHDOG:?}); {} of {} \

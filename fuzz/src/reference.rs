@@ -261,13 +261,18 @@ fn framing(
         ([_, ..], [_, ..]) => return Err("Content-Length and Transfer-Encoding"),
         ([_, _, ..], []) => return Err("more than one Content-Length"),
         ([length], []) => {
-            if length.is_empty() || length.len() > 20 || !length.iter().all(u8::is_ascii_digit) {
+            if length.is_empty() || !length.iter().all(u8::is_ascii_digit) {
                 return Err("Content-Length is not 1*DIGIT");
             }
-            let length: u128 = std::str::from_utf8(length)
+            // Leading zeros are allowed, and read the same everywhere.
+            let significant = &length[length.iter().take_while(|b| **b == b'0').count()..];
+            if significant.len() > 20 {
+                return Err("Content-Length overflows");
+            }
+            let length: u128 = std::str::from_utf8(significant)
                 .expect("digits")
                 .parse()
-                .expect("at most 20 digits");
+                .unwrap_or(0);
             BodyKind::ContentLength(u64::try_from(length).map_err(|_| "Content-Length overflows")?)
         }
         ([], [coding]) => {
@@ -474,6 +479,18 @@ mod tests {
         );
         assert_eq!(parse.requests[2].body.end, input.len());
         assert_eq!(&input[parse.requests[1].body.clone()], b"abc");
+    }
+
+    #[test]
+    fn content_length_may_have_any_number_of_leading_zeros() {
+        let input = b"POST / HTTP/1.1\r\nContent-Length: 0000000000000000000000000000018446744073709551615\r\n\r\n";
+        let parse = parse(input, FramingLimits::default());
+        assert_eq!(parse.requests.len(), 0);
+        assert!(
+            matches!(&parse.end, End::IncompleteBody(r) if r.kind == BodyKind::ContentLength(u64::MAX))
+        );
+        let over = b"POST / HTTP/1.1\r\nContent-Length: 018446744073709551616\r\n\r\n";
+        assert!(matches!(ends(over), (0, End::Reject(_))));
     }
 
     #[test]

@@ -189,7 +189,7 @@ fn run_target(fuzz_dir: &Path, target: &Target, options: &Options) -> Result<Out
     cargo
         .args(["run", "--debug-assertions", target.name])
         .arg(&corpus)
-        .arg(seeds(fuzz_dir, target.name))
+        .args(seeds(fuzz_dir, target.name))
         .arg("--")
         .arg(format!("-max_total_time={}", options.seconds))
         .arg(format!("-timeout={INPUT_TIMEOUT_SECS}"))
@@ -238,9 +238,9 @@ fn run_target(fuzz_dir: &Path, target: &Target, options: &Options) -> Result<Out
     Ok(outcome)
 }
 
-/// The committed seeds of `target` (an empty directory is fine for libFuzzer).
-fn seeds(fuzz_dir: &Path, target: &str) -> PathBuf {
-    fuzz_dir.join("corpus").join(target)
+/// The committed seeds of `target`, if it has any (libFuzzer refuses a missing directory).
+fn seeds(fuzz_dir: &Path, target: &str) -> Option<PathBuf> {
+    Some(fuzz_dir.join("corpus").join(target)).filter(|dir| dir.is_dir())
 }
 
 /// Reads executions, speed, coverage and any failure out of a libFuzzer log.

@@ -59,6 +59,21 @@ fn status_kib(pid: u32, key: &str) -> Result<u64> {
     Ok(kib.parse()?)
 }
 
+/// CPU seconds (user + system) of this process and of its children that have been waited for
+/// (`getrusage`): the in-process client and shadow threads, and wrk once it has exited.
+pub fn own_and_children_cpu_seconds() -> f64 {
+    let seconds = |who| {
+        // SAFETY: getrusage fills the zeroed struct we own.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+            return 0.0;
+        }
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(usage.ru_utime) + tv(usage.ru_stime)
+    };
+    seconds(libc::RUSAGE_SELF) + seconds(libc::RUSAGE_CHILDREN)
+}
+
 /// The direct children of a process (nginx's workers).
 pub fn children(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();

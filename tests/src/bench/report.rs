@@ -184,7 +184,7 @@ impl Results<'_> {
         }
         out.push_str("\n### Throughput at saturation (wrk, closed loop)\n\n");
         out.push_str(
-            "| scenario | mode | requests/s | vs direct | p50 µs | p99 µs | max µs | CPU s / 1000 req | machine CPU µs / req | RSS MiB | copies delivered / dropped |\n\
+            "| scenario | mode | requests/s | vs direct | p50 µs | p99 µs | max µs | CPU s / 1000 req | bed CPU µs / req | RSS MiB | copies delivered / dropped |\n\
              |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for &scenario in self.scenarios {
@@ -218,10 +218,7 @@ impl Results<'_> {
                 let rss = self.run_spread(scenario, |run| {
                     run.rss_at_saturation.map(|b| b as f64 / 1048576.0)
                 });
-                let machine = p(|ph| {
-                    ph.machine_busy * cores() * ph.load.elapsed.as_secs_f64() * 1e6
-                        / ph.load.completed.max(1) as f64
-                });
+                let machine = p(|ph| ph.bed_cpu * 1e6 / ph.load.completed.max(1) as f64);
                 let _ = writeln!(
                     out,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -243,8 +240,41 @@ impl Results<'_> {
     }
 
     /// The goals of the issue, each with its numbers and a verdict.
+    /// Why latencies cannot be judged on this run, if they cannot: other load on the machine, or a
+    /// client that could not keep its own schedule.
+    pub fn noisy(&self) -> Option<String> {
+        let load = Spread::of(self.runs.iter().map(|r| r.loadavg))?;
+        let lag = Spread::of(
+            self.runs
+                .iter()
+                .flat_map(|r| r.phases.iter())
+                .filter(|p| p.kind == Kind::Rate)
+                .map(|p| p.load.send_lag_p99),
+        );
+        if load.median > 1.5 {
+            return Some(format!(
+                "median load average {:.1} before the runs",
+                load.median
+            ));
+        }
+        match lag {
+            Some(lag) if lag.median > 200.0 => Some(format!(
+                "the client sent late by {:.0} µs at p99 (median)",
+                lag.median
+            )),
+            _ => None,
+        }
+    }
+
     pub fn goals(&self) -> String {
         let mut out = String::from("### Goals\n\n| goal | measured (median, range over repetitions) | met |\n|---|---|---|\n");
+        let noisy = self.noisy();
+        let latency_verdict = |ok: Option<bool>| match (&noisy, ok) {
+            (Some(_), Some(_)) => "not judged: noisy machine",
+            (_, Some(true)) => "yes",
+            (_, Some(false)) => "**no**",
+            (_, None) => "not measured",
+        };
         let ka = Mode::KeepAlive;
         let verdict = |ok: Option<bool>| match ok {
             Some(true) => "yes",
@@ -264,7 +294,7 @@ impl Results<'_> {
             out,
             "| p99 added at the fixed rate, keep-alive, 100 % mirrored ≤ 100 µs | {} µs | {} |",
             signed(added),
-            verdict(added.map(|s| s.median <= 100.0))
+            latency_verdict(added.map(|s| s.median <= 100.0))
         );
         // 2. Throughput at saturation with mirroring >= 70 % of direct, and ahead of nginx.
         for mode in Mode::ALL {
@@ -317,7 +347,7 @@ impl Results<'_> {
                 if scenario.is_nginx() {
                     "(reference)"
                 } else {
-                    verdict(ratio.map(|s| s.median <= 1.10))
+                    latency_verdict(ratio.map(|s| s.median <= 1.10))
                 }
             );
         }
@@ -344,6 +374,13 @@ impl Results<'_> {
             show(rss, 1),
             verdict(rss.map(|s| s.median <= 30.0))
         );
+        if let Some(why) = noisy {
+            let _ = writeln!(
+                out,
+                "\nLatency goals are not judged on this run ({why}): run again on a quiet machine \
+                 (`--wait-quiet 600`)."
+            );
+        }
         out
     }
 
@@ -433,10 +470,6 @@ impl Results<'_> {
         }
         out
     }
-}
-
-fn cores() -> f64 {
-    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
 }
 
 fn cpu_per_thousand(phase: &super::scenario::Phase) -> f64 {

@@ -140,8 +140,8 @@ pub struct Bed {
     // Drop order: servers before the namespaces they live in.
     slow: ShadowServer,
     _blackhole: ShadowServer,
-    _healthy: Nginx,
-    _primary: Nginx,
+    healthy_shadow: Nginx,
+    primary_server: Nginx,
     node: Node,
     script: PathBuf,
 }
@@ -196,11 +196,24 @@ impl Bed {
         Ok(Bed {
             slow,
             _blackhole: blackhole,
-            _healthy: healthy,
-            _primary: primary,
+            healthy_shadow: healthy,
+            primary_server: primary,
             node,
             script,
         })
+    }
+
+    /// CPU seconds used so far by everything the bench runs besides the proxy: load generator,
+    /// primary, shadows.
+    fn bed_cpu_seconds(&self) -> f64 {
+        let servers: Vec<u32> = self
+            .primary_server
+            .pids()
+            .into_iter()
+            .chain(self.healthy_shadow.pids())
+            .collect();
+        procstat::cpu_seconds_of(&servers).unwrap_or(f64::NAN)
+            + procstat::own_and_children_cpu_seconds()
     }
 
     fn primary(&self) -> SocketAddr {
@@ -264,6 +277,7 @@ impl Bed {
             let sampler = RssSampler::start(proxy.pids());
             for mode in Mode::ALL {
                 let before = (proxy.cpu_seconds(), self.delivered(), MachineCpu::now());
+                let bed_before = self.bed_cpu_seconds();
                 let result = match kind {
                     Kind::Rate => load::constant_rate(&ConstantRate {
                         netns: pod,
@@ -286,6 +300,7 @@ impl Bed {
                 }
                 .with_context(|| format!("{} {:?} {}", scenario.key(), kind, mode.label()))?;
                 let machine_busy = before.2.busy_share(&MachineCpu::now());
+                let bed_cpu = self.bed_cpu_seconds() - bed_before;
                 if scenario.copies_per_request() > 0 {
                     self.settle(Duration::from_secs(1));
                 }
@@ -296,6 +311,7 @@ impl Bed {
                     mode,
                     load: result,
                     proxy_cpu,
+                    bed_cpu: bed_cpu + proxy_cpu,
                     copies_expected: 0,
                     copies_delivered: delivered,
                     machine_busy,
@@ -338,6 +354,9 @@ pub struct Phase {
     pub load: LoadResult,
     /// CPU seconds the daemon (or nginx proxy) used during the phase.
     pub proxy_cpu: f64,
+    /// CPU seconds of everything in the bed during the phase: load generator, primary, shadows and
+    /// proxy (kernel work done in their context included; other processes' excluded).
+    pub bed_cpu: f64,
     pub copies_expected: u64,
     pub copies_delivered: u64,
     /// Share of the machine's CPUs busy during the phase (everything, ours and others').

@@ -360,8 +360,9 @@ fn method(settings: &Settings, options: &Options) -> String {
         "- medians over repetitions with (min–max); ratios and differences to direct are taken within \
          each repetition; CPU is utime + stime of the daemon (or all nginx proxy processes) over the phase; \
          RSS is the largest VmRSS sampled every 50 ms during the phases (nginx: summed over its processes); \
-         machine CPU per request is the whole machine's busy time (all processes, kernel included) over the \
-         phase divided by the requests; copies delivered are counted at the shadows, dropped = expected − delivered\n",
+         bed CPU per request is the CPU time of everything the bench runs (load generator, primary, \
+         shadows, proxy; kernel work done in their context included, other processes' not) over the phase \
+         divided by the requests; copies delivered are counted at the shadows, dropped = expected − delivered\n",
     );
     out
 }

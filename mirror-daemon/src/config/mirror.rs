@@ -208,6 +208,30 @@ mod defaults {
     }
 }
 
+/// Fields a target's header edits may not touch: they frame the message (an edited copy could
+/// read as a different request, or several) or belong to the connection.
+pub const PROTECTED_FIELDS: [&str; 10] = [
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+];
+
+/// Whether `name` is one of [`PROTECTED_FIELDS`], ignoring case and counting `_` as `-` (some
+/// servers, CGI-style, do).
+pub fn is_protected_field(name: &str) -> bool {
+    let name = name.replace('_', "-");
+    PROTECTED_FIELDS
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(&name))
+}
+
 /// Whether `name` is an HTTP token (RFC 9110 5.6.2), as header names and methods must be.
 pub fn is_token(name: &str) -> bool {
     !name.is_empty()
@@ -302,8 +326,25 @@ impl Mirror {
                     format!("{:?} cannot be part of a host name", target.host_suffix),
                 ));
             }
+            for name in target.add_headers.keys().chain(&target.remove_headers) {
+                if is_protected_field(name) {
+                    return Err(invalid(
+                        &key(if target.add_headers.contains_key(name) {
+                            "add_headers"
+                        } else {
+                            "remove_headers"
+                        }),
+                        format!(
+                            "{name:?} cannot be edited: it frames the message or the connection \
+                             (use host, host_suffix or keep_host for Host)"
+                        ),
+                    ));
+                }
+            }
             for (name, value) in &target.add_headers {
-                if !is_token(name) || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                // A field value is visible characters, spaces and tabs (RFC 9110 5.5).
+                let bad_value = value.bytes().any(|b| b != b'\t' && (b < 0x20 || b == 0x7f));
+                if !is_token(name) || bad_value {
                     return Err(invalid(
                         &key("add_headers"),
                         format!("{name:?}: {value:?} is not a valid header"),

@@ -297,7 +297,12 @@ fn invalid_at(
         origin: origin.to_string(),
         line,
         column,
-        key: key.to_string(),
+        // Quoted TOML keys may hold any character; a config error is one line.
+        key: key
+            .chars()
+            .flat_map(char::escape_default)
+            .collect::<String>()
+            .replace("\\\"", "\""),
         // TOML syntax errors span several lines; a config error is one line.
         message: message.trim().replace('\n', "; "),
     }

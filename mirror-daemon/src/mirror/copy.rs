@@ -76,7 +76,9 @@ pub fn build_head(head: &RequestHead, edits: &Edits) -> Vec<u8> {
         .flat_map(|(_, value)| value.split(|b| *b == b','))
         .filter_map(|token| std::str::from_utf8(token).ok())
         .map(|token| token.trim().to_ascii_lowercase())
-        .filter(|token| !token.is_empty())
+        // Framing fields stay whatever Connection says: dropping Content-Length or
+        // Transfer-Encoding would make the body read as further requests on the shadow.
+        .filter(|token| !token.is_empty() && !is_framing_field(token))
         .collect();
     let mut saw_host = false;
     for (name, value) in head.headers() {
@@ -102,6 +104,10 @@ pub fn build_head(head: &RequestHead, edits: &Edits) -> Vec<u8> {
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+fn is_framing_field(lower: &str) -> bool {
+    matches!(lower, "content-length" | "transfer-encoding" | "host")
 }
 
 fn is_hop_by_hop(lower: &str) -> bool {

@@ -97,9 +97,28 @@ struct Peer<'a> {
     schedule: &'a [u8],
     /// Where the stream starts over once it is done (repeating streams only).
     repeat_from: Option<usize>,
-    at: usize,
     sent: usize,
     turn: usize,
+}
+
+impl Peer<'_> {
+    /// How long the stream is, repeats included.
+    fn len(&self) -> usize {
+        match self.repeat_from {
+            Some(from) if from < self.stream.len() => REPEAT_UNTIL.max(self.stream.len()),
+            _ => self.stream.len(),
+        }
+    }
+
+    fn byte(&self, at: usize) -> u8 {
+        match (self.stream.get(at), self.repeat_from) {
+            (Some(byte), _) => *byte,
+            (None, Some(from)) => {
+                self.stream[from + (at - self.stream.len()) % (self.stream.len() - from)]
+            }
+            (None, None) => unreachable!("read past the end"),
+        }
+    }
 }
 
 impl AsyncRead for Peer<'_> {
@@ -109,14 +128,6 @@ impl AsyncRead for Peer<'_> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let peer = &mut *self;
-        if peer.at == peer.stream.len() {
-            match peer.repeat_from {
-                Some(from) if peer.sent < REPEAT_UNTIL && from < peer.stream.len() => {
-                    peer.at = from
-                }
-                _ => return Poll::Ready(Ok(())),
-            }
-        }
         // A zero-length read would mean EOF: schedule entries of 0 send one byte. Repeating
         // streams are long, so their reads are 256 times larger and at least 256 bytes (the
         // reader parses a head anew after each read: trickling a 64 KiB head byte by byte
@@ -127,10 +138,10 @@ impl AsyncRead for Peer<'_> {
             (schedule, Some(_)) => 256 * usize::from(schedule[peer.turn % schedule.len()]).max(1),
         };
         peer.turn += 1;
-        let left = peer.stream.len() - peer.at;
-        let len = wanted.min(left).min(buf.remaining());
-        buf.put_slice(&peer.stream[peer.at..peer.at + len]);
-        peer.at += len;
+        let len = wanted.min(peer.len() - peer.sent).min(buf.remaining());
+        for at in peer.sent..peer.sent + len {
+            buf.put_slice(&[peer.byte(at)]);
+        }
         peer.sent += len;
         Poll::Ready(Ok(()))
     }
@@ -142,7 +153,6 @@ fn read(layout: &Layout<'_>, schedule: &[u8]) -> Result<(u16, bool), Failure> {
         stream: layout.stream,
         schedule,
         repeat_from: (layout.flags & 0x40 != 0).then_some(layout.stream.len() / 2),
-        at: 0,
         sent: 0,
         turn: 0,
     };

@@ -43,7 +43,21 @@ pub const TEST_BUDGET: Duration = Duration::from_secs(36 * 60);
 
 /// Tests left out in the VMs, with the reason printed in the summary. Matched like libtest's
 /// `--skip` (a substring of the test's name), which is how they are left out.
-const VM_SKIPS: &[(&str, &str)] = &[];
+/// Only tests whose bounds are wall-clock times calibrated for hardware: under TCG everything is
+/// about ten times slower (measured: a 9,850-connection test takes 20 s to open them instead of
+/// 3 s, and its admin scrapes time out while they close). The properties they check are checked
+/// in the VMs by the other tests (limits, memory per connection is printed) and on the host.
+const VM_SKIPS: &[(&str, &str)] = &[
+    (
+        "ten_thousand_idle_keep_alive_connections_stay_within_the_memory_bound",
+        "10,000 connections under TCG: the test's 2 s admin deadline is calibrated for hardware \
+         (the memory bound itself held in the guest: 3.3 KiB per connection)",
+    ),
+    (
+        "shadow_flapping_every_second_causes_no_client_error",
+        "asserts no request takes 500 ms or more; under TCG one SYN retransmission (1 s) breaks it",
+    ),
+];
 /// Test binaries not run in the VMs at all, with the reason printed in the summary.
 const VM_SKIP_BINARIES: &[(&str, &str)] = &[(
     "deploy",

@@ -66,8 +66,14 @@ async fn read_head<R: AsyncRead + Unpin>(
     buf: &mut BytesMut,
     is_head: bool,
 ) -> Result<Head, Failure> {
+    // Parsed only once the bytes hold an end of head: re-parsing after every read would cost
+    // quadratic CPU on a head trickled a byte at a time (a remote shadow could do that).
+    let mut scanned: usize = 0;
     loop {
-        if !buf.is_empty() {
+        // The new bytes, with 3 before them: a CRLF CRLF may straddle two reads.
+        let ended = has_end_of_head(&buf[scanned.saturating_sub(3)..]);
+        scanned = buf.len();
+        if ended {
             if let Some((length, head)) = parse_head(buf, is_head).map_err(Failure::Protocol)? {
                 buf.advance(length);
                 return Ok(head);
@@ -82,6 +88,11 @@ async fn read_head<R: AsyncRead + Unpin>(
             return Err(Failure::Closed(Phase::ReadingHead));
         }
     }
+}
+
+/// Whether `bytes` contain the blank line that ends a head (CRLF CRLF, or bare LF LF).
+fn has_end_of_head(bytes: &[u8]) -> bool {
+    bytes.windows(4).any(|w| w == b"\r\n\r\n") || bytes.windows(2).any(|w| w == b"\n\n")
 }
 
 async fn drain_body<R: AsyncRead + Unpin>(

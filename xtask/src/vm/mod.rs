@@ -149,6 +149,57 @@ impl KernelReport {
     }
 }
 
+/// Holds `<vm>/lock` exclusively until dropped: one matrix at a time per target directory (two
+/// would share the logs and the 2 cores, and time out).
+struct MatrixLock {
+    _file: fs::File,
+}
+
+impl MatrixLock {
+    fn open(vm: &Path) -> Result<fs::File> {
+        let path = vm.join("lock");
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))
+    }
+
+    fn flock(file: &fs::File, operation: libc::c_int) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor that `file` owns for the call; no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// The lock if no one holds it.
+    fn try_acquire(vm: &Path) -> Result<Option<Self>> {
+        let file = Self::open(vm)?;
+        Ok(Self::flock(&file, libc::LOCK_EX | libc::LOCK_NB)
+            .ok()
+            .map(|()| Self { _file: file }))
+    }
+
+    /// The lock, waiting (and saying so) while another run holds it.
+    fn acquire(vm: &Path) -> Result<Self> {
+        if let Some(lock) = Self::try_acquire(vm)? {
+            return Ok(lock);
+        }
+        eprintln!(
+            "vm: another vm-test is running with {}; waiting for it to finish",
+            vm.display()
+        );
+        let file = Self::open(vm)?;
+        Self::flock(&file, libc::LOCK_EX).context("waiting for the vm-test lock")?;
+        Ok(Self { _file: file })
+    }
+}
+
 /// Runs the matrix with the test binaries of `host_step`, the host run's privileged test
 /// command (see [`crate::test::privileged_command`]); fails when any kernel failed.
 pub fn run_matrix(built: &Built, options: &Options, host_step: &Command) -> Result<()> {
@@ -156,6 +207,7 @@ pub fn run_matrix(built: &Built, options: &Options, host_step: &Command) -> Resu
     let specs = specs(&options.kernels)?;
     let vm = vm_dir();
     fs::create_dir_all(&vm)?;
+    let _lock = MatrixLock::acquire(&vm)?;
 
     // The same binaries as the host run: the same cargo invocation and environment, so cargo
     // hands back the very artifacts it built (and ran) there.
@@ -706,6 +758,19 @@ mod tests {
         ));
         assert!(text.contains("  6.12   FAILED 0 passed, 0 failed, 0 skipped  (-)\n"));
         assert!(text.ends_with("vm-test: 1 passed, 5 failed, 10 skipped\n"));
+    }
+
+    #[test]
+    fn one_matrix_at_a_time_per_directory() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("xtask-vm-lock-{}", std::process::id()));
+        fs::create_dir_all(&dir)?;
+        let held = MatrixLock::try_acquire(&dir)?;
+        assert!(held.is_some());
+        assert!(MatrixLock::try_acquire(&dir)?.is_none());
+        drop(held);
+        assert!(MatrixLock::try_acquire(&dir)?.is_some());
+        fs::remove_dir_all(&dir)?;
+        Ok(())
     }
 
     #[test]

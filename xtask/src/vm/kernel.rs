@@ -164,22 +164,7 @@ fn unpacked(spec: KernelSpec, dir: &Path) -> Result<Kernel> {
         .trim()
         .split_once(' ')
         .context("malformed .complete stamp")?;
-    let boot = dir.join("boot");
-    let vmlinuz = fs::read_dir(&boot)
-        .with_context(|| format!("{} has no boot/", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("vmlinuz-"))
-        })
-        .with_context(|| format!("no vmlinuz in {}", boot.display()))?;
-    let release = vmlinuz
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix("vmlinuz-"))
-        .context("vmlinuz name")?
-        .to_owned();
+    let (vmlinuz, release) = find_vmlinuz(dir)?;
     let modules = ["usr/lib/modules", "lib/modules"]
         .iter()
         .map(|m| dir.join(m).join(&release))
@@ -194,6 +179,39 @@ fn unpacked(spec: KernelSpec, dir: &Path) -> Result<Kernel> {
         release,
         modules,
     })
+}
+
+/// The kernel image and its release (`uname -r`): `boot/vmlinuz-<release>`, or from 6.19's
+/// split packages `usr/lib/modules/<release>/vmlinuz`.
+fn find_vmlinuz(dir: &Path) -> Result<(PathBuf, String)> {
+    let entries = |sub: &str| -> Vec<PathBuf> {
+        fs::read_dir(dir.join(sub))
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    };
+    for path in entries("boot") {
+        if let Some(release) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("vmlinuz-"))
+        {
+            return Ok((path.clone(), release.to_owned()));
+        }
+    }
+    for modules in ["usr/lib/modules", "lib/modules"] {
+        for path in entries(modules) {
+            let vmlinuz = path.join("vmlinuz");
+            if let (true, Some(release)) =
+                (vmlinuz.is_file(), path.file_name().and_then(|n| n.to_str()))
+            {
+                return Ok((vmlinuz, release.to_owned()));
+            }
+        }
+    }
+    bail!(
+        "no boot/vmlinuz-* nor usr/lib/modules/*/vmlinuz in {}",
+        dir.display()
+    )
 }
 
 /// Modules the tests need whichever subsystem asks: the pod veths, tc (clsact, cls_bpf,
@@ -348,6 +366,24 @@ mod tests {
             b"\x7fELF...\0license=GPL\0depends=nf_tables,x_tables\0intree=Y\0name=nft_compat\0";
         assert_eq!(modinfo_field(data, "depends"), ["nf_tables,x_tables"]);
         assert_eq!(modinfo_field(data, "name"), ["nft_compat"]);
+    }
+
+    #[test]
+    fn vmlinuz_is_found_in_boot_or_beside_the_modules() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("xtask-vmlinuz-{}", std::process::id()));
+        let split = dir.join("split/usr/lib/modules/7.2.12+deb13-cloud-amd64");
+        fs::create_dir_all(&split)?;
+        fs::write(split.join("vmlinuz"), "")?;
+        fs::create_dir_all(dir.join("classic/boot"))?;
+        fs::write(dir.join("classic/boot/vmlinuz-6.1.0-56-cloud-amd64"), "")?;
+        let (path, release) = find_vmlinuz(&dir.join("split"))?;
+        assert_eq!(release, "7.2.12+deb13-cloud-amd64");
+        assert_eq!(path, split.join("vmlinuz"));
+        let (_, release) = find_vmlinuz(&dir.join("classic"))?;
+        assert_eq!(release, "6.1.0-56-cloud-amd64");
+        assert!(find_vmlinuz(&dir.join("missing")).is_err());
+        fs::remove_dir_all(&dir)?;
+        Ok(())
     }
 
     #[test]

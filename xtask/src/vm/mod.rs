@@ -239,11 +239,20 @@ pub fn run_matrix(built: &Built, options: &Options, host_step: &Command) -> Resu
                     tests.len(),
                 ));
             }
+            // Nothing to run in it with these arguments (a filter): no need to start it.
+            None if tests.is_empty() => {}
             None => {
                 expected.insert(binary.name.clone(), tests);
                 binaries.push(binary);
             }
         }
+    }
+    if expected.is_empty() {
+        eprintln!(
+            "vm: no test to run in the VMs with the arguments {:?}; no kernel booted",
+            host.args
+        );
+        return Ok(());
     }
     let skips = skipped_tests(&expected);
     for (test, reason) in &skips {

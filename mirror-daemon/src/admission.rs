@@ -55,12 +55,7 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         let admission = &self.0;
         let active = admission.active.fetch_sub(1, Ordering::AcqRel) - 1;
-        admission.update(|state| {
-            if state.out_of_descriptors && descriptor_budget(DESCRIPTOR_HEADROOM * 2) > 0 {
-                state.out_of_descriptors = false;
-                info!("descriptors free again: intercepting new flows");
-            }
-        });
+        admission.recheck_descriptors();
         if active < admission.max.load(Ordering::Acquire) {
             admission.update(|state| {
                 if state.full {
@@ -145,6 +140,18 @@ impl Admission {
     /// Accept ran out of descriptors (`true`), or may try again (`false`).
     pub fn out_of_descriptors(&self, out: bool) {
         self.update(|state| state.out_of_descriptors = out);
+    }
+
+    /// Ends a shortage of descriptors once enough are free again: connections closed, or the
+    /// limit was raised (`prlimit`). Called when a connection ends and on every heartbeat, so
+    /// that a raised limit is noticed even when nothing closes.
+    pub fn recheck_descriptors(&self) {
+        self.update(|state| {
+            if state.out_of_descriptors && descriptor_budget(DESCRIPTOR_HEADROOM * 2) > 0 {
+                state.out_of_descriptors = false;
+                info!("descriptors free again: intercepting new flows");
+            }
+        });
     }
 
     /// From now on new flows go direct, for good (shutdown).

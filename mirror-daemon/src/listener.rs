@@ -92,7 +92,10 @@ pub async fn accept_loop(listener: Listener, shared: Arc<Shared>, stop: Cancella
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = beat.tick() => shared.live.interception.beat(),
+            _ = beat.tick() => {
+                shared.live.interception.beat();
+                admission.recheck_descriptors();
+            }
             accepted = inner.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let ticket = admission.admit(stream.as_raw_fd());

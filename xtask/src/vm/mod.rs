@@ -54,11 +54,6 @@ const VM_SKIPS: &[(&str, &str)] = &[
          (the memory bound itself held in the guest: 3.3 KiB per connection)",
     ),
     (
-        "descriptor_exhaustion_sends_new_flows_direct_rather_than_failing_them",
-        "failed once on 5.10 under TCG (interception had not resumed when the test looked) and \
-         not investigated yet; passes on the host kernel",
-    ),
-    (
         "shadow_flapping_every_second_causes_no_client_error",
         "asserts no request takes 500 ms or more; under TCG one SYN retransmission (1 s) breaks it",
     ),

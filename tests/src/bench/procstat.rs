@@ -38,6 +38,35 @@ pub fn cpu_seconds_of(pids: &[u32]) -> Result<f64> {
     pids.iter().map(|&pid| cpu_seconds(pid)).sum()
 }
 
+/// Context switches (voluntary and not) of every thread of a process so far: each one is a
+/// thread going to sleep or being preempted, so per request they count the wakeups a proxy
+/// needs, a figure much steadier under noise than CPU time.
+pub fn context_switches(pid: u32) -> Result<u64> {
+    let dir = format!("/proc/{pid}/task");
+    let mut total = 0;
+    for task in std::fs::read_dir(&dir).with_context(|| format!("cannot read {dir}"))? {
+        let path = task?.path().join("status");
+        // A thread that ended meanwhile takes its count with it.
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for line in text.lines() {
+            if let Some(value) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += value.trim().parse::<u64>()?;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Context switches of several processes together.
+pub fn context_switches_of(pids: &[u32]) -> Result<u64> {
+    pids.iter().map(|&pid| context_switches(pid)).sum()
+}
+
 /// Peak resident set size (`VmHWM`) of a process, in bytes.
 pub fn peak_rss(pid: u32) -> Result<u64> {
     status_kib(pid, "VmHWM:").map(|kib| kib * 1024)
@@ -196,6 +225,8 @@ mod tests {
     fn own_process_is_readable() -> Result<()> {
         let pid = std::process::id();
         assert!(cpu_seconds(pid)? >= 0.0);
+        // This test thread has run, so at least it has been switched in once.
+        assert!(context_switches(pid)? > 0);
         assert!(peak_rss(pid)? > 0);
         assert!(loadavg() >= 0.0);
         Ok(())

@@ -129,8 +129,8 @@ impl Results<'_> {
             "### Latency at a fixed {rate:.0} requests/s (open loop, from the intended send time)\n"
         );
         out.push_str(
-            "| scenario | mode | p50 µs | p90 µs | p99 µs | max µs | p99 vs direct | CPU s / 1000 req | RSS MiB | copies delivered / dropped |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| scenario | mode | p50 µs | p90 µs | p99 µs | max µs | p99 vs direct | CPU s / 1000 req | context switches / req | RSS MiB | copies delivered / dropped |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for &scenario in self.scenarios {
             for mode in Mode::ALL {
@@ -158,17 +158,20 @@ impl Results<'_> {
                 } else {
                     "–".into()
                 };
-                let cpu = if scenario == Scenario::Direct {
-                    "–".into()
+                let (cpu, switches) = if scenario == Scenario::Direct {
+                    ("–".into(), "–".into())
                 } else {
-                    show(p(cpu_per_thousand), 3)
+                    (
+                        show(p(cpu_per_thousand), 3),
+                        show(p(switches_per_request), 2),
+                    )
                 };
                 let rss = self.run_spread(scenario, |run| {
                     run.rss_at_rate.map(|b| b as f64 / 1048576.0)
                 });
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     scenario.key(),
                     mode.label(),
                     show(p(|ph| ph.load.p50), 0),
@@ -177,6 +180,7 @@ impl Results<'_> {
                     show(p(|ph| ph.load.max), 0),
                     vs_direct,
                     cpu,
+                    switches,
                     show(rss, 1),
                     copies(self, scenario, Kind::Rate, mode),
                 );
@@ -184,8 +188,8 @@ impl Results<'_> {
         }
         out.push_str("\n### Throughput at saturation (wrk, closed loop)\n\n");
         out.push_str(
-            "| scenario | mode | requests/s | vs direct | p50 µs | p99 µs | max µs | CPU s / 1000 req | bed CPU µs / req | RSS MiB | copies delivered / dropped |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| scenario | mode | requests/s | vs direct | p50 µs | p99 µs | max µs | CPU s / 1000 req | context switches / req | bed CPU µs / req | RSS MiB | copies delivered / dropped |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for &scenario in self.scenarios {
             for mode in Mode::ALL {
@@ -210,10 +214,13 @@ impl Results<'_> {
                 } else {
                     "–".into()
                 };
-                let cpu = if scenario == Scenario::Direct {
-                    "–".into()
+                let (cpu, switches) = if scenario == Scenario::Direct {
+                    ("–".into(), "–".into())
                 } else {
-                    show(p(cpu_per_thousand), 3)
+                    (
+                        show(p(cpu_per_thousand), 3),
+                        show(p(switches_per_request), 2),
+                    )
                 };
                 let rss = self.run_spread(scenario, |run| {
                     run.rss_at_saturation.map(|b| b as f64 / 1048576.0)
@@ -221,7 +228,7 @@ impl Results<'_> {
                 let machine = p(|ph| ph.bed_cpu * 1e6 / ph.load.completed.max(1) as f64);
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     scenario.key(),
                     mode.label(),
                     show(p(|ph| ph.load.rps()), 0),
@@ -230,6 +237,7 @@ impl Results<'_> {
                     show(p(|ph| ph.load.p99), 0),
                     show(p(|ph| ph.load.max), 0),
                     cpu,
+                    switches,
                     show(machine, 0),
                     show(rss, 1),
                     copies(self, scenario, Kind::Saturation, mode),
@@ -474,6 +482,10 @@ impl Results<'_> {
 
 fn cpu_per_thousand(phase: &super::scenario::Phase) -> f64 {
     phase.proxy_cpu / phase.load.completed.max(1) as f64 * 1000.0
+}
+
+fn switches_per_request(phase: &super::scenario::Phase) -> f64 {
+    phase.proxy_switches as f64 / phase.load.completed.max(1) as f64
 }
 
 fn signed(spread: Option<Spread>) -> String {

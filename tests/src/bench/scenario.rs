@@ -277,6 +277,7 @@ impl Bed {
             let sampler = RssSampler::start(proxy.pids());
             for mode in Mode::ALL {
                 let before = (proxy.cpu_seconds(), self.delivered(), MachineCpu::now());
+                let switches_before = proxy.context_switches();
                 let bed_before = self.bed_cpu_seconds();
                 let result = match kind {
                     Kind::Rate => load::constant_rate(&ConstantRate {
@@ -305,12 +306,14 @@ impl Bed {
                     self.settle(Duration::from_secs(1));
                 }
                 let proxy_cpu = proxy.cpu_seconds() - before.0;
+                let proxy_switches = proxy.context_switches().saturating_sub(switches_before);
                 let delivered = self.delivered().saturating_sub(before.1);
                 phases.push(Phase {
                     kind,
                     mode,
                     load: result,
                     proxy_cpu,
+                    proxy_switches,
                     bed_cpu: bed_cpu + proxy_cpu,
                     copies_expected: 0,
                     copies_delivered: delivered,
@@ -354,6 +357,8 @@ pub struct Phase {
     pub load: LoadResult,
     /// CPU seconds the daemon (or nginx proxy) used during the phase.
     pub proxy_cpu: f64,
+    /// Context switches of the daemon's (or nginx proxy's) threads during the phase.
+    pub proxy_switches: u64,
     /// CPU seconds of everything in the bed during the phase: load generator, primary, shadows and
     /// proxy (kernel work done in their context included; other processes' excluded).
     pub bed_cpu: f64,
@@ -493,6 +498,10 @@ impl Proxy {
             Proxy::Daemon(daemon) => procstat::cpu_seconds(daemon.pid()).unwrap_or(f64::NAN),
             Proxy::Nginx(nginx) => nginx.cpu_seconds(),
         }
+    }
+
+    fn context_switches(&self) -> u64 {
+        procstat::context_switches_of(&self.pids()).unwrap_or(0)
     }
 
     fn peak_rss(&self) -> Option<u64> {

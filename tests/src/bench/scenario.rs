@@ -203,17 +203,14 @@ impl Bed {
         })
     }
 
-    /// CPU seconds used so far by everything the bench runs besides the proxy: load generator,
-    /// primary, shadows.
-    fn bed_cpu_seconds(&self) -> f64 {
-        let servers: Vec<u32> = self
-            .primary_server
-            .pids()
-            .into_iter()
-            .chain(self.healthy_shadow.pids())
-            .collect();
-        procstat::cpu_seconds_of(&servers).unwrap_or(f64::NAN)
-            + procstat::own_and_children_cpu_seconds()
+    /// CPU seconds used so far by everything the bench runs besides the proxy, by part.
+    fn bed_cpu_seconds(&self) -> BedCpu {
+        let of = |pids: Vec<u32>| procstat::cpu_seconds_of(&pids).unwrap_or(f64::NAN);
+        BedCpu {
+            client: procstat::own_and_children_cpu_seconds(),
+            primary: of(self.primary_server.pids()),
+            shadow: of(self.healthy_shadow.pids()),
+        }
     }
 
     fn primary(&self) -> SocketAddr {
@@ -301,7 +298,7 @@ impl Bed {
                 }
                 .with_context(|| format!("{} {:?} {}", scenario.key(), kind, mode.label()))?;
                 let machine_busy = before.2.busy_share(&MachineCpu::now());
-                let bed_cpu = self.bed_cpu_seconds() - bed_before;
+                let bed = self.bed_cpu_seconds().since(&bed_before);
                 if scenario.copies_per_request() > 0 {
                     self.settle(Duration::from_secs(1));
                 }
@@ -314,7 +311,9 @@ impl Bed {
                     load: result,
                     proxy_cpu,
                     proxy_switches,
-                    bed_cpu: bed_cpu + proxy_cpu,
+                    bed_cpu: bed.client + bed.primary + bed.shadow + proxy_cpu,
+                    primary_cpu: bed.primary,
+                    shadow_cpu: bed.shadow,
                     copies_expected: 0,
                     copies_delivered: delivered,
                     machine_busy,
@@ -342,6 +341,26 @@ fn shadow(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(SHADOW_V4), port)
 }
 
+/// CPU seconds of the bed's parts other than the proxy.
+#[derive(Clone, Copy, Debug)]
+struct BedCpu {
+    /// The bench's own process and its waited-for children: the load generator (wrk, or the
+    /// constant-rate client's threads) and the in-process slow and blackholed shadows.
+    client: f64,
+    primary: f64,
+    shadow: f64,
+}
+
+impl BedCpu {
+    fn since(&self, before: &BedCpu) -> BedCpu {
+        BedCpu {
+            client: self.client - before.client,
+            primary: self.primary - before.primary,
+            shadow: self.shadow - before.shadow,
+        }
+    }
+}
+
 /// The phase of a run: latency at a fixed rate, or throughput at saturation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -362,6 +381,11 @@ pub struct Phase {
     /// CPU seconds of everything in the bed during the phase: load generator, primary, shadows and
     /// proxy (kernel work done in their context included; other processes' excluded).
     pub bed_cpu: f64,
+    /// Of which the primary server's (nginx) ...
+    pub primary_cpu: f64,
+    /// ... and the healthy shadow's (nginx; the slow and blackholed shadows live in the bench's
+    /// own process, with the load generator's share).
+    pub shadow_cpu: f64,
     pub copies_expected: u64,
     pub copies_delivered: u64,
     /// Share of the machine's CPUs busy during the phase (everything, ours and others').

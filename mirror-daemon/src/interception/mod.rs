@@ -2,7 +2,8 @@
 //! listeners, and takes out again at exit.
 //!
 //! Order of set-up (each step undone in reverse by [`Interception::shutdown`]):
-//! 1. load the embedded eBPF object and fill its maps (settings, intercept rules);
+//! 1. check that the kernel has what the programs need (see [`support`]), load the embedded
+//!    eBPF object and fill its maps (settings, intercept rules);
 //! 2. turn TCP early demux off in this network namespace (see [`sysctl`]);
 //! 3. install policy routing for the mark (see [`routing`]);
 //! 4. attach the sk_lookup program to the namespace and the TC program to every watched
@@ -15,6 +16,7 @@ pub mod attach;
 pub mod links;
 mod object;
 pub mod routing;
+pub mod support;
 pub mod sysctl;
 
 use std::{
@@ -32,6 +34,9 @@ use crate::config;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Already says "kernel ...".
+    #[error("{0}")]
+    Unsupported(#[from] support::Unsupported),
     #[error("kernel: {0}")]
     Object(#[from] object::Error),
     #[error("kernel: map {name}: {source}")]
@@ -82,6 +87,7 @@ struct Rules {
 impl Interception {
     /// Sets up interception as described in the module documentation.
     pub async fn start(config: &config::Interception) -> Result<Self, Error> {
+        support::check(support::FEATURES)?;
         let mut ebpf = object::load()?;
         let kernel_log =
             aya_log::EbpfLogger::init(&mut ebpf).map_err(|e| Error::Log(e.to_string()))?;

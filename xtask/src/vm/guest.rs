@@ -357,6 +357,28 @@ fn quote(word: &str) -> String {
     }
 }
 
+/// Where `/init` mounts file systems: a workspace below one of them would be hidden in the guest.
+pub const MOUNT_POINTS: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/dev",
+    "/dev/pts",
+    "/dev/shm",
+    "/run",
+    "/sys/fs/bpf",
+    "/bpf",
+    "/sys/fs/cgroup",
+    "/sys/kernel/tracing",
+];
+
+/// The mount point of [`MOUNT_POINTS`] that would hide `path` in the guest, if any.
+pub fn hidden_by_mount(path: &Path) -> Option<&'static str> {
+    MOUNT_POINTS
+        .iter()
+        .copied()
+        .find(|point| path.starts_with(point))
+}
+
 /// `/init`: mounts what the tests need, loads `modules`, runs each test binary with the host's
 /// arguments and environment, bracketing its output with [`MARK`] lines on [`RESULTS_TTY`],
 /// then powers off.
@@ -375,7 +397,9 @@ pub fn init_script(payload: &Payload, modules: &[String]) -> String {
          {bb}/mkdir -p /dev/pts /dev/shm\n\
          {bb}/mount -t devpts devpts /dev/pts\n\
          {bb}/mount -t tmpfs -o mode=1777 tmpfs /dev/shm\n\
-         {bb}/mount -t tmpfs -o mode=1777 tmpfs /tmp\n\
+         # No tmpfs over /tmp: the workspace may live there (a clone under /tmp), and the\n\
+         # initramfs root is writable memory already.\n\
+         {bb}/chmod 1777 /tmp\n\
          {bb}/mount -t tmpfs -o mode=755 tmpfs /run\n\
          {bb}/mkdir -p /run/netns\n\
          {bb}/mount -t bpf bpf /sys/fs/bpf\n\
@@ -506,5 +530,53 @@ mod tests {
              echo \"@@vm-test end interception $?\" > $R\n"
         ));
         assert!(init.ends_with("/busybox/poweroff -f\n"));
+    }
+
+    /// Directories `/init` mounts something on.
+    fn mount_points(init: &str) -> Vec<&str> {
+        init.lines()
+            .filter(|line| line.contains("/mount -t "))
+            .filter_map(|line| {
+                line.split_whitespace()
+                    .filter(|word| !word.starts_with("2>"))
+                    .last()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn init_mounts_only_the_documented_points_and_they_hide_no_usual_workspace() {
+        let payload = Payload {
+            workspace: "/tmp/ci-clone".into(),
+            tests_dir: "/tmp/ci-clone/tests".into(),
+            binaries: vec![],
+            daemon: "/tmp/ci-clone/target/release/mirror-daemon".into(),
+            env: vec![],
+            args: vec![],
+            busybox: "/x/busybox".into(),
+            commands: vec![],
+            nofile: None,
+        };
+        let init = init_script(&payload, &[]);
+        let mounts = mount_points(&init);
+        assert!(mounts.contains(&"/proc"), "{mounts:?}");
+        for point in &mounts {
+            assert!(
+                MOUNT_POINTS.contains(point),
+                "/init mounts {point}, which MOUNT_POINTS does not list"
+            );
+        }
+        for workspace in [
+            "/tmp/ci-clone",
+            "/root/src/mirror",
+            "/work/main",
+            "/home/u/w",
+        ] {
+            assert_eq!(hidden_by_mount(Path::new(workspace)), None, "{workspace}");
+        }
+        assert_eq!(
+            hidden_by_mount(Path::new("/run/user/0/mirror")),
+            Some("/run")
+        );
     }
 }

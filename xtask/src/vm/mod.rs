@@ -469,6 +469,13 @@ fn payload(
     skips: &BTreeMap<String, String>,
 ) -> Result<guest::Payload> {
     let workspace = build::workspace_root();
+    if let Some(point) = guest::hidden_by_mount(&workspace) {
+        bail!(
+            "the workspace {} is below {point}, which the guest mounts over; \
+             run from a clone elsewhere",
+            workspace.display()
+        );
+    }
     let tests_dir = workspace.join("tests");
     let mut names = guest::commands_in_sources(&tests_dir)?;
     names.extend(

@@ -538,8 +538,7 @@ mod tests {
             .filter(|line| line.contains("/mount -t "))
             .filter_map(|line| {
                 line.split_whitespace()
-                    .filter(|word| !word.starts_with("2>"))
-                    .last()
+                    .rfind(|word| !word.starts_with("2>"))
             })
             .collect()
     }

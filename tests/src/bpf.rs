@@ -64,7 +64,18 @@ fn bpf(command: libc::c_long, attr: &mut Attr) -> io::Result<libc::c_long> {
 }
 
 /// Creates (and at once closes) a one-element array map: proves the bpf syscall is usable here.
+///
+/// Lifts `RLIMIT_MEMLOCK` first, as the daemon does: before Linux 5.11 a map is charged to the
+/// user's locked memory, summed over all its processes, and checked against the creating
+/// process's limit, so with a low limit (64 KiB in a bare VM) the maps of a daemon that has just
+/// exited, which the kernel frees later, made this probe fail with EPERM (seen once on 5.10).
 pub fn probe() -> io::Result<()> {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the struct we own; failing (not root) leaves the limit as it was.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
     let mut attr = Attr::zeroed();
     attr.put_u32(0, BPF_MAP_TYPE_ARRAY);
     attr.put_u32(4, 4); // key_size

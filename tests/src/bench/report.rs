@@ -158,14 +158,7 @@ impl Results<'_> {
                 } else {
                     "–".into()
                 };
-                let (cpu, switches) = if scenario == Scenario::Direct {
-                    ("–".into(), "–".into())
-                } else {
-                    (
-                        show(p(cpu_per_thousand), 3),
-                        show(p(switches_per_request), 2),
-                    )
-                };
+                let (cpu, switches) = self.proxy_cost(scenario, Kind::Rate, mode);
                 let rss = self.run_spread(scenario, |run| {
                     run.rss_at_rate.map(|b| b as f64 / 1048576.0)
                 });
@@ -214,14 +207,7 @@ impl Results<'_> {
                 } else {
                     "–".into()
                 };
-                let (cpu, switches) = if scenario == Scenario::Direct {
-                    ("–".into(), "–".into())
-                } else {
-                    (
-                        show(p(cpu_per_thousand), 3),
-                        show(p(switches_per_request), 2),
-                    )
-                };
+                let (cpu, switches) = self.proxy_cost(scenario, Kind::Saturation, mode);
                 let rss = self.run_spread(scenario, |run| {
                     run.rss_at_saturation.map(|b| b as f64 / 1048576.0)
                 });
@@ -279,6 +265,18 @@ impl Results<'_> {
             );
         }
         out
+    }
+
+    /// The proxy's CPU seconds per 1000 requests and context switches per request, shown ("–"
+    /// for direct, which has no proxy).
+    fn proxy_cost(&self, scenario: Scenario, kind: Kind, mode: Mode) -> (String, String) {
+        if scenario == Scenario::Direct {
+            return ("–".into(), "–".into());
+        }
+        (
+            show(self.spread(scenario, kind, mode, cpu_per_thousand), 3),
+            show(self.spread(scenario, kind, mode, switches_per_request), 2),
+        )
     }
 
     /// Throughput relative to direct that `scenario` would reach at saturation if its proxy

@@ -24,20 +24,8 @@ pub fn run(args: &[OsString]) -> Result<()> {
     let toolchain = setup::run(Scope::Everything, false)?;
     install_bench_tools()?;
     let built = build::all(&toolchain, Profile::Release)?;
-    let mut cargo = build::workspace_cargo();
+    let mut cargo = build::harness_binary(&built, "bench");
     cargo
-        .envs(built.env())
-        .args([
-            "run",
-            "--release",
-            "--package",
-            "mirror-tests",
-            "--bin",
-            "bench",
-        ])
-        .arg("--target-dir")
-        .arg(build::target_dir())
-        .arg("--")
         .arg("--out")
         .arg(build::target_dir().join("bench"))
         .args(args);

@@ -76,6 +76,26 @@ pub fn workspace_cargo() -> Command {
     cmd
 }
 
+/// `cargo run --release` of a binary of the `mirror-tests` package (the demo, the bench) against
+/// what `built` holds; the caller adds the binary's arguments.
+pub fn harness_binary(built: &Built, name: &str) -> Command {
+    let mut cargo = workspace_cargo();
+    cargo
+        .envs(built.env())
+        .args([
+            "run",
+            "--release",
+            "--package",
+            "mirror-tests",
+            "--bin",
+            name,
+        ])
+        .arg("--target-dir")
+        .arg(target_dir())
+        .arg("--");
+    cargo
+}
+
 /// Builds the eBPF crate; returns the object's absolute path.
 pub fn ebpf(toolchain: &Toolchain, profile: Profile) -> Result<PathBuf> {
     let target_dir = target_dir().join("ebpf");

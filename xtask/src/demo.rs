@@ -13,21 +13,8 @@ use crate::{
 pub fn run(args: &[OsString]) -> Result<()> {
     let toolchain = setup::run(Scope::Everything, false)?;
     let built = build::all(&toolchain, Profile::Release)?;
-    let mut cargo = build::workspace_cargo();
-    cargo
-        .envs(built.env())
-        .args([
-            "run",
-            "--release",
-            "--package",
-            "mirror-tests",
-            "--bin",
-            "demo",
-        ])
-        .arg("--target-dir")
-        .arg(build::target_dir())
-        .arg("--")
-        .args(args);
+    let mut cargo = build::harness_binary(&built, "demo");
+    cargo.args(args);
     eprintln!("demo: {}", cmd::display(&cargo));
     cmd::run(&mut cargo)
 }

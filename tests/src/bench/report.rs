@@ -108,6 +108,18 @@ impl Results<'_> {
         }))
     }
 
+    /// `scenario`'s value over `base`'s, paired within each repetition.
+    pub fn ratio(
+        &self,
+        scenario: Scenario,
+        base: Scenario,
+        kind: Kind,
+        mode: Mode,
+        value: impl Fn(&super::scenario::Phase) -> f64,
+    ) -> Option<Spread> {
+        self.paired(scenario, base, kind, mode, value, |a, b| a / b)
+    }
+
     fn run_spread(
         &self,
         scenario: Scenario,
@@ -146,14 +158,9 @@ impl Results<'_> {
                         |ph| ph.load.p99,
                         |a, b| a - b,
                     );
-                    let ratio = self.paired(
-                        scenario,
-                        Scenario::Direct,
-                        Kind::Rate,
-                        mode,
-                        |ph| ph.load.p99,
-                        |a, b| a / b,
-                    );
+                    let ratio = self.ratio(scenario, Scenario::Direct, Kind::Rate, mode, |ph| {
+                        ph.load.p99
+                    });
                     format!("{} µs, ×{}", signed(diff), show(ratio, 2))
                 } else {
                     "–".into()
@@ -193,14 +200,9 @@ impl Results<'_> {
                     format!(
                         "×{}",
                         show(
-                            self.paired(
-                                scenario,
-                                Scenario::Direct,
-                                Kind::Saturation,
-                                mode,
-                                |ph| ph.load.rps(),
-                                |a, b| a / b,
-                            ),
+                            self.ratio(scenario, Scenario::Direct, Kind::Saturation, mode, |ph| ph
+                                .load
+                                .rps()),
                             2
                         )
                     )
@@ -352,13 +354,12 @@ impl Results<'_> {
         );
         // 2. Throughput at saturation with mirroring >= 70 % of direct, and ahead of nginx.
         for mode in Mode::ALL {
-            let ratio = self.paired(
+            let ratio = self.ratio(
                 Scenario::Mirror,
                 Scenario::Direct,
                 Kind::Saturation,
                 mode,
                 |p| p.load.rps(),
-                |a, b| a / b,
             );
             let _ = writeln!(
                 out,
@@ -368,13 +369,12 @@ impl Results<'_> {
                 show(ratio, 2),
                 verdict(ratio.map(|s| s.median >= 0.70))
             );
-            let vs_nginx = self.paired(
+            let vs_nginx = self.ratio(
                 Scenario::Mirror,
                 Scenario::NginxMirror,
                 Kind::Saturation,
                 mode,
                 |p| p.load.rps(),
-                |a, b| a / b,
             );
             let _ = writeln!(
                 out,
@@ -389,7 +389,7 @@ impl Results<'_> {
             (Scenario::Degraded, Scenario::Mirror),
             (Scenario::NginxDegraded, Scenario::NginxMirror),
         ] {
-            let ratio = self.paired(scenario, twin, Kind::Rate, ka, |p| p.load.p99, |a, b| a / b);
+            let ratio = self.ratio(scenario, twin, Kind::Rate, ka, |p| p.load.p99);
             let label = if scenario.is_nginx() {
                 "nginx (beside): slow + blackholed shadow, p99 vs its healthy run"
             } else {

@@ -8,6 +8,9 @@
 //!
 //! Whatever a killed earlier run left (rules with our priorities and mark, routes in our table)
 //! is removed first, so start-up is idempotent.
+//!
+//! The first rule ever added in a namespace makes Linux split its merged `local` and `main` IPv4
+//! tables; a connect in that instant can fail once with ENETUNREACH (README: Failure behaviour).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

@@ -4,6 +4,7 @@
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use mirror_tests::environment::require_daemon;
@@ -19,7 +20,11 @@ fn config() -> DaemonConfig {
 }
 
 fn round_trip(pod: &Pod, server: &Server, message: &[u8]) -> Result<()> {
-    let stream = pod.connect(server.address())?;
+    echoes(pod.connect(server.address())?, message)
+}
+
+/// Writes `message` on `stream` and checks that it comes back, then the end.
+fn echoes(stream: std::net::TcpStream, message: &[u8]) -> Result<()> {
     let echoed = write_while_reading(stream, Arc::new(message.to_vec()))?;
     ensure!(echoed == message, "echo differs: {echoed:?}");
     Ok(())
@@ -165,11 +170,9 @@ fn unselected_connections_opened_while_the_daemon_starts_and_stops_all_succeed()
             pod_flows.repeat(&stop, || round_trip(pod, &unselected, b"not selected"));
         });
         scope.spawn(|| {
-            let connect = || -> Result<()> {
+            let connect = || {
                 let stream = tcp::connect(None, local.address(), &ConnectOptions::default())?;
-                let echoed = write_while_reading(stream, Arc::new(b"node-local".to_vec()))?;
-                ensure!(echoed == b"node-local", "echo differs: {echoed:?}");
-                Ok(())
+                echoes(stream, b"node-local")
             };
             let looped = node.netns().run(|| local_flows.repeat(&stop, connect));
             if let Err(e) = looped {
@@ -179,13 +182,13 @@ fn unselected_connections_opened_while_the_daemon_starts_and_stops_all_succeed()
         let result = (|| -> Result<Vec<(&str, [u64; 2])>> {
             let mut phases = Vec::new();
             let mut mark = |phase| phases.push((phase, [pod_flows.done(), local_flows.done()]));
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             while pod_flows.done() == 0 || local_flows.done() == 0 {
                 ensure!(
                     started.elapsed().as_secs() < 5,
                     "the loops made no connection in 5 s"
                 );
-                std::thread::sleep(std::time::Duration::from_millis(1));
+                std::thread::sleep(Duration::from_millis(1));
             }
             mark("before");
             let mut first = Daemon::start(&binary, node.netns(), &config())?;
@@ -198,7 +201,7 @@ fn unselected_connections_opened_while_the_daemon_starts_and_stops_all_succeed()
             mark("restart");
             second.kill()?;
             mark("SIGKILL");
-            std::thread::sleep(std::time::Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(200));
             mark("after");
             Ok(phases)
         })();

@@ -1,12 +1,15 @@
 //! Wiring: builds each component from a validated [`Config`], runs them, and takes them down in
 //! order on SIGTERM/SIGINT.
 //!
-//! Start: admin endpoint (serving, not ready) -> mirror engine -> kernel interception ->
-//! listeners registered -> ready; from then on the config is reloaded on SIGHUP and on file
+//! Start: worker threads ([`workers`]) -> admin endpoint (serving, not ready) -> mirror engine ->
+//! kernel interception -> listeners registered -> ready; from then on the config is reloaded on SIGHUP and on file
 //! changes ([`reload`]). A signal during start-up is acted on as soon as the kernel
 //! set-up returns (it is never interrupted half-way, so it can always be undone).
 //! Stop: not ready -> listeners leave the SOCKMAP (new flows go direct) -> open connections drain
-//! until the deadline, then are reset -> kernel interception removed -> shadow senders stopped.
+//! until the deadline, then are reset -> kernel interception removed -> shadow senders stopped ->
+//! worker threads stopped.
+//!
+//! This runs on the control thread's runtime; connections and copies run on the workers.
 
 use std::{
     io,
@@ -25,7 +28,7 @@ use tracing::{info, warn};
 
 use crate::{
     admin, config::Config, connection, interception, interception::Interception, listener, metrics,
-    mirror, reload,
+    mirror, reload, workers,
 };
 
 /// Kernel set-up that takes longer than this is given up (and undone at the next start).
@@ -48,6 +51,8 @@ pub enum Error {
     Listen(io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(io::Error),
+    #[error("cannot start the worker threads: {0}")]
+    Workers(io::Error),
     #[error("{0}")]
     Mirror(#[from] mirror::Error),
 }
@@ -56,6 +61,9 @@ pub enum Error {
 /// `config` came from (reloaded from there), `None` for the embedded default.
 pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), Error> {
     let stop = stop_on_signal()?;
+    let workers =
+        workers::Workers::start(workers::count(config.relay.workers)).map_err(Error::Workers)?;
+    info!(workers = workers.len(), "worker threads started");
     let mut registry = Registry::default();
     let metrics = Arc::new(metrics::Metrics::register(&mut registry));
     let kernel = metrics::KernelCollector::default();
@@ -70,6 +78,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), Error> {
             &config.mirror,
             &mirror_metrics,
             None,
+            workers.handles(),
         )?))
     };
     let shared_config = Arc::new(ArcSwap::from_pointee(config.clone()));
@@ -111,6 +120,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), Error> {
                 connection,
                 mirror_metrics,
                 reloads,
+                workers.handles().to_vec(),
             ));
             let result = serve(&live, path, &admin_state, &abort, stop).await;
             interception.shutdown().await;
@@ -124,6 +134,8 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), Error> {
     };
     admin_stop.cancel();
     let _ = admin_task.await;
+    // Joins threads that have nothing left to run: every connection and copy has ended.
+    workers.stop();
     result
 }
 
@@ -150,25 +162,36 @@ async fn serve(
     abort: &CancellationToken,
     stop: CancellationToken,
 ) -> Result<(), Error> {
-    let listeners = listener::bind().map_err(Error::Listen)?;
+    let handles = &live.workers;
+    let listeners = listener::bind(handles.len()).map_err(Error::Listen)?;
     let shared = Arc::new(listener::Shared {
         live: live.clone(),
         tracker: TaskTracker::new(),
+        heartbeat: listener::Heartbeat::new(handles.len()),
     });
     live.interception.beat();
-    for listener in &listeners {
+    // The first worker's listener of each family stands for its SO_REUSEPORT group.
+    for listener in listeners.first().into_iter().flatten() {
         live.admission
             .add_listener(listener.slot, listener.inner.as_raw_fd());
     }
     let stop_accepting = CancellationToken::new();
     let accept_loops: Vec<_> = listeners
         .into_iter()
-        .map(|l| {
-            tokio::spawn(listener::accept_loop(
-                l,
-                shared.clone(),
-                stop_accepting.clone(),
-            ))
+        .zip(handles)
+        .enumerate()
+        .flat_map(|(worker, (listeners, handle))| {
+            listeners
+                .into_iter()
+                .map(|l| {
+                    handle.spawn(listener::accept_loop(
+                        worker,
+                        l,
+                        shared.clone(),
+                        stop_accepting.clone(),
+                    ))
+                })
+                .collect::<Vec<_>>()
         })
         .collect();
     let reloader = tokio::spawn(reload::watch(path, live.clone(), stop.clone()));

@@ -23,3 +23,4 @@ pub mod privilege;
 pub mod relay;
 pub mod reload;
 pub mod shadow;
+pub mod workers;

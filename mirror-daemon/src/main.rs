@@ -90,7 +90,7 @@ fn main() -> ExitCode {
                 }
                 Err(e) => return fatal(EX_SOFTWARE, &format!("least privilege: {e}")),
             }
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
+            let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {

@@ -52,6 +52,8 @@ pub struct Live {
     /// What new connections are served with.
     pub connection: ArcSwap<connection::Context>,
     pub admission: Arc<Admission>,
+    /// The worker threads' runtimes: where connections and shadow lanes run.
+    pub workers: Vec<tokio::runtime::Handle>,
     mirror_metrics: Arc<mirror::Metrics>,
     reloads: Metrics,
 }
@@ -79,6 +81,7 @@ impl Live {
         connection: connection::Context,
         mirror_metrics: Arc<mirror::Metrics>,
         reloads: Metrics,
+        workers: Vec<tokio::runtime::Handle>,
     ) -> Self {
         let current = config.load();
         let admission = Admission::new(
@@ -91,6 +94,7 @@ impl Live {
             config,
             interception,
             connection: ArcSwap::from_pointee(connection),
+            workers,
             mirror_metrics,
             reloads,
         }
@@ -101,6 +105,9 @@ impl Live {
         let old = self.config.load_full();
         if new.admin.address != old.admin.address {
             return Err(Error::NeedsRestart("admin.address"));
+        }
+        if new.relay.workers != old.relay.workers {
+            return Err(Error::NeedsRestart("relay.workers"));
         }
         let (a, b) = (&old.interception, &new.interception);
         if a.fwmark != b.fwmark {
@@ -122,10 +129,11 @@ impl Live {
                 &new.mirror,
                 &self.mirror_metrics,
                 old_mirror.as_deref(),
+                &self.workers,
             )?))
         };
-        // Bulk bpf() calls: keep them off the runtime's polling.
-        tokio::task::block_in_place(|| self.interception.update(&new.interception))?;
+        // Bulk bpf() calls, on the control thread: no connection is served there.
+        self.interception.update(&new.interception)?;
         // Every connection, open or new, takes the new engine at its next request.
         current.mirror.store(mirror.clone());
         self.connection.store(Arc::new(connection::Context {

@@ -96,6 +96,9 @@ pub struct InterceptRule {
     pub ports: Vec<u16>,
 }
 
+/// The most worker threads `relay.workers` may ask for.
+pub const MAX_WORKERS: usize = 1024;
+
 /// How intercepted connections are relayed to their original destination.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -106,6 +109,9 @@ pub struct Relay {
     pub buffer_size: usize,
     /// Connections held at once; beyond this, new flows are not intercepted (they go direct).
     pub max_connections: usize,
+    /// Worker threads, each with its own runtime, listeners and shadow connections; 0: one per
+    /// CPU the daemon may use.
+    pub workers: usize,
 }
 
 impl Default for Relay {
@@ -114,6 +120,7 @@ impl Default for Relay {
             connect_timeout: Duration::from_secs(5),
             buffer_size: 8 * 1024,
             max_connections: 10_000,
+            workers: 0,
         }
     }
 }
@@ -271,6 +278,12 @@ impl Config {
             return Err(invalid(
                 "relay.max_connections",
                 "must be at least 1".into(),
+            ));
+        }
+        if self.relay.workers > MAX_WORKERS {
+            return Err(invalid(
+                "relay.workers",
+                format!("must be between 0 (one per CPU) and {MAX_WORKERS}"),
             ));
         }
         self.mirror.validate(&invalid)?;

@@ -182,7 +182,12 @@ impl Interception {
 
     /// Records that the accept path made progress now (read by the TC program's watchdog).
     pub fn beat(&self) {
-        let now = monotonic_ns();
+        self.beat_aged(std::time::Duration::ZERO);
+    }
+
+    /// Records that the accept path made progress `age` ago: the oldest of the workers' beats.
+    pub fn beat_aged(&self, age: std::time::Duration) {
+        let now = monotonic_ns().saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX));
         if let Err(e) = lock(&self.heartbeat).set(0, now, 0) {
             warn!(error = %e, "kernel: could not write heartbeat");
         }

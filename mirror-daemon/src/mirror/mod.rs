@@ -156,6 +156,7 @@ impl Engine {
         config: &config::Mirror,
         metrics: &Arc<Metrics>,
         previous: Option<&Engine>,
+        workers: &[tokio::runtime::Handle],
     ) -> Result<Self, Error> {
         let mut targets = Vec::with_capacity(config.targets.len());
         for target in &config.targets {
@@ -168,12 +169,11 @@ impl Engine {
             });
             let sender = match reused {
                 Some(sender) => sender,
-                None => shadow::Target::spawn(target.clone(), &metrics.shadow).map_err(|e| {
-                    Error::Target {
+                None => shadow::Target::spawn_on_workers(target.clone(), &metrics.shadow, workers)
+                    .map_err(|e| Error::Target {
                         name: target.name.clone(),
                         message: e.to_string(),
-                    }
-                })?,
+                    })?,
             };
             targets.push(Target {
                 sender,

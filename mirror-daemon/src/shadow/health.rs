@@ -36,7 +36,12 @@ struct Logged {
 
 impl Health {
     pub fn answered(&self, name: &str) {
-        if self.failing.swap(false, Ordering::Relaxed) && mem::take(&mut self.logged().warned) {
+        // A plain load first: the flag is shared by the workers, and a write on every answer
+        // would bounce its cache line between them.
+        if self.failing.load(Ordering::Relaxed)
+            && self.failing.swap(false, Ordering::Relaxed)
+            && mem::take(&mut self.logged().warned)
+        {
             tracing::info!(target_name = %name, "shadow target answers again");
         }
     }

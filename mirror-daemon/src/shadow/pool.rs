@@ -1,9 +1,13 @@
 //! A target's keep-alive connections: reused newest first, closed when idle too long.
 //!
-//! Every connection holds one of `max_concurrent` slots for its whole life, busy or idle, so the
-//! connections open to a target never exceed `max_concurrent` whatever the timing. Before an idle
-//! connection is reused it is polled once: one the shadow has closed meanwhile (or that has
-//! unexpected bytes waiting) is dropped instead of failing the next copy.
+//! Each worker's lane keeps its own idle connections ([`Pool`]): a copy only ever uses a connection
+//! of its own worker, whose readiness that worker's runtime watches. Every connection holds one of
+//! the target's `max_concurrent` slots for its whole life, busy or idle, and the slots are shared
+//! by the lanes ([`Slots`]), so the connections open to a target never exceed `max_concurrent`
+//! whatever the timing. A lane that needs a slot while idle connections hold them all closes the
+//! oldest idle one, its own first, another lane's otherwise. Before an idle connection is reused
+//! it is polled once: one the shadow has closed meanwhile (or that has unexpected bytes waiting)
+//! is dropped instead of failing the next copy.
 
 use std::{
     future::poll_fn,
@@ -57,24 +61,62 @@ struct Idle {
     since: Instant,
 }
 
+/// A target's connection slots, shared by its lanes, and every lane's idle connections (so a
+/// lane short of a slot can close another lane's idle connection).
 #[derive(Debug)]
-pub(super) struct Pool {
-    /// Oldest first.
-    idle: Mutex<Vec<Idle>>,
+pub(super) struct Slots {
     slots: Arc<Semaphore>,
-    idle_timeout: Duration,
-    open: Gauge,
+    /// Each lane's idle connections, oldest first; a lane's [`Pool`] is its entry here.
+    idle: Vec<Mutex<Vec<Idle>>>,
     closed: AtomicBool,
 }
 
-impl Pool {
-    pub fn new(max_connections: usize, idle_timeout: Duration, open: Gauge) -> Self {
-        Self {
-            idle: Mutex::new(Vec::new()),
+impl Slots {
+    /// `max_connections` slots for `lanes` lanes.
+    pub fn new(max_connections: usize, lanes: usize) -> Arc<Self> {
+        Arc::new(Self {
             slots: Arc::new(Semaphore::new(max_connections)),
+            idle: (0..lanes.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    pub fn lanes(&self) -> usize {
+        self.idle.len()
+    }
+
+    /// Closes every idle connection of every lane, and gives out no more slots.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.slots.close();
+        for lane in 0..self.idle.len() {
+            drop(mem::take(&mut *self.lock(lane)));
+        }
+    }
+
+    fn lock(&self, lane: usize) -> MutexGuard<'_, Vec<Idle>> {
+        self.idle[lane]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One lane's view of the target's connections.
+#[derive(Debug)]
+pub(super) struct Pool {
+    lane: usize,
+    slots: Arc<Slots>,
+    idle_timeout: Duration,
+    open: Gauge,
+}
+
+impl Pool {
+    pub fn new(slots: Arc<Slots>, lane: usize, idle_timeout: Duration, open: Gauge) -> Self {
+        Self {
+            lane,
+            slots,
             idle_timeout,
             open,
-            closed: AtomicBool::new(false),
         }
     }
 
@@ -99,7 +141,7 @@ impl Pool {
 
     /// Keeps a connection whose last exchange left it clean, for the next copy.
     pub fn put(&self, connection: Connection) {
-        if self.closed.load(Ordering::Acquire) {
+        if self.slots.closed.load(Ordering::Acquire) {
             return;
         }
         self.lock().push(Idle {
@@ -126,17 +168,21 @@ impl Pool {
     /// is closed to make room. Once the pool is closed no slot comes: the copy waiting for one
     /// runs into its timeout or the shutdown.
     pub async fn slot(&self) -> Slot {
+        let lanes = self.slots.lanes();
         loop {
-            if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            if let Ok(permit) = self.slots.slots.clone().try_acquire_owned() {
                 return Slot(permit);
             }
-            let oldest = {
-                let mut idle = self.lock();
-                (!idle.is_empty()).then(|| idle.remove(0))
-            };
+            // This lane's oldest idle connection, else another lane's.
+            let oldest = (0..lanes)
+                .map(|i| (self.lane + i) % lanes)
+                .find_map(|lane| {
+                    let mut idle = self.slots.lock(lane);
+                    (!idle.is_empty()).then(|| idle.remove(0))
+                });
             if oldest.is_none() {
                 // Every slot is busy; one is being handed back right now.
-                match self.slots.clone().acquire_owned().await {
+                match self.slots.slots.clone().acquire_owned().await {
                     Ok(permit) => return Slot(permit),
                     Err(_closed) => std::future::pending().await,
                 }
@@ -156,16 +202,8 @@ impl Pool {
         }
     }
 
-    /// Closes every idle connection and keeps no more.
-    pub fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.slots.close();
-        let idle = mem::take(&mut *self.lock());
-        drop(idle);
-    }
-
     fn lock(&self) -> MutexGuard<'_, Vec<Idle>> {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+        self.slots.lock(self.lane)
     }
 }
 

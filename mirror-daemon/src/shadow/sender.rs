@@ -31,7 +31,8 @@ pub(super) struct Sender {
     dialer: Dialer,
     request_timeout: Duration,
     pool: Arc<Pool>,
-    health: Health,
+    /// Shared by the target's lanes: a failing shadow is logged once, not once per worker.
+    health: Arc<Health>,
     metrics: TargetMetrics,
 }
 
@@ -42,6 +43,7 @@ impl Sender {
         dialer: Dialer,
         request_timeout: Duration,
         pool: Arc<Pool>,
+        health: Arc<Health>,
         metrics: TargetMetrics,
     ) -> Self {
         Self {
@@ -50,7 +52,7 @@ impl Sender {
             dialer,
             request_timeout,
             pool,
-            health: Health::default(),
+            health,
             metrics,
         }
     }

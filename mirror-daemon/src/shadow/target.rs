@@ -1,27 +1,33 @@
-//! One shadow target: its queue, its dispatcher, and a worker per copy in flight.
+//! One shadow target: a delivery lane per worker, and the limits the lanes share.
 //!
 //! [`Target::try_submit`] is the primary path's only contact with a shadow, and it cannot wait:
-//! the copy joins a bounded queue or is rejected. The dispatcher takes a copy off the queue only
-//! once one of `max_concurrent` slots is free, so copies wait in the queue (and count against
-//! `queue_size`) rather than anywhere hidden. Each copy then gets `request_timeout` from leaving
-//! the queue to the end of its response, on a pooled or new connection.
+//! the copy joins the queue of the calling worker's lane or is rejected. Each lane runs on its
+//! worker's runtime ([`crate::workers`]): its dispatcher, its copies in flight and its pooled
+//! connections, so a copy never crosses a thread. The lanes share the target's limits:
+//! `queue_size` copies waiting (counted in the queue-depth gauge), `max_concurrent` copies in
+//! flight and `max_concurrent` connections open ([`super::pool::Slots`]). A dispatcher takes a copy
+//! off its queue only once a slot for a copy in flight is free, so copies wait in the queue (and
+//! count against `queue_size`) rather than anywhere hidden. Each copy then gets `request_timeout`
+//! from leaving the queue to the end of its response, on a pooled or new connection.
 
 use std::{sync::Arc, time::Duration};
 
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::{
+    runtime::Handle,
     sync::{mpsc, Semaphore},
     time::Instant,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::config::split_host_port;
+use crate::{config::split_host_port, workers};
 
 use super::{
     dial::Dialer,
     error::{Error, Rejected},
+    health::Health,
     metrics::ShadowMetrics,
-    pool::Pool,
+    pool::{Pool, Slots},
     request::ShadowRequest,
     sender::Sender,
     tls::TlsClient,
@@ -36,14 +42,16 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Target {
     name: Arc<str>,
-    queue: mpsc::Sender<ShadowRequest>,
+    /// One per worker, in worker order (one only when started off the workers).
+    lanes: Vec<mpsc::UnboundedSender<ShadowRequest>>,
+    queue_size: i64,
     queue_depth: Gauge,
-    /// Stops the dispatcher: no more copies leave the queue.
+    /// Stops the dispatchers: no more copies leave the queues.
     closing: CancellationToken,
     /// Cuts off copies in flight.
     aborting: CancellationToken,
     tasks: TaskTracker,
-    pool: Arc<Pool>,
+    slots: Arc<Slots>,
 }
 
 /// Knobs the config does not expose, so tests can turn them.
@@ -61,23 +69,47 @@ impl Default for Tuning {
 }
 
 impl Target {
-    /// Checks the target's address and TLS material (reading the CA file) and starts its sender.
-    /// Must be called inside a tokio runtime.
+    /// Checks the target's address and TLS material (reading the CA file) and starts one lane on
+    /// the current runtime.
     pub fn spawn(config: config::Target, metrics: &ShadowMetrics) -> Result<Arc<Self>, Error> {
-        Self::spawn_tuned(config, metrics, Tuning::default())
+        let current = Handle::try_current().map_err(|_| Error::NoRuntime {
+            target: config.name.clone(),
+        })?;
+        Self::spawn_on(config, metrics, &[current], Tuning::default())
     }
 
+    /// As [`Target::spawn`], with a lane on each of `workers` (the runtimes of the worker
+    /// threads, in worker order).
+    pub fn spawn_on_workers(
+        config: config::Target,
+        metrics: &ShadowMetrics,
+        workers: &[Handle],
+    ) -> Result<Arc<Self>, Error> {
+        if workers.is_empty() {
+            return Self::spawn(config, metrics);
+        }
+        Self::spawn_on(config, metrics, workers, Tuning::default())
+    }
+
+    #[cfg(test)]
     pub(super) fn spawn_tuned(
         config: config::Target,
         metrics: &ShadowMetrics,
         tuning: Tuning,
     ) -> Result<Arc<Self>, Error> {
+        let current = Handle::try_current().map_err(|_| Error::NoRuntime {
+            target: config.name.clone(),
+        })?;
+        Self::spawn_on(config, metrics, &[current], tuning)
+    }
+
+    fn spawn_on(
+        config: config::Target,
+        metrics: &ShadowMetrics,
+        runtimes: &[Handle],
+        tuning: Tuning,
+    ) -> Result<Arc<Self>, Error> {
         let name: Arc<str> = config.name.as_str().into();
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(Error::NoRuntime {
-                target: config.name,
-            });
-        }
         let (host, port) = split_host_port(&config.address).ok_or_else(|| Error::Address {
             target: config.name.clone(),
             address: config.address.clone(),
@@ -90,66 +122,77 @@ impl Target {
         let metrics = metrics.target(&name);
         // The config rejects zeros; a zero here would mean a sender that never sends.
         let max_concurrent = config.max_concurrent.max(1);
-        let pool = Arc::new(Pool::new(
-            max_concurrent,
-            tuning.idle_timeout,
-            metrics.open_connections.clone(),
-        ));
-        let (queue, waiting) = mpsc::channel(config.queue_size.max(1));
-        let sender = Arc::new(Sender::new(
-            name.clone(),
-            config.address.clone(),
-            Dialer::new(
-                host,
-                port,
-                tls,
-                config.connect_timeout,
-                config.allow_local_addresses,
-            ),
-            config.request_timeout,
-            pool.clone(),
-            metrics.clone(),
-        ));
-        let target = Arc::new(Self {
+        let slots = Slots::new(max_concurrent, runtimes.len());
+        let in_flight = Arc::new(Semaphore::new(max_concurrent));
+        let health = Arc::new(Health::default());
+        let closing = CancellationToken::new();
+        let aborting = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let mut lanes = Vec::with_capacity(runtimes.len());
+        for (lane, runtime) in runtimes.iter().enumerate() {
+            let pool = Arc::new(Pool::new(
+                slots.clone(),
+                lane,
+                tuning.idle_timeout,
+                metrics.open_connections.clone(),
+            ));
+            let sender = Arc::new(Sender::new(
+                name.clone(),
+                config.address.clone(),
+                Dialer::new(
+                    host,
+                    port,
+                    tls.clone(),
+                    config.connect_timeout,
+                    config.allow_local_addresses,
+                ),
+                config.request_timeout,
+                pool.clone(),
+                health.clone(),
+                metrics.clone(),
+            ));
+            let (queue, waiting) = mpsc::unbounded_channel();
+            lanes.push(queue);
+            let _guard = runtime.enter();
+            tasks.spawn(dispatch(
+                sender,
+                waiting,
+                in_flight.clone(),
+                closing.clone(),
+                aborting.clone(),
+                tasks.clone(),
+            ));
+            tasks.spawn(reap(pool, tuning.idle_timeout, closing.clone()));
+        }
+        Ok(Arc::new(Self {
             name,
-            queue,
+            lanes,
+            queue_size: i64::try_from(config.queue_size.max(1)).unwrap_or(i64::MAX),
             queue_depth: metrics.queue_depth,
-            closing: CancellationToken::new(),
-            aborting: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            pool,
-        });
-        target.tasks.spawn(dispatch(
-            sender,
-            waiting,
-            max_concurrent,
-            target.closing.clone(),
-            target.aborting.clone(),
-            target.tasks.clone(),
-        ));
-        target.tasks.spawn(reap(
-            target.pool.clone(),
-            tuning.idle_timeout,
-            target.closing.clone(),
-        ));
-        Ok(target)
+            closing,
+            aborting,
+            tasks,
+            slots,
+        }))
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Queues a copy for sending. Never waits: when `queue_size` copies are already waiting the
-    /// copy is dropped (with its body stream, which tells the mirror engine) and rejected.
+    /// Queues a copy on the calling worker's lane. Never waits: when `queue_size` copies are
+    /// already waiting (all lanes together) the copy is dropped (with its body stream, which
+    /// tells the mirror engine) and rejected.
     pub fn try_submit(&self, request: ShadowRequest) -> Result<(), Rejected> {
         // Counted before it is queued, so the dispatcher never takes it off the gauge first.
-        self.queue_depth.inc();
-        self.queue.try_send(request).map_err(|e| {
+        if self.queue_depth.inc() >= self.queue_size {
             self.queue_depth.dec();
-            match e {
-                mpsc::error::TrySendError::Full(_) => Rejected::QueueFull,
-                mpsc::error::TrySendError::Closed(_) => Rejected::Closed,
-            }
+            return Err(Rejected::QueueFull);
+        }
+        let lane = workers::current().unwrap_or(0) % self.lanes.len();
+        self.lanes[lane].send(request).map_err(|_| {
+            self.queue_depth.dec();
+            Rejected::Closed
         })
     }
 
@@ -166,7 +209,7 @@ impl Target {
             self.aborting.cancel();
             self.tasks.wait().await;
         }
-        self.pool.close();
+        self.slots.close();
     }
 }
 
@@ -174,29 +217,23 @@ impl Drop for Target {
     fn drop(&mut self) {
         self.closing.cancel();
         self.aborting.cancel();
-        self.pool.close();
+        self.slots.close();
     }
 }
 
-/// Takes copies off the queue as slots free up, one task per copy in flight.
+/// Takes copies off a lane's queue as slots free up, one task per copy in flight.
 async fn dispatch(
     sender: Arc<Sender>,
-    mut waiting: mpsc::Receiver<ShadowRequest>,
-    max_concurrent: usize,
+    mut waiting: mpsc::UnboundedReceiver<ShadowRequest>,
+    slots: Arc<Semaphore>,
     closing: CancellationToken,
     aborting: CancellationToken,
     tasks: TaskTracker,
 ) {
-    let slots = Arc::new(Semaphore::new(max_concurrent));
+    let mut dropped = 0usize;
     loop {
-        let slot = tokio::select! {
-            biased;
-            () = closing.cancelled() => break,
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-        };
+        // The copy first, then its slot: a slot is shared by every lane, and an idle lane must
+        // not sit on one. Until it has its slot the copy still counts as waiting.
         let copy = tokio::select! {
             biased;
             () = closing.cancelled() => break,
@@ -204,6 +241,16 @@ async fn dispatch(
                 Some(copy) => copy,
                 None => break,
             },
+        };
+        let slot = tokio::select! {
+            biased;
+            () = closing.cancelled() => None,
+            slot = slots.clone().acquire_owned() => slot.ok(),
+        };
+        let Some(slot) = slot else {
+            sender.queue_depth().dec();
+            dropped += 1;
+            break;
         };
         sender.queue_depth().dec();
         let dequeued = Instant::now();
@@ -221,7 +268,6 @@ async fn dispatch(
         });
     }
     waiting.close();
-    let mut dropped = 0usize;
     while waiting.try_recv().is_ok() {
         sender.queue_depth().dec();
         dropped += 1;

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::{eventually, fake::FakeShadow, get, target_config, within, Harness};
-use crate::shadow::Rejected;
+use crate::shadow::{Rejected, Target};
 
 #[tokio::test]
 async fn full_queue_rejects_at_once_while_the_shadow_hangs() {
@@ -57,6 +57,98 @@ async fn at_most_max_concurrent_copies_and_connections() {
     );
     assert!(seen.most_open <= 2, "{seen:?}");
     assert_eq!(seen.accepted, 2, "both connections were kept alive");
+}
+
+#[tokio::test]
+async fn lanes_on_two_workers_share_the_targets_limits() {
+    let harness = Harness::new();
+    let shadow = FakeShadow::new()
+        .delay(Duration::from_millis(50))
+        .start()
+        .await;
+    let mut config = target_config(shadow.address);
+    config.max_concurrent = 1;
+    config.queue_size = 6;
+    let workers = crate::workers::Workers::start(2).expect("workers");
+    let target = Target::spawn_on_workers(config, &harness.metrics, workers.handles())
+        .expect("target starts");
+    // Three copies from each worker: each goes into its own worker's lane.
+    for (worker, handle) in workers.handles().iter().enumerate() {
+        for i in 0..3 {
+            let target = target.clone();
+            let path = format!("/worker-{worker}/{i}");
+            let submitted = handle
+                .spawn(async move { target.try_submit(get(&path)) })
+                .await
+                .expect("the submitting task ran");
+            assert_eq!(submitted, Ok(()), "copy {i} of worker {worker}");
+        }
+    }
+    harness
+        .reaches("six answers", 6.0, |h| h.responses("2xx"))
+        .await;
+    let seen = shadow.seen();
+    assert_eq!(
+        seen.most_serving, 1,
+        "one copy at a time over both lanes: {seen:?}"
+    );
+    assert_eq!(
+        seen.most_open, 1,
+        "one connection at a time over both lanes: {seen:?}"
+    );
+    for worker in 0..2 {
+        let prefix = format!("GET /worker-{worker}/");
+        assert_eq!(
+            seen.requests
+                .iter()
+                .filter(|r| r.starts_with(&prefix))
+                .count(),
+            3,
+            "every copy of worker {worker} arrived: {:?}",
+            seen.heads
+        );
+    }
+    target.shutdown(Duration::from_secs(1)).await;
+    drop(target);
+    tokio::task::spawn_blocking(move || workers.stop())
+        .await
+        .expect("workers stop");
+}
+
+#[tokio::test]
+async fn the_queue_bound_counts_every_lanes_waiting_copies() {
+    let harness = Harness::new();
+    let shadow = FakeShadow::new().silent().start().await;
+    let mut config = target_config(shadow.address);
+    config.max_concurrent = 1;
+    config.queue_size = 2;
+    config.request_timeout = Duration::from_secs(60);
+    let workers = crate::workers::Workers::start(2).expect("workers");
+    let target = Target::spawn_on_workers(config, &harness.metrics, workers.handles())
+        .expect("target starts");
+    let submit = |worker: usize, path: &'static str| {
+        let target = target.clone();
+        workers.handles()[worker].spawn(async move { target.try_submit(get(path)) })
+    };
+    assert_eq!(submit(0, "/in-flight").await.expect("ran"), Ok(()));
+    eventually("the first copy is in flight", || {
+        shadow.seen().requests.len() == 1
+    })
+    .await;
+    assert_eq!(submit(1, "/waits-on-1").await.expect("ran"), Ok(()));
+    assert_eq!(submit(0, "/waits-on-0").await.expect("ran"), Ok(()));
+    assert_eq!(
+        submit(1, "/dropped").await.expect("ran"),
+        Err(Rejected::QueueFull),
+        "two copies wait, one on each lane: the target's queue is full"
+    );
+    assert_eq!(harness.value("mirror_shadow_queue_depth", None), 2.0);
+    target.shutdown(Duration::from_millis(100)).await;
+    assert_eq!(harness.value("mirror_shadow_queue_depth", None), 0.0);
+    drop(target);
+    tokio::task::spawn_blocking(move || workers.stop())
+        .await
+        .expect("workers stop");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
-//! Running `ip`, `tc`, `bpftool` with a time limit, failing with their stderr in the message.
+//! Running `ip`, `tc`, `bpftool` (and the HTTP/2 tools, through `ip netns exec`) with a time
+//! limit, failing with their stderr in the message.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -34,16 +35,38 @@ pub fn run(program: &str, args: &[&str]) -> Result<String> {
 
 /// Runs `program args...` and returns what it printed whether it succeeded or not.
 pub fn output(program: &str, args: &[&str]) -> Result<Output> {
+    output_within(program, args, None, COMMAND_TIMEOUT)
+}
+
+/// Runs `program args...` with `stdin` (or none) and a time limit of its own; returns what it
+/// printed whether it succeeded or not. A program still running at `timeout` is killed.
+pub fn output_within(
+    program: &str,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Output> {
     let mut child = Command::new(program)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start `{program}`"))?;
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    // Written from a thread of its own: a program may print a lot before it reads everything.
+    let feeder = stdin.zip(child.stdin.take()).map(|(bytes, mut pipe)| {
+        let bytes = bytes.to_vec();
+        thread::spawn(move || {
+            let _ = pipe.write_all(&bytes);
+        })
+    });
+    let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
@@ -53,14 +76,17 @@ pub fn output(program: &str, args: &[&str]) -> Result<Output> {
             let _ = child.kill();
             let _ = child.wait();
             bail!(
-                "`{} {}` did not finish within {:?}",
+                "`{} {}` did not finish within {timeout:?}; it printed: {}",
                 program,
                 args.join(" "),
-                COMMAND_TIMEOUT
+                stderr.join().unwrap_or_default().trim()
             );
         }
         thread::sleep(Duration::from_millis(2));
     };
+    if let Some(feeder) = feeder {
+        let _ = feeder.join();
+    }
     Ok(Output {
         success: status.success(),
         stdout: stdout.join().unwrap_or_default(),

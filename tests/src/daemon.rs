@@ -2,18 +2,16 @@
 //! drop), its captured log (printed when the test fails) and its admin endpoint.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::ExitStatus;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use anyhow::{bail, Result};
+use nix::sys::signal::Signal;
 
+use crate::background::Background;
 use crate::http;
 use crate::metrics::{Counters, Metrics};
 use crate::netns::Netns;
@@ -365,11 +363,9 @@ fn toml_string(value: &str) -> String {
 /// A running (or exited) daemon. Dropping it kills the process if it still runs and prints the
 /// daemon's log, which the test runner shows only when the test fails.
 pub struct Daemon {
-    child: Child,
-    exit: Option<ExitStatus>,
+    process: Background,
     netns: Netns,
     admin: SocketAddr,
-    log: Arc<Mutex<String>>,
     /// The `--config` file (`None`: the embedded default).
     config_path: Option<PathBuf>,
     /// A directory the harness made for the config file, removed on drop.
@@ -478,61 +474,24 @@ impl Daemon {
         config_path: Option<PathBuf>,
         admin: SocketAddr,
     ) -> Result<Daemon> {
-        let mut args: Vec<String> = vec![
-            "netns".into(),
-            "exec".into(),
-            netns.name().into(),
-            binary.display().to_string(),
-            "run".into(),
-        ];
+        let mut args: Vec<String> = vec!["run".into()];
         if let Some(path) = &config_path {
             args.push("--config".into());
             args.push(path.display().to_string());
         }
-        // `ip netns exec` execs the binary in place: the child's pid is the daemon's.
-        let mut child = Command::new("ip")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start `ip netns exec … mirror-daemon`")?;
-        let log = Arc::new(Mutex::new(String::new()));
-        let live = std::env::var_os(LIVE_LOG_ENV).is_some();
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let log = Arc::clone(&log);
-            let pid = child.id();
-            thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if live {
-                        eprintln!("[mirror-daemon {pid}] {line}");
-                    }
-                    let mut log = log
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            });
-        }
+        let mut process = Background::spawn_echoing(
+            "mirror-daemon",
+            netns,
+            &binary.display().to_string(),
+            &args,
+            std::env::var_os(LIVE_LOG_ENV).is_some(),
+        )?;
+        // Drop prints the log with the config, below.
+        process.print_log_on_panic(false);
         Ok(Daemon {
-            child,
-            exit: None,
+            process,
             netns: netns.clone(),
             admin,
-            log,
             config_path,
             config_dir: None,
             print_log_on_drop: true,
@@ -551,27 +510,21 @@ impl Daemon {
 
     /// The daemon's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Everything the daemon printed so far.
     pub fn log(&self) -> String {
-        self.log
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.process.log()
     }
 
     /// Whether the process still runs (reaps it if it exited).
     pub fn is_running(&mut self) -> bool {
-        self.poll_exit().is_none()
+        self.process.is_running()
     }
 
     fn poll_exit(&mut self) -> Option<ExitStatus> {
-        if self.exit.is_none() {
-            self.exit = self.child.try_wait().ok().flatten();
-        }
-        self.exit
+        self.process.exit_status()
     }
 
     /// Polls `/readyz` until it answers 200; fails early if the daemon exits.
@@ -638,8 +591,7 @@ impl Daemon {
 
     /// Sends `signal` to the daemon.
     pub fn signal(&self, signal: Signal) -> Result<()> {
-        let pid = Pid::from_raw(i32::try_from(self.pid())?);
-        kill(pid, signal).with_context(|| format!("cannot send {signal} to the daemon"))
+        self.process.signal(signal)
     }
 
     /// SIGTERM, then waits (up to [`EXIT_TIMEOUT`]) for the exit status.
@@ -662,29 +614,14 @@ impl Daemon {
 
     /// Waits up to `timeout` for the process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.poll_exit() {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                return Err(anyhow!("mirror-daemon did not exit within {timeout:?}"));
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        self.process.wait_exit(timeout)
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if self.is_running() {
-            let _ = self.signal(Signal::SIGKILL);
-            if self.wait_exit(Duration::from_secs(10)).is_err() {
-                eprintln!(
-                    "mirror-tests: mirror-daemon (pid {}) survived SIGKILL",
-                    self.pid()
-                );
-            }
+        if let Err(error) = self.process.kill() {
+            eprintln!("mirror-tests: {error:#}");
         }
         if self.print_log_on_drop || thread::panicking() {
             let config = match &self.config_path {
@@ -696,7 +633,7 @@ impl Drop for Daemon {
                 "---- mirror-daemon config ----\n{config}---- mirror-daemon log (pid {}, {}) ----\n\
                  {}---- end of mirror-daemon log ----",
                 self.pid(),
-                self.exit
+                self.poll_exit()
                     .map_or_else(|| "still running".into(), |status| status.to_string()),
                 self.log()
             );
@@ -710,6 +647,7 @@ impl Drop for Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::Context;
 
     #[test]
     fn config_renders_rules_ports_and_admin() {

@@ -20,6 +20,21 @@ pub fn workspace() -> PathBuf {
     manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
 }
 
+/// Cargo's target directory: `$CARGO_TARGET_DIR` (relative to the workspace when relative), else
+/// `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|dir| !dir.is_empty()) {
+        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
+        Some(dir) => workspace().join(dir),
+        None => workspace().join("target"),
+    }
+}
+
+/// Where `cargo xtask setup` puts the tools it installs outside the system (Python venvs).
+pub fn tools_dir() -> PathBuf {
+    target_dir().join("tools")
+}
+
 /// The daemon binary: `$MIRROR_DAEMON_BIN`, else `<workspace>/target/release/mirror-daemon`.
 pub fn daemon_binary() -> PathBuf {
     match std::env::var_os(DAEMON_BIN_ENV) {
@@ -76,6 +91,61 @@ pub fn require_namespaces(test: &str) -> bool {
             false
         }
     }
+}
+
+/// For tests that run the gRPC programs (`tests/h2/`) in namespaces: `true` when the namespaces
+/// and the venv with `grpcio` and `h2` are there.
+pub fn require_grpc(test: &str) -> bool {
+    if !require_namespaces(test) {
+        return false;
+    }
+    match crate::python::versions() {
+        Ok(_) => true,
+        Err(reason) => {
+            cannot_run(test, &reason);
+            false
+        }
+    }
+}
+
+/// For tests that run the plain HTTP/2 tools: [`require_grpc`] (the recording h2c server is
+/// Python too), and `curl` with HTTP/2, `nghttp`, `nghttpd` and `h2load` (Debian's curl,
+/// nghttp2-client and nghttp2-server, installed by `cargo xtask setup`).
+pub fn require_h2c_tools(test: &str) -> bool {
+    if !require_grpc(test) {
+        return false;
+    }
+    match missing_h2c_tools() {
+        None => true,
+        Some(reason) => {
+            cannot_run(test, &reason);
+            false
+        }
+    }
+}
+
+fn missing_h2c_tools() -> Option<String> {
+    match command::output("curl", &["--version"]) {
+        Ok(output) if curl_has_http2(&output.stdout) => {}
+        Ok(_) => return Some("curl lacks HTTP2 (install Debian's curl)".into()),
+        Err(error) => return Some(format!("curl is missing: {error:#}")),
+    }
+    for tool in ["nghttp", "nghttpd", "h2load"] {
+        if let Err(error) = command::output(tool, &["--version"]) {
+            return Some(format!(
+                "{tool} is missing (run `cargo xtask setup`): {error:#}"
+            ));
+        }
+    }
+    None
+}
+
+/// Whether `curl --version` lists the HTTP2 feature.
+pub fn curl_has_http2(version: &str) -> bool {
+    version
+        .lines()
+        .filter_map(|line| line.strip_prefix("Features:"))
+        .any(|features| features.split_whitespace().any(|f| f == "HTTP2"))
 }
 
 /// For tests that run the daemon: its binary when everything is there.

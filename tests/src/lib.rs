@@ -11,12 +11,17 @@
 //!   [`config_file`]: a config file rewritten while the daemon runs (plain or ConfigMap-style).
 //! - [`kernel_state`]: before/after snapshots of what the daemon adds to the node's kernel.
 //! - [`environment`]: run, skip loudly, or (under `CI=true`) fail when privileges are missing.
+//! - HTTP/2: [`grpc`] (a recording `grpcio` server, a scripted client, expected answers),
+//!   [`h2c`] (a recording h2c server, `nghttpd`, `curl --http2-prior-knowledge`, `nghttp`),
+//!   [`h2load`]; the Python programs and their venv in [`python`]; [`background`]: a program
+//!   run in a namespace, killed on drop; [`scratch`]: a directory removed on drop.
 //! - [`load`]: a steady client load with per-request outcomes; [`hold`]: a server holding many
 //!   connections; [`process`]: a process's memory, descriptors and limits; [`config_patch`]:
 //!   settings the config builder has no method for.
 //!
 //! This is test code, an edge of the project: errors are `anyhow` with context.
 
+pub mod background;
 pub mod bpf;
 pub mod client;
 pub mod command;
@@ -24,6 +29,9 @@ pub mod config_file;
 pub mod config_patch;
 pub mod daemon;
 pub mod environment;
+pub mod grpc;
+pub mod h2c;
+pub mod h2load;
 pub mod hold;
 pub mod http;
 pub mod kernel_state;
@@ -34,8 +42,10 @@ pub mod netns;
 pub mod node;
 pub mod primary;
 pub mod process;
+pub mod python;
 pub mod recording;
 pub mod scenario;
+pub mod scratch;
 pub mod shadow;
 pub mod tcp;
 pub mod wait;

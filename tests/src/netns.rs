@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use nix::sched::{setns, CloneFlags};
@@ -70,6 +71,20 @@ impl Netns {
         let mut full = vec!["netns", "exec", self.name.as_str(), program];
         full.extend_from_slice(args);
         command::run("ip", &full)
+    }
+
+    /// Runs a command inside the namespace with `ip netns exec`, with `stdin` and a time limit
+    /// of its own; returns what it printed whether it succeeded or not.
+    pub fn exec_output(
+        &self,
+        program: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<command::Output> {
+        let mut full = vec!["netns", "exec", self.name.as_str(), program];
+        full.extend_from_slice(args);
+        command::output_within("ip", &full, stdin, timeout)
     }
 
     /// Sets a `net.*` sysctl of this namespace (`key` like `net/ipv4/ip_forward`).

@@ -183,7 +183,7 @@ fn handler(
 
 /// `iptables -A INPUT -p tcp --syn --dport <port> -d <address> -j DROP` inside `netns` (which
 /// must be a namespace the test created; it goes away with the namespace).
-fn drop_syns(netns: &Netns, address: SocketAddr) -> Result<()> {
+pub(crate) fn drop_syns(netns: &Netns, address: SocketAddr) -> Result<()> {
     let program = if address.is_ipv6() {
         "ip6tables"
     } else {

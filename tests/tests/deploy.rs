@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use mirror_tests::command;
-use mirror_tests::environment::{in_ci, require_daemon_binary, workspace};
+use mirror_tests::environment::{in_ci, require_daemon_binary, tools_dir, workspace};
 use serde_norway::Value;
 
 /// The API versions whose schemas the manifests must satisfy: the oldest supported, the newest
@@ -179,18 +179,7 @@ fn validator_path() -> PathBuf {
     if let Some(path) = std::env::var_os(VALIDATOR_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .map(|d| {
-            if d.is_absolute() {
-                d
-            } else {
-                workspace().join(d)
-            }
-        })
-        .unwrap_or_else(|| workspace().join("target"));
-    target.join("tools/venv/bin/kubernetes-validate")
+    tools_dir().join("venv/bin/kubernetes-validate")
 }
 
 /// The validator when it runs; otherwise fails under CI and skips loudly outside it.

@@ -32,7 +32,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Detect and install what building and testing need (eBPF toolchain, bpf-linker,
-    /// ip/tc/bpftool, QEMU for the kernel matrix).
+    /// ip/tc/bpftool, curl and nghttp2's tools, the Python venvs of the deploy and HTTP/2
+    /// tests, QEMU for the kernel matrix).
     Setup {
         /// Print what would be installed, install nothing.
         #[arg(long)]

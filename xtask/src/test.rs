@@ -90,6 +90,7 @@ fn steps(built: &Built, privileged_args: &[OsString]) -> Vec<Step> {
             setup::kube_validator::ENV,
             setup::kube_validator::executable(),
         );
+        command.env(setup::venv::H2_VENV_ENV, setup::venv::h2_venv());
         command
     };
 

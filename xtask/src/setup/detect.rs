@@ -6,7 +6,8 @@ use std::{
     process::Command,
 };
 
-use super::plan::{Detected, BPF_LINKER_BUILD_PACKAGES, QEMU, RUNTIME_TOOLS, VM_TOOLS};
+use super::plan::{Detected, BPF_LINKER_BUILD_PACKAGES, H2_TOOLS, QEMU, RUNTIME_TOOLS, VM_TOOLS};
+use super::venv;
 use crate::{cmd, toolchain::DEBIAN_TOOLCHAIN};
 
 pub fn detect() -> Detected {
@@ -31,6 +32,7 @@ pub fn detect() -> Detected {
             })
             .is_some_and(|components| lists_rust_src(&components));
 
+    let h2_venv_current = venv::is_current(&venv::h2_venv(), &venv::h2_requirements());
     Detected {
         is_root: is_root(),
         has_rustup: rustup.is_some(),
@@ -48,6 +50,7 @@ pub fn detect() -> Detected {
         installed_packages: installed_packages(BPF_LINKER_BUILD_PACKAGES),
         missing_commands: RUNTIME_TOOLS
             .iter()
+            .chain(H2_TOOLS)
             .chain(VM_TOOLS)
             .chain([&QEMU])
             .map(|(command, _)| *command)
@@ -56,6 +59,9 @@ pub fn detect() -> Detected {
         os_codename: std::fs::read_to_string("/etc/os-release")
             .ok()
             .and_then(|text| os_release_codename(&text)),
+        h2_venv_current,
+        // Only worth a Python start when the venv must be made.
+        python_can_make_venvs: h2_venv_current || venv::python_can_make_venvs(),
     }
 }
 

@@ -47,9 +47,8 @@ pub fn ensure(dry_run: bool) {
     let venv = venv();
     if dry_run {
         eprintln!(
-            "setup: would run: python3 -m venv --clear {0} && {0}/bin/pip install -r {1}",
-            venv.display(),
-            requirements.display()
+            "setup: would run: {}",
+            super::venv::describe(&venv, &requirements)
         );
         return;
     }
@@ -57,26 +56,11 @@ pub fn ensure(dry_run: bool) {
         "setup: installing kubernetes-validate {pinned} into {} (about 10 s)...",
         venv.display()
     );
-    if let Err(e) = install(&venv, &requirements) {
+    if let Err(e) = super::venv::create(&venv, &requirements) {
         eprintln!(
             "setup: warning: kubernetes-validate not installed (the deploy test needs it): {e:#}"
         );
     }
-}
-
-fn install(venv: &std::path::Path, requirements: &std::path::Path) -> Result<()> {
-    let python = cmd::find_program("python3", &cmd::system_dirs())
-        .context("python3 (with its venv module) not found")?;
-    cmd::run(
-        Command::new(python)
-            .args(["-m", "venv", "--clear"])
-            .arg(venv),
-    )?;
-    cmd::run(
-        Command::new(venv.join("bin").join("pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-            .arg(requirements),
-    )
 }
 
 /// The `kubernetes-validate==X` pin of a requirements file.

@@ -5,6 +5,7 @@
 mod detect;
 pub mod kube_validator;
 mod plan;
+pub mod venv;
 
 use std::process::Command;
 
@@ -57,6 +58,7 @@ pub fn run(scope: Scope, dry_run: bool) -> Result<Toolchain> {
             Action::InstallQemuFromBackports { codename } => {
                 crate::vm::host_qemu::install(&crate::vm::vm_dir().join("host-apt"), codename)?
             }
+            Action::CreateH2Venv => venv::create(&venv::h2_venv(), &venv::h2_requirements())?,
             _ => cmd::run(&mut command_for(action)?)?,
         }
     }
@@ -88,7 +90,9 @@ fn command_for(action: &Action) -> Result<Command> {
             Command::new(detect::find_rustup().context("rustup not found")?)
         }
         Action::AptUpdate | Action::AptInstall(_) => Command::new(program),
-        Action::InstallQemuFromBackports { .. } => bail!("not a single command: {action:?}"),
+        Action::InstallQemuFromBackports { .. } | Action::CreateH2Venv => {
+            bail!("not a single command: {action:?}")
+        }
     };
     command
         .args(args)

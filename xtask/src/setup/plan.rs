@@ -1,7 +1,7 @@
 //! What setup must do, decided from what detection found: a pure function so every machine
 //! state (fresh CI machine, developer with a nightly, non-root user) is covered by unit tests.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, path::Path};
 
 use crate::toolchain::{EbpfToolchain, DEBIAN_TOOLCHAIN};
 
@@ -25,6 +25,18 @@ pub const RUNTIME_TOOLS: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     ("iptables", "iptables"),
 ];
+
+/// What the HTTP/2 tests run from a pod (curl with HTTP2, nghttp, h2load) or as a server
+/// (nghttpd), and the Debian package providing each. Kept out of [`RUNTIME_TOOLS`], which the VM
+/// guests carry: those tests need the host's Python venv and do not run in the guests.
+pub const H2_TOOLS: &[(&str, &str)] = &[
+    ("curl", "curl"),
+    ("nghttp", "nghttp2-client"),
+    ("h2load", "nghttp2-client"),
+    ("nghttpd", "nghttp2-server"),
+];
+/// What `python3 -m venv` needs on Debian (the module is split into python3-venv).
+pub const PYTHON_VENV_PACKAGES: &[&str] = &["python3", "python3-venv"];
 
 /// What `cargo xtask vm-test` runs on the host besides QEMU: `objcopy` strips the test
 /// binaries' debug info, `xz`/`zstd` decompress kernel modules.
@@ -63,8 +75,12 @@ pub struct Detected {
     pub bpf_linker_present: bool,
     /// Installed Debian packages among [`BPF_LINKER_BUILD_PACKAGES`].
     pub installed_packages: BTreeSet<String>,
-    /// Commands of [`RUNTIME_TOOLS`], [`VM_TOOLS`] and [`QEMU`] found nowhere.
+    /// Commands of [`RUNTIME_TOOLS`], [`H2_TOOLS`], [`VM_TOOLS`] and [`QEMU`] found nowhere.
     pub missing_commands: Vec<&'static str>,
+    /// The HTTP/2 tests' venv holds what `tests/h2/requirements.txt` pins.
+    pub h2_venv_current: bool,
+    /// `python3 -m venv` works (only asked when the venv is not current).
+    pub python_can_make_venvs: bool,
     /// `VERSION_CODENAME` of /etc/os-release (`bookworm`).
     pub os_codename: Option<String>,
 }
@@ -75,6 +91,9 @@ pub enum Action {
     AptInstall(Vec<&'static str>),
     LinkDebianToolchain,
     InstallBpfLinker,
+    /// The HTTP/2 tests' venv (`<target>/tools/h2-venv`) made afresh from
+    /// `tests/h2/requirements.txt`.
+    CreateH2Venv,
     /// QEMU from `<codename>-backports` through a private sources list (Debian 12: its own QEMU
     /// 7.2 would remove a preinstalled backports qemu-utils).
     InstallQemuFromBackports {
@@ -102,6 +121,9 @@ impl Action {
                     QEMU.1
                 )
             }
+            Self::CreateH2Venv => {
+                "creating the HTTP/2 tests' Python venv (grpcio, h2; about 10 s)...".to_owned()
+            }
         }
     }
 
@@ -112,11 +134,12 @@ impl Action {
         )
     }
 
-    /// Environment and argv, the single description that both running and printing use (for
-    /// [`Action::InstallQemuFromBackports`], which runs two commands, only the printing).
+    /// Environment and argv, the single description that both running and printing use (not
+    /// for [`Action::InstallQemuFromBackports`] and [`Action::CreateH2Venv`], which run two
+    /// commands each).
     pub fn invocation(&self) -> (Vec<(&'static str, &'static str)>, Vec<&'static str>) {
         match self {
-            Self::InstallQemuFromBackports { .. } => (vec![], vec![]),
+            Self::InstallQemuFromBackports { .. } | Self::CreateH2Venv => (vec![], vec![]),
             Self::AptUpdate => (vec![], vec!["apt-get", "update"]),
             Self::AptInstall(packages) => {
                 let mut argv = vec!["apt-get", "install", "-y"];
@@ -155,6 +178,12 @@ impl Action {
             let sudo = if is_root { "" } else { "sudo " };
             return crate::vm::host_qemu::describe(codename, "<target>/vm/host-apt")
                 .replace("apt-get ", &format!("{sudo}apt-get "));
+        }
+        if let Self::CreateH2Venv = self {
+            return super::venv::describe(
+                Path::new("<target>/tools/h2-venv"),
+                Path::new("tests/h2/requirements.txt"),
+            );
         }
         let (env, argv) = self.invocation();
         let sudo = (self.needs_root() && !is_root).then_some("sudo".to_owned());
@@ -199,11 +228,19 @@ pub fn plan(detected: &Detected, scope: Scope) -> Plan {
             .for_each(&mut add);
     }
 
+    let mut h2_venv = false;
     if scope != Scope::EbpfBuild {
         RUNTIME_TOOLS
             .iter()
+            .chain(H2_TOOLS)
             .filter(|(command, _)| detected.missing_commands.contains(command))
             .for_each(|(_, package)| add(package));
+        if !detected.h2_venv_current {
+            h2_venv = true;
+            if !detected.python_can_make_venvs {
+                PYTHON_VENV_PACKAGES.iter().copied().for_each(&mut add);
+            }
+        }
     }
     let mut qemu_from_backports = None;
     if scope == Scope::WithVms {
@@ -232,6 +269,9 @@ pub fn plan(detected: &Detected, scope: Scope) -> Plan {
     }
     if let Some(codename) = qemu_from_backports {
         actions.push(Action::InstallQemuFromBackports { codename });
+    }
+    if h2_venv {
+        actions.push(Action::CreateH2Venv);
     }
     Plan { toolchain, actions }
 }
@@ -281,7 +321,9 @@ mod tests {
             is_root: true,
             has_apt: true,
             has_rustup: true,
-            missing_commands: vec!["ip", "tc", "bpftool", "iptables"],
+            missing_commands: vec![
+                "ip", "tc", "bpftool", "iptables", "curl", "nghttp", "h2load", "nghttpd",
+            ],
             os_codename: Some("bookworm".to_owned()),
             ..Detected::default()
         }
@@ -302,6 +344,8 @@ mod tests {
                 .collect(),
             missing_commands: vec![],
             os_codename: Some("bookworm".to_owned()),
+            h2_venv_current: true,
+            python_can_make_venvs: true,
         }
     }
 
@@ -324,9 +368,15 @@ mod tests {
                     "iproute2",
                     "bpftool",
                     "iptables",
+                    "curl",
+                    "nghttp2-client",
+                    "nghttp2-server",
+                    "python3",
+                    "python3-venv",
                 ]),
                 Action::LinkDebianToolchain,
                 Action::InstallBpfLinker,
+                Action::CreateH2Venv,
             ]
         );
         assert_eq!(plan.blocker(&fresh_machine()), None);
@@ -406,6 +456,50 @@ mod tests {
                 Action::AptInstall(vec!["iproute2", "bpftool"])
             ]
         );
+    }
+
+    #[test]
+    fn the_http2_tests_get_their_tools_and_venv_beyond_the_ebpf_build() {
+        let detected = Detected {
+            missing_commands: vec!["h2load", "nghttp"],
+            h2_venv_current: false,
+            ..ready_machine()
+        };
+        assert!(plan(&detected, Scope::EbpfBuild).actions.is_empty());
+        assert_eq!(
+            plan(&detected, Scope::Everything).actions,
+            vec![
+                Action::AptUpdate,
+                Action::AptInstall(vec!["nghttp2-client"]),
+                Action::CreateH2Venv,
+            ]
+        );
+        // Python that cannot make venvs gets Debian's venv module first.
+        let without_venv_module = Detected {
+            missing_commands: vec![],
+            python_can_make_venvs: false,
+            ..detected
+        };
+        assert_eq!(
+            plan(&without_venv_module, Scope::Everything).actions,
+            vec![
+                Action::AptUpdate,
+                Action::AptInstall(vec!["python3", "python3-venv"]),
+                Action::CreateH2Venv,
+            ]
+        );
+        // The venv needs no root: a non-root user with everything else gets no blocker.
+        let non_root = Detected {
+            is_root: false,
+            h2_venv_current: false,
+            ..ready_machine()
+        };
+        let plan = plan(&non_root, Scope::Everything);
+        assert_eq!(plan.actions, vec![Action::CreateH2Venv]);
+        assert_eq!(plan.blocker(&non_root), None);
+        assert!(Action::CreateH2Venv
+            .shell(false)
+            .contains("pip install -r tests/h2/requirements.txt"));
     }
 
     #[test]

@@ -59,11 +59,19 @@ const VM_SKIPS: &[(&str, &str)] = &[
     ),
 ];
 /// Test binaries not run in the VMs at all, with the reason printed in the summary.
-const VM_SKIP_BINARIES: &[(&str, &str)] = &[(
-    "deploy",
-    "checks the deploy/ manifests: no kernel involved, and its validator (a Python venv) is not \
-     in the guest",
-)];
+const VM_SKIP_BINARIES: &[(&str, &str)] = &[
+    (
+        "deploy",
+        "checks the deploy/ manifests: no kernel involved, and its validator (a Python venv) is \
+         not in the guest",
+    ),
+    (
+        "h2_direct",
+        "the HTTP/2 harness: its gRPC and h2c programs run in the host's Python venv \
+         (<target>/tools/h2-venv) and it runs curl, nghttp, nghttpd and h2load, none of which \
+         the guest carries; no daemon, nothing kernel-specific",
+    ),
+];
 
 #[derive(Debug, Clone)]
 pub struct Options {

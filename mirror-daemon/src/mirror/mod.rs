@@ -239,7 +239,18 @@ impl Engine {
     }
 }
 
-/// A copy whose body is still streaming.
+/// A copy made during the current [`Tap::observe`] call, not yet handed to its target: if its
+/// original ends in the same call, it goes complete, ready to be written together with others.
+struct Starting {
+    target: usize,
+    head: bytes::Bytes,
+    framing: BodyFraming,
+    is_head: bool,
+    body: Vec<bytes::Bytes>,
+    sent: u64,
+}
+
+/// A copy handed to its target whose body is still streaming.
 struct InFlight {
     target: usize,
     body: mpsc::Sender<BodyChunk>,
@@ -255,6 +266,7 @@ pub struct Tap {
     rules: Vec<usize>,
     framer: RequestFramer,
     frames: Vec<Frame>,
+    starting: Vec<Starting>,
     copies: Vec<InFlight>,
     tunnelled: bool,
 }
@@ -278,6 +290,7 @@ impl Tap {
             engine,
             rules,
             frames: Vec::new(),
+            starting: Vec::new(),
             copies: Vec::new(),
             tunnelled: false,
         })
@@ -314,6 +327,8 @@ impl Tap {
             }
         }
         self.frames = frames;
+        // Originals still arriving: their copies go now, and their bodies follow as they come.
+        self.submit_streaming();
     }
 
     fn start(&mut self, head: &RequestHead) {
@@ -342,7 +357,7 @@ impl Tap {
                 target.outcomes.sampled_out.inc();
                 continue;
             }
-            let body = match head.body() {
+            let framing = match head.body() {
                 BodyKind::None => BodyFraming::None,
                 BodyKind::ContentLength(n) if n > target.max_body_bytes => {
                     target.outcomes.body_over_cap.inc();
@@ -352,56 +367,46 @@ impl Tap {
                 BodyKind::ContentLength(n) => BodyFraming::ContentLength(n),
                 BodyKind::Chunked => BodyFraming::Chunked,
             };
-            let (tx, rx) = if body.has_body() {
-                let (tx, rx) = mpsc::channel(BODY_CHANNEL_SLOTS);
-                (Some(tx), Some(rx))
-            } else {
-                (None, None)
-            };
             let Some(copy_head) = engine.budget.adopt(copy::build_head(head, &target.edits)) else {
                 target.outcomes.queue_full.inc();
                 continue;
             };
-            let request = ShadowRequest {
+            self.starting.push(Starting {
+                target: index,
                 head: copy_head,
-                body,
-                body_rx: rx,
+                framing,
                 is_head: head.method() == "HEAD",
-            };
-            match target.sender.try_submit(request) {
-                Err(shadow::Rejected::QueueFull) => {
-                    target.outcomes.queue_full.inc();
-                }
-                // Only after shutdown: the connection is draining; the copy is not made.
-                Err(shadow::Rejected::Closed) => {
-                    target.outcomes.abandoned.inc();
-                }
-                Ok(()) => match tx {
-                    Some(body) => self.copies.push(InFlight {
-                        target: index,
-                        body,
-                        sent: 0,
-                    }),
-                    None => {
-                        target.outcomes.mirrored.inc();
-                    }
-                },
-            }
+                body: Vec::new(),
+                sent: 0,
+            });
         }
     }
 
     fn body(&mut self, data: &[u8]) {
-        if self.copies.is_empty() || data.is_empty() {
+        if (self.copies.is_empty() && self.starting.is_empty()) || data.is_empty() {
             return;
         }
         let targets = &self.engine.targets;
         // One buffer, shared by every target's copy.
         let Some(data) = self.engine.budget.copy(data) else {
+            for copy in self.starting.drain(..) {
+                targets[copy.target].outcomes.body_backpressure.inc();
+            }
             for copy in self.copies.drain(..) {
                 targets[copy.target].outcomes.body_backpressure.inc();
             }
             return;
         };
+        self.starting.retain_mut(|copy| {
+            let target = &targets[copy.target];
+            copy.sent += data.len() as u64;
+            if copy.sent > target.max_body_bytes {
+                target.outcomes.body_over_cap.inc();
+                return false;
+            }
+            copy.body.push(data.clone());
+            true
+        });
         self.copies.retain_mut(|copy| {
             let target = &targets[copy.target];
             copy.sent += data.len() as u64;
@@ -424,6 +429,7 @@ impl Tap {
     }
 
     fn end(&mut self) {
+        self.submit_complete();
         let targets = &self.engine.targets;
         for copy in self.copies.drain(..) {
             let outcomes = &targets[copy.target].outcomes;
@@ -432,6 +438,55 @@ impl Tap {
                 Err(_) => &outcomes.abandoned,
             };
             outcome.inc();
+        }
+    }
+
+    /// Hands the copies whose originals are complete to their targets, whole.
+    fn submit_complete(&mut self) {
+        for copy in std::mem::take(&mut self.starting) {
+            let target = &self.engine.targets[copy.target];
+            let request = ShadowRequest {
+                head: copy.head,
+                body: copy.framing,
+                body_ready: copy.body,
+                body_rx: None,
+                is_head: copy.is_head,
+            };
+            match target.sender.try_submit(request) {
+                Ok(()) => target.outcomes.mirrored.inc(),
+                Err(shadow::Rejected::QueueFull) => target.outcomes.queue_full.inc(),
+                // Only after shutdown: the connection is draining; the copy is not made.
+                Err(shadow::Rejected::Closed) => target.outcomes.abandoned.inc(),
+            };
+        }
+    }
+
+    /// Hands the copies whose originals are still arriving to their targets, with what came of
+    /// their bodies so far; the rest follows through a channel.
+    fn submit_streaming(&mut self) {
+        for copy in std::mem::take(&mut self.starting) {
+            let target = &self.engine.targets[copy.target];
+            let (tx, rx) = mpsc::channel(BODY_CHANNEL_SLOTS);
+            let request = ShadowRequest {
+                head: copy.head,
+                body: copy.framing,
+                body_ready: copy.body,
+                body_rx: Some(rx),
+                is_head: copy.is_head,
+            };
+            match target.sender.try_submit(request) {
+                Ok(()) => self.copies.push(InFlight {
+                    target: copy.target,
+                    body: tx,
+                    sent: copy.sent,
+                }),
+                Err(shadow::Rejected::QueueFull) => {
+                    target.outcomes.queue_full.inc();
+                }
+                Err(shadow::Rejected::Closed) => {
+                    target.outcomes.abandoned.inc();
+                }
+            }
         }
     }
 
@@ -446,6 +501,9 @@ impl Tap {
     }
 
     fn abandon_copies(&mut self) {
+        for copy in self.starting.drain(..) {
+            self.engine.targets[copy.target].outcomes.abandoned.inc();
+        }
         for copy in self.copies.drain(..) {
             self.engine.targets[copy.target].outcomes.abandoned.inc();
         }

@@ -1,21 +1,26 @@
-//! One copy on one connection: the request written while the response is read.
+//! Copies on one connection: the requests written while the responses are read.
 //!
-//! Writing and reading run together, because a shadow may answer before the copy's body is
-//! complete (a 413, a 401) and stop reading; the copy then ends there, and the connection with
-//! it. The connection may carry another copy only if the request was written completely, both
-//! sides meant to keep it open, and the response ended exactly where its framing said.
+//! A copy whose body still streams has a connection to itself ([`exchange`]). Complete copies
+//! ready together go out pipelined ([`exchange_batch`]): heads and bodies in as few writes as the
+//! stream allows, the responses read in order from one buffer, as few reads as their framing
+//! allows. Writing and reading run together, because a shadow may answer before it has read
+//! everything (a 413, a 401) and stop reading; the exchange then ends there, and the connection
+//! with it. A connection may carry more copies only if every request was written completely, both
+//! sides meant to keep it open, and the last response ended exactly where its framing said.
 
+use bytes::{Bytes, BytesMut};
 use prometheus_client::metrics::counter::Counter;
+use tokio::time::Instant;
 
 use super::{
     error::Failure,
     pool::Connection,
     request::ShadowRequest,
-    response::{read_response, Response},
-    write::write_request,
+    response::{read_next_response, read_response, Response},
+    write::{write_parts, write_request},
 };
 
-/// How an exchange ended.
+/// How an exchange of one copy ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Exchanged {
     pub response: Response,
@@ -31,7 +36,13 @@ pub(super) async fn exchange(
     written: &Counter,
 ) -> Result<Exchanged, Failure> {
     let (mut reader, mut writer) = tokio::io::split(&mut connection.stream);
-    let write = write_request(&mut writer, &copy.head, copy.body, copy.body_rx.as_mut());
+    let write = write_request(
+        &mut writer,
+        &copy.head,
+        copy.body,
+        &copy.body_ready,
+        copy.body_rx.as_mut(),
+    );
     let read = read_response(&mut reader, copy.is_head);
     tokio::pin!(write, read);
     let mut complete = false;
@@ -50,6 +61,68 @@ pub(super) async fn exchange(
                     response,
                     reusable: complete && response.reusable && request_keeps_alive(&copy.head),
                 });
+            }
+        }
+    }
+}
+
+/// The answers of a batch so far: kept outside the exchange, so that a timeout or a failure
+/// does not lose the answers read before it.
+#[derive(Debug, Default)]
+pub(super) struct Answers {
+    /// In the order of the copies, with the time each one's response was complete.
+    pub responses: Vec<(Response, Instant)>,
+    /// All of the batch was written.
+    pub written: bool,
+    /// The last answer said the shadow closes the connection: the copies after it were never
+    /// taken up by the shadow (RFC 9112 section 9.6) and may be sent again.
+    pub closed_by_shadow: bool,
+}
+
+/// Sends the complete `copies` pipelined on `connection` and reads their responses in order into
+/// `answers`. `Ok(reusable)` once every copy is answered, or the shadow closed the connection
+/// after an answer; `Err` with the failure that cut the rest off.
+pub(super) async fn exchange_batch(
+    connection: &mut Connection,
+    copies: &[&ShadowRequest],
+    written: &Counter,
+    answers: &mut Answers,
+) -> Result<bool, Failure> {
+    let mut parts: Vec<Bytes> = Vec::with_capacity(copies.len() * 2);
+    for copy in copies {
+        parts.push(copy.head.clone());
+        parts.extend(copy.body_ready.iter().cloned());
+    }
+    let (mut reader, mut writer) = tokio::io::split(&mut connection.stream);
+    let write = write_parts(&mut writer, &mut parts);
+    let mut buf = BytesMut::new();
+    let responses = &mut answers.responses;
+    let read = async {
+        for copy in copies {
+            let response = read_next_response(&mut reader, &mut buf, copy.is_head).await?;
+            responses.push((response, Instant::now()));
+            if !response.reusable || !request_keeps_alive(&copy.head) {
+                return Ok((false, responses.len()));
+            }
+        }
+        Ok::<_, Failure>((buf.is_empty(), responses.len()))
+    };
+    tokio::pin!(write, read);
+    loop {
+        tokio::select! {
+            biased;
+            result = &mut write, if !answers.written => {
+                result?;
+                written.inc_by(copies.len() as u64);
+                answers.written = true;
+            }
+            result = &mut read => {
+                let (reusable, answered) = result?;
+                if answered < copies.len() {
+                    // The shadow answered and closed before the rest were read from the wire.
+                    answers.closed_by_shadow = true;
+                }
+                return Ok(reusable && answers.written && answered == copies.len());
             }
         }
     }

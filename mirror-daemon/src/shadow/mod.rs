@@ -6,10 +6,11 @@
 //! with the response read and thrown away. Nothing here can slow, block or fail the primary path;
 //! a shadow's troubles only show in metrics and (rate-limited) logs.
 //!
-//! The path of a copy: [`request`] (what the mirror engine submits) -> `target` (queue and
-//! dispatcher) -> `sender` (one copy's way, with its timeout) -> `pool` (idle connections) or
-//! `dial` with `tls` (new ones) -> `exchange` (one copy on one connection) -> `write` (raw
-//! request bytes out) and `response` with `chunked` (the response read and thrown away).
+//! The path of a copy: [`request`] (what the mirror engine submits) -> `target` (a lane per
+//! worker, shared limits) -> `lane` (queue, batches, the relay first) -> `sender` (a batch's way,
+//! with its timeout) -> `pool` (idle connections) or `dial` with `tls` (new ones) -> `exchange`
+//! (copies on one connection, pipelined) -> `write` (raw request bytes out, vectored) and
+//! `response` with `chunked` (the responses read and thrown away).
 //! [`error`], [`metrics`] and `health` (logging) say how it went.
 
 mod chunked;
@@ -17,6 +18,7 @@ mod dial;
 pub mod error;
 mod exchange;
 mod health;
+mod lane;
 pub mod metrics;
 mod pool;
 pub mod request;

@@ -31,6 +31,9 @@ use tokio::{
 
 use super::dial::Stream;
 
+/// Another lane's idle connection may be closed for a slot once it has been idle this long.
+pub(super) const EVICTABLE_AFTER: Duration = Duration::from_millis(100);
+
 /// One open connection, counted in `mirror_shadow_open_connections` until dropped.
 #[derive(Debug)]
 pub(super) struct Connection {
@@ -164,29 +167,33 @@ impl Pool {
         drop(expired);
     }
 
-    /// A slot for a new connection. When idle connections hold every slot, the oldest of them
-    /// is closed to make room. Once the pool is closed no slot comes: the copy waiting for one
-    /// runs into its timeout or the shutdown.
-    pub async fn slot(&self) -> Slot {
+    /// A slot for a new connection, now or not at all. When idle connections hold every slot,
+    /// the oldest idle one of another lane is closed to make room, if it has been idle for
+    /// [`EVICTABLE_AFTER`] (so that two busy lanes don't take turns closing each other's
+    /// connections). This lane's own idle connections are for [`Pool::take`].
+    pub fn try_slot(&self) -> Option<Slot> {
+        if let Ok(permit) = self.slots.slots.clone().try_acquire_owned() {
+            return Some(Slot(permit));
+        }
         let lanes = self.slots.lanes();
-        loop {
-            if let Ok(permit) = self.slots.slots.clone().try_acquire_owned() {
-                return Slot(permit);
-            }
-            // This lane's oldest idle connection, else another lane's.
-            let oldest = (0..lanes)
-                .map(|i| (self.lane + i) % lanes)
-                .find_map(|lane| {
-                    let mut idle = self.slots.lock(lane);
-                    (!idle.is_empty()).then(|| idle.remove(0))
-                });
-            if oldest.is_none() {
-                // Every slot is busy; one is being handed back right now.
-                match self.slots.slots.clone().acquire_owned().await {
-                    Ok(permit) => return Slot(permit),
-                    Err(_closed) => std::future::pending().await,
-                }
-            }
+        let evicted = (1..lanes)
+            .map(|i| (self.lane + i) % lanes)
+            .find_map(|lane| {
+                let mut idle = self.slots.lock(lane);
+                idle.first()
+                    .is_some_and(|oldest| oldest.since.elapsed() >= EVICTABLE_AFTER)
+                    .then(|| idle.remove(0))
+            });
+        drop(evicted?);
+        self.slots.slots.clone().try_acquire_owned().ok().map(Slot)
+    }
+
+    /// Waits until a slot is free (another lane's connection closed). Once the pool is closed
+    /// no slot comes.
+    pub async fn freed_slot(&self) -> Slot {
+        match self.slots.slots.clone().acquire_owned().await {
+            Ok(permit) => Slot(permit),
+            Err(_closed) => std::future::pending().await,
         }
     }
 

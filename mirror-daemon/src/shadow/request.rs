@@ -1,8 +1,10 @@
 //! What the mirror engine submits: one request copy, its head complete and its body streaming.
 //!
-//! The body travels in its own channel so that the copy can be on the wire while the original is
-//! still arriving; a copy whose body channel ends without [`BodyChunk::End`] is never completed on
-//! the wire.
+//! A copy whose original was complete when it was submitted (most are: a head and a small body
+//! arrive in one read) carries its whole body along. Otherwise the rest of the body travels in its
+//! own channel so that the copy can be on the wire while the original is still arriving; a copy
+//! whose body channel ends without [`BodyChunk::End`] is never completed on the wire. Only
+//! complete copies may share a connection with others (pipelined, written together).
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -15,10 +17,13 @@ pub struct ShadowRequest {
     pub head: Bytes,
     /// Framing of the copy's body, the same as the original's.
     pub body: BodyFraming,
-    /// Body bytes as they arrive; absent when `body` is [`BodyFraming::None`]. The mirror engine
-    /// sends [`BodyChunk::Data`] items and finally [`BodyChunk::End`]; a channel that closes
-    /// without `End`, or a [`BodyChunk::Abort`], leaves the copy incomplete: it is never finished
-    /// on the wire, its connection is closed and it is counted as `aborted`.
+    /// Body bytes received before the copy was submitted, in order.
+    pub body_ready: Vec<Bytes>,
+    /// The rest of the body as it arrives; absent when the copy is complete (no body, or all of it
+    /// in `body_ready`). The mirror engine sends [`BodyChunk::Data`] items and finally
+    /// [`BodyChunk::End`]; a channel that closes without `End`, or a [`BodyChunk::Abort`], leaves
+    /// the copy incomplete: it is never finished on the wire, its connection is closed and it is
+    /// counted as `aborted`.
     pub body_rx: Option<mpsc::Receiver<BodyChunk>>,
     /// The copy is a HEAD request, so its response has no body whatever its headers say.
     pub is_head: bool,
@@ -44,6 +49,22 @@ pub enum BodyChunk {
     End,
     /// The original broke off (client gone, body too large for mirroring, ...): drop the copy.
     Abort,
+}
+
+impl ShadowRequest {
+    /// The whole copy is here: it can be written at once, together with others.
+    pub fn is_complete(&self) -> bool {
+        self.body_rx.is_none()
+    }
+
+    /// Bytes of the copy held now.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body_ready.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl BodyFraming {

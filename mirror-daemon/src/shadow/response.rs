@@ -22,8 +22,8 @@ const READ_CHUNK: usize = 16 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Response {
     pub status: u16,
-    /// The shadow keeps the connection open for another request, and nothing more is pending
-    /// on it.
+    /// The shadow keeps the connection open for another request (and, from
+    /// [`read_response`], nothing more is pending on it).
     pub reusable: bool,
 }
 
@@ -42,22 +42,39 @@ struct Head {
     keep_alive: bool,
 }
 
-/// Reads the final response to `is_head` (a HEAD request or not) and drains its body.
+/// Reads the final response to `is_head` (a HEAD request or not) and drains its body. The
+/// connection is reusable only if nothing follows the response.
 pub(super) async fn read_response<R: AsyncRead + Unpin>(
     io: &mut R,
     is_head: bool,
 ) -> Result<Response, Failure> {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::new();
+    let response = read_next_response(io, &mut buf, is_head).await?;
+    Ok(Response {
+        reusable: response.reusable && buf.is_empty(),
+        ..response
+    })
+}
+
+/// Reads the next final response of a connection whose bytes read so far and not yet used are in
+/// `buf` (answers to pipelined copies follow each other there), and drains its body. Leaves in
+/// `buf` whatever follows the response. `reusable` says whether the shadow keeps the connection
+/// open after this response.
+pub(super) async fn read_next_response<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    is_head: bool,
+) -> Result<Response, Failure> {
     let head = loop {
-        let head = read_head(io, &mut buf, is_head).await?;
+        let head = read_head(io, buf, is_head).await?;
         if head.status >= 200 || head.status == 101 {
             break head;
         }
     };
-    drain_body(io, &mut buf, head.body).await?;
+    drain_body(io, buf, head.body).await?;
     Ok(Response {
         status: head.status,
-        reusable: head.keep_alive && buf.is_empty(),
+        reusable: head.keep_alive,
     })
 }
 

@@ -1,10 +1,12 @@
-//! The way of one copy, from leaving the queue to the end of its response.
+//! The way of copies from leaving the queue to the end of their responses, and how it is counted.
 //!
-//! A copy takes the newest pooled connection that is still open, or dials a new one, and has
-//! `request_timeout` for all of it. Whatever happens is counted: the response's status class and
-//! latency, or the error's kind. A copy that finds its pooled connection closed by the shadow
-//! just as it went out is sent again on another connection, but only if it has no body: a body
-//! is consumed as it is written.
+//! The lane ([`super::lane`]) hands the sender a batch of copies with a connection to send them
+//! on: an idle pooled one, or a slot to dial a new one. A batch has `request_timeout` from leaving
+//! the queue to the end of its last response. Whatever happens to each copy is counted: its
+//! response's status class and latency, or the error's kind. Copies the shadow never took up
+//! (it closed the connection after an answer, or a pooled connection turned out closed just as
+//! the batch went out) are handed back to be sent again, once, but only if they have no body: a
+//! body may have been acted on.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -14,15 +16,15 @@ use tokio::time::{timeout_at, Instant};
 use super::{
     dial::Dialer,
     error::{CopyError, Failure, Phase},
-    exchange::exchange,
+    exchange::{exchange, exchange_batch, Answers},
     health::Health,
     metrics::TargetMetrics,
-    pool::{Connection, Pool},
+    pool::{Connection, Pool, Slot},
     request::ShadowRequest,
     response::Response,
 };
 
-/// What every copy of one target needs on its way.
+/// What every copy of one lane needs on its way.
 #[derive(Debug)]
 pub(super) struct Sender {
     name: Arc<str>,
@@ -34,6 +36,20 @@ pub(super) struct Sender {
     /// Shared by the target's lanes: a failing shadow is logged once, not once per worker.
     health: Arc<Health>,
     metrics: TargetMetrics,
+}
+
+/// A connection to send on: one from the pool, or a slot to dial one.
+#[derive(Debug)]
+pub(super) enum Way {
+    Pooled(Connection),
+    Dial(Slot),
+}
+
+/// A copy queued, with whether it was sent once already.
+#[derive(Debug)]
+pub(super) struct Queued {
+    pub copy: ShadowRequest,
+    pub retried: bool,
 }
 
 impl Sender {
@@ -61,83 +77,143 @@ impl Sender {
         &self.name
     }
 
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// Copies waiting in the target's queue.
     pub fn queue_depth(&self) -> &Gauge {
         &self.metrics.queue_depth
     }
 
-    /// Sends one copy and counts how it went.
-    pub async fn deliver(&self, mut copy: ShadowRequest, dequeued: Instant) {
+    /// Sends one copy whose body still streams, alone on its connection, and counts how it went.
+    pub async fn deliver_one(&self, mut copy: ShadowRequest, way: Way, dequeued: Instant) {
         let mut peer = None;
-        let result = timeout_at(
-            dequeued + self.request_timeout,
-            self.send(&mut copy, &mut peer),
-        )
+        let deadline = dequeued + self.request_timeout;
+        let result = timeout_at(deadline, async {
+            let mut connection = self.connection(way, &mut peer).await?;
+            let exchanged = exchange(&mut connection, &mut copy, &self.metrics.requests).await?;
+            if exchanged.reusable {
+                self.pool.put(connection);
+            }
+            Ok(exchanged.response)
+        })
         .await
         .unwrap_or(Err(Failure::Timeout(self.request_timeout)));
         match result {
-            Ok(response) => {
-                let latency = dequeued.elapsed();
-                self.metrics.latency.observe(latency.as_secs_f64());
-                self.metrics.response(response.status).inc();
-                self.health.answered(&self.name);
-                tracing::debug!(
-                    target_name = %self.name,
-                    status = response.status,
-                    ?latency,
-                    "shadow copy answered"
-                );
-            }
-            Err(failure) => {
-                let error = CopyError {
-                    target: self.name.clone(),
-                    peer: peer.map_or_else(|| self.address.clone(), |p| p.to_string()),
-                    failure,
-                };
-                self.metrics.error(error.kind()).inc();
-                self.health.failed(&error);
-            }
+            Ok(response) => self.answered(response, dequeued.elapsed()),
+            Err(failure) => self.failed(failure, peer),
         }
     }
 
-    /// Sends `copy` on a pooled connection, or a new one; `peer` follows the address in use.
-    async fn send(
+    /// Sends complete copies pipelined on one connection and counts how each went. Returns the
+    /// copies to send again.
+    pub async fn deliver_batch(
         &self,
-        copy: &mut ShadowRequest,
-        peer: &mut Option<SocketAddr>,
-    ) -> Result<Response, Failure> {
-        loop {
-            let mut connection = match self.pool.take().await {
-                Some(connection) => connection,
-                None => self.connect(peer).await?,
-            };
-            *peer = Some(connection.peer);
-            match exchange(&mut connection, copy, &self.metrics.requests).await {
-                Ok(exchanged) => {
-                    if exchanged.reusable {
-                        self.pool.put(connection);
-                    }
-                    return Ok(exchanged.response);
+        batch: Vec<Queued>,
+        way: Way,
+        dequeued: Instant,
+    ) -> Vec<Queued> {
+        let copies: Vec<&ShadowRequest> = batch.iter().map(|q| &q.copy).collect();
+        let mut answers = Answers::default();
+        let mut peer = None;
+        let mut reused = false;
+        let result = timeout_at(dequeued + self.request_timeout, async {
+            let mut connection = self.connection(way, &mut peer).await?;
+            reused = connection.reused;
+            let reusable = exchange_batch(
+                &mut connection,
+                &copies,
+                &self.metrics.requests,
+                &mut answers,
+            )
+            .await?;
+            if reusable {
+                self.pool.put(connection);
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or(Err(Failure::Timeout(self.request_timeout)));
+        drop(copies);
+        let answered = answers.responses.len();
+        for (response, at) in answers.responses.drain(..) {
+            self.answered(response, at.duration_since(dequeued));
+        }
+        let mut again = Vec::new();
+        let rest = batch.into_iter().skip(answered);
+        if answers.closed_by_shadow {
+            // Never taken up: all of them go again (every round answers one at least).
+            again.extend(rest);
+        } else if let Err(failure) = result {
+            // A pooled connection the shadow had closed just as we used it, or one that broke
+            // after answering some: copies without a body go again, once.
+            if (reused || answered > 0) && closed_under_us(&failure) {
+                tracing::debug!(target_name = %self.name, %failure, "shadow connection closed under a batch; sending its copies again");
+                let (mut retry, lost): (Vec<_>, Vec<_>) =
+                    rest.partition(|q| !q.retried && !q.copy.body.has_body());
+                for queued in &mut retry {
+                    queued.retried = true;
                 }
-                // The shadow closed a kept-alive connection just as we reused it. A copy without
-                // body can be sent again on another connection; a body has been consumed.
-                Err(failure)
-                    if connection.reused && !copy.body.has_body() && closed_under_us(&failure) =>
-                {
-                    tracing::debug!(target_name = %self.name, %failure, "pooled shadow connection was stale; sending again");
-                }
-                Err(failure) => return Err(failure),
+                again = retry;
+                self.failed_many(failure, peer, lost.len());
+            } else {
+                let lost = rest.count();
+                self.failed_many(failure, peer, lost);
             }
         }
+        again
     }
 
-    async fn connect(&self, peer: &mut Option<SocketAddr>) -> Result<Connection, Failure> {
-        let slot = self.pool.slot().await;
-        let (stream, address) = self.dialer.dial().await.map_err(|(failure, address)| {
-            *peer = address;
-            failure
-        })?;
-        Ok(self.pool.opened(stream, address, slot))
+    async fn connection(
+        &self,
+        way: Way,
+        peer: &mut Option<SocketAddr>,
+    ) -> Result<Connection, Failure> {
+        let connection = match way {
+            Way::Pooled(connection) => connection,
+            Way::Dial(slot) => {
+                let (stream, address) =
+                    self.dialer.dial().await.map_err(|(failure, address)| {
+                        *peer = address;
+                        failure
+                    })?;
+                self.pool.opened(stream, address, slot)
+            }
+        };
+        *peer = Some(connection.peer);
+        Ok(connection)
+    }
+
+    fn answered(&self, response: Response, latency: Duration) {
+        self.metrics.latency.observe(latency.as_secs_f64());
+        self.metrics.response(response.status).inc();
+        self.health.answered(&self.name);
+        tracing::debug!(
+            target_name = %self.name,
+            status = response.status,
+            ?latency,
+            "shadow copy answered"
+        );
+    }
+
+    fn failed(&self, failure: Failure, peer: Option<SocketAddr>) {
+        let error = CopyError {
+            target: self.name.clone(),
+            peer: peer.map_or_else(|| self.address.clone(), |p| p.to_string()),
+            failure,
+        };
+        self.metrics.error(error.kind()).inc();
+        self.health.failed(&error);
+    }
+
+    /// Counts `copies` copies cut off by one `failure` (logged once).
+    fn failed_many(&self, failure: Failure, peer: Option<SocketAddr>, copies: usize) {
+        if copies == 0 {
+            return;
+        }
+        self.metrics.error(failure.kind()).inc_by(copies as u64 - 1);
+        self.failed(failure, peer);
     }
 }
 

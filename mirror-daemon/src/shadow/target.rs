@@ -2,22 +2,15 @@
 //!
 //! [`Target::try_submit`] is the primary path's only contact with a shadow, and it cannot wait:
 //! the copy joins the queue of the calling worker's lane or is rejected. Each lane runs on its
-//! worker's runtime ([`crate::workers`]): its dispatcher, its copies in flight and its pooled
-//! connections, so a copy never crosses a thread. The lanes share the target's limits:
-//! `queue_size` copies waiting (counted in the queue-depth gauge), `max_concurrent` copies in
-//! flight and `max_concurrent` connections open ([`super::pool::Slots`]). A dispatcher takes a copy
-//! off its queue only once a slot for a copy in flight is free, so copies wait in the queue (and
-//! count against `queue_size`) rather than anywhere hidden. Each copy then gets `request_timeout`
-//! from leaving the queue to the end of its response, on a pooled or new connection.
+//! worker's runtime ([`crate::workers`]): its queue, its batches in flight and its pooled
+//! connections ([`super::lane`]), so a copy never crosses a thread. The lanes share the target's
+//! limits: `queue_size` copies waiting (counted in the queue-depth gauge) and `max_concurrent`
+//! connections open ([`super::pool::Slots`]), each carrying one batch of copies at a time.
 
 use std::{sync::Arc, time::Duration};
 
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::{
-    runtime::Handle,
-    sync::{mpsc, Semaphore},
-    time::Instant,
-};
+use tokio::{runtime::Handle, sync::mpsc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{config::split_host_port, workers};
@@ -26,6 +19,7 @@ use super::{
     dial::Dialer,
     error::{Error, Rejected},
     health::Health,
+    lane,
     metrics::ShadowMetrics,
     pool::{Pool, Slots},
     request::ShadowRequest,
@@ -123,7 +117,6 @@ impl Target {
         // The config rejects zeros; a zero here would mean a sender that never sends.
         let max_concurrent = config.max_concurrent.max(1);
         let slots = Slots::new(max_concurrent, runtimes.len());
-        let in_flight = Arc::new(Semaphore::new(max_concurrent));
         let health = Arc::new(Health::default());
         let closing = CancellationToken::new();
         let aborting = CancellationToken::new();
@@ -154,10 +147,9 @@ impl Target {
             let (queue, waiting) = mpsc::unbounded_channel();
             lanes.push(queue);
             let _guard = runtime.enter();
-            tasks.spawn(dispatch(
+            tasks.spawn(lane::run(
                 sender,
                 waiting,
-                in_flight.clone(),
                 closing.clone(),
                 aborting.clone(),
                 tasks.clone(),
@@ -218,62 +210,6 @@ impl Drop for Target {
         self.closing.cancel();
         self.aborting.cancel();
         self.slots.close();
-    }
-}
-
-/// Takes copies off a lane's queue as slots free up, one task per copy in flight.
-async fn dispatch(
-    sender: Arc<Sender>,
-    mut waiting: mpsc::UnboundedReceiver<ShadowRequest>,
-    slots: Arc<Semaphore>,
-    closing: CancellationToken,
-    aborting: CancellationToken,
-    tasks: TaskTracker,
-) {
-    let mut dropped = 0usize;
-    loop {
-        // The copy first, then its slot: a slot is shared by every lane, and an idle lane must
-        // not sit on one. Until it has its slot the copy still counts as waiting.
-        let copy = tokio::select! {
-            biased;
-            () = closing.cancelled() => break,
-            copy = waiting.recv() => match copy {
-                Some(copy) => copy,
-                None => break,
-            },
-        };
-        let slot = tokio::select! {
-            biased;
-            () = closing.cancelled() => None,
-            slot = slots.clone().acquire_owned() => slot.ok(),
-        };
-        let Some(slot) = slot else {
-            sender.queue_depth().dec();
-            dropped += 1;
-            break;
-        };
-        sender.queue_depth().dec();
-        let dequeued = Instant::now();
-        let sender = sender.clone();
-        let aborting = aborting.clone();
-        tasks.spawn(async move {
-            tokio::select! {
-                biased;
-                () = aborting.cancelled() => {
-                    tracing::debug!(target_name = %sender.name(), "shadow copy cut off by shutdown");
-                }
-                () = sender.deliver(copy, dequeued) => {}
-            }
-            drop(slot);
-        });
-    }
-    waiting.close();
-    while waiting.try_recv().is_ok() {
-        sender.queue_depth().dec();
-        dropped += 1;
-    }
-    if dropped > 0 {
-        tracing::debug!(target_name = %sender.name(), dropped, "waiting shadow copies dropped at shutdown");
     }
 }
 

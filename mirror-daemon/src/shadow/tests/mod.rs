@@ -117,6 +117,7 @@ fn get(path: &str) -> ShadowRequest {
             "GET {path} HTTP/1.1\r\nHost: orders-shadow\r\nX-Case: Kept\r\n\r\n"
         )),
         body: BodyFraming::None,
+        body_ready: Vec::new(),
         body_rx: None,
         is_head: false,
     }
@@ -128,6 +129,7 @@ fn post(head: &str, body: BodyFraming) -> (ShadowRequest, mpsc::Sender<BodyChunk
     let copy = ShadowRequest {
         head: Bytes::from(head.to_string()),
         body,
+        body_ready: Vec::new(),
         body_rx: Some(rx),
         is_head: false,
     };

@@ -251,3 +251,71 @@ async fn a_copy_without_body_is_sent_again_when_a_reused_connection_drops_it() {
     harness.reaches("a reset", 1.0, |h| h.errors("reset")).await;
     assert_eq!(harness.responses("2xx"), 2.0);
 }
+
+#[tokio::test]
+async fn copies_ready_together_go_out_pipelined_on_one_connection_in_order() {
+    let harness = Harness::new();
+    let shadow = FakeShadow::new().start().await;
+    let target = harness.spawn(target_config(shadow.address));
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(format!(
+            "GET /{i} HTTP/1.1\r\nHost: orders-shadow\r\nX-Case: Kept\r\n\r\n"
+        ));
+        target.try_submit(get(&format!("/{i}"))).expect("queued");
+    }
+    let post_head = "POST /5 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n";
+    sent.push(format!("{post_head}body"));
+    target
+        .try_submit(ShadowRequest {
+            head: post_head.into(),
+            body: BodyFraming::ContentLength(4),
+            body_ready: vec!["bo".into(), "dy".into()],
+            body_rx: None,
+            is_head: false,
+        })
+        .expect("queued");
+    harness
+        .reaches("six answers", 6.0, |h| h.responses("2xx"))
+        .await;
+    let seen = shadow.seen();
+    assert_eq!(seen.requests, sent, "in order, byte for byte");
+    assert_eq!(
+        seen.accepted, 1,
+        "one connection carried them all: {seen:?}"
+    );
+    assert_eq!(harness.requests(), 6.0);
+    assert_eq!(
+        harness.open_connections(),
+        1.0,
+        "and it stays open for more"
+    );
+}
+
+#[tokio::test]
+async fn pipelined_copies_after_an_answer_that_closes_go_again_on_a_new_connection() {
+    let harness = Harness::new();
+    let shadow = FakeShadow::new()
+        .reply(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        .close_after_reply()
+        .start()
+        .await;
+    let target = harness.spawn(target_config(shadow.address));
+    for i in 0..4 {
+        target.try_submit(get(&format!("/{i}"))).expect("queued");
+    }
+    harness
+        .reaches("four answers", 4.0, |h| h.responses("2xx"))
+        .await;
+    for kind in ["timeout", "reset", "protocol"] {
+        assert_eq!(harness.errors(kind), 0.0, "{kind} errors");
+    }
+    let seen = shadow.seen();
+    let paths: Vec<&str> = seen
+        .requests
+        .iter()
+        .filter_map(|r| r.split(' ').nth(1))
+        .collect();
+    assert_eq!(paths, ["/0", "/1", "/2", "/3"], "each once, in order");
+    assert_eq!(seen.accepted, 4, "a connection per answer");
+}

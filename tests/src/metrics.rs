@@ -33,10 +33,11 @@ pub mod names {
     pub const CONFIG_RELOADS: &str = "mirror_config_reloads_total";
 
     /// Every `outcome` of [`COPIES`].
-    pub const COPY_OUTCOMES: [&str; 7] = [
+    pub const COPY_OUTCOMES: [&str; 8] = [
         "mirrored",
         "sampled_out",
         "method_not_allowed",
+        "no_host",
         "body_over_cap",
         "queue_full",
         "body_backpressure",
@@ -249,7 +250,7 @@ pub struct MirrorCounters {
     pub framed: u64,
     pub unmatched: u64,
     /// `mirror_copies_total` by outcome, in [`names::COPY_OUTCOMES`] order.
-    pub copies: [u64; 7],
+    pub copies: [u64; names::COPY_OUTCOMES.len()],
     pub shadow_requests: u64,
     /// `mirror_shadow_responses_total` of class 2xx.
     pub shadow_2xx: u64,
@@ -260,7 +261,7 @@ pub struct MirrorCounters {
 impl MirrorCounters {
     /// Reads the counters of `target`; fails if the daemon lacks one of the families.
     pub fn from_metrics(metrics: &Metrics, target: &str) -> Result<MirrorCounters> {
-        let mut copies = [0; 7];
+        let mut copies = [0; names::COPY_OUTCOMES.len()];
         for (slot, outcome) in copies.iter_mut().zip(names::COPY_OUTCOMES) {
             *slot = metrics.copies(target, outcome)?;
         }
@@ -296,13 +297,13 @@ impl MirrorCounters {
 
     /// How much each counter grew since `earlier`.
     pub fn since(&self, earlier: &MirrorCounters) -> MirrorCounters {
-        let minus = |now: [u64; 7], then: [u64; 7]| {
-            let mut delta = [0; 7];
+        fn minus<const N: usize>(now: [u64; N], then: [u64; N]) -> [u64; N] {
+            let mut delta = [0; N];
             for (slot, (a, b)) in delta.iter_mut().zip(now.iter().zip(then)) {
                 *slot = a.saturating_sub(b);
             }
             delta
-        };
+        }
         MirrorCounters {
             framed: self.framed.saturating_sub(earlier.framed),
             unmatched: self.unmatched.saturating_sub(earlier.unmatched),

@@ -339,3 +339,40 @@ fn a_shadow_target_given_by_ipv6_address_gets_the_copies() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn http_1_1_requests_without_a_host_are_forwarded_but_never_copied() -> Result<()> {
+    let Some(binary) =
+        require_daemon("http_1_1_requests_without_a_host_are_forwarded_but_never_copied")
+    else {
+        return Ok(());
+    };
+    let setup = Mirroring::start(&binary, Behaviour::Normal, &Mirroring::config(target()))?;
+    let before = setup.counters()?;
+    let no_host = Request::new("GET", "/no-host");
+    let empty_host = Request::new("GET", "/empty-host").header("Host", "");
+    let control = Request::get(HOST, "/control");
+    let mut client = Client::connect(setup.pod(), setup.primary_address(Family::V4))?;
+    for request in [&no_host, &empty_host, &control] {
+        client.exchange_checked(request)?;
+    }
+    let originals = setup.primary.recording().wait_for(3, ARRIVAL)?;
+    let forwarded: BTreeSet<&str> = originals.iter().map(RecordedRequest::target).collect();
+    assert_eq!(
+        forwarded,
+        BTreeSet::from(["/no-host", "/empty-host", "/control"]),
+        "the primary gets every request"
+    );
+    let copies = setup.shadow.recording().wait_for(1, ARRIVAL)?;
+    assert_eq!(copies[0].target(), "/control");
+    let counted = setup.counters()?.since(&before);
+    assert_eq!(counted.copies("no_host"), 2, "{counted}");
+    assert_eq!(counted.copies("mirrored"), 1, "{counted}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        setup.shadow.recording().count(),
+        1,
+        "nothing else reached the shadow"
+    );
+    Ok(())
+}

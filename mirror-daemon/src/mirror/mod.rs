@@ -11,7 +11,7 @@
 //!
 //! Each (request, target) pair ends in exactly one outcome, counted in
 //! `mirror_copies_total{target, outcome}`: `mirrored`, `sampled_out`, `method_not_allowed`,
-//! `body_over_cap`, `queue_full` (the target's queue, or the daemon's buffer budget, is full),
+//! `no_host` (an HTTP/1.1 request without a Host, or with an empty one, is never copied), `body_over_cap`, `queue_full` (the target's queue, or the daemon's buffer budget, is full),
 //! `body_backpressure` (the target fell behind mid-body, or the budget ran out) or `abandoned`
 //! (the request never completed: tunnel, connection end, or the sender gave up).
 //!
@@ -71,6 +71,7 @@ struct Outcomes {
     queue_full: Counter,
     body_backpressure: Counter,
     abandoned: Counter,
+    no_host: Counter,
 }
 
 /// The engine's metrics, registered once and shared by the engines successive reloads build.
@@ -87,7 +88,7 @@ impl Metrics {
         let copies = Family::default();
         registry.register(
             "mirror_copies",
-            "Request copies by target and outcome (mirrored, sampled_out, method_not_allowed, body_over_cap, queue_full, body_backpressure, abandoned)",
+            "Request copies by target and outcome (mirrored, sampled_out, method_not_allowed, no_host, body_over_cap, queue_full, body_backpressure, abandoned)",
             copies.clone(),
         );
         let requests_framed = Counter::default();
@@ -134,6 +135,7 @@ impl Metrics {
             queue_full: outcome("queue_full"),
             body_backpressure: outcome("body_backpressure"),
             abandoned: outcome("abandoned"),
+            no_host: outcome("no_host"),
         }
     }
 }
@@ -347,8 +349,15 @@ impl Tap {
             engine.metrics.requests_unmatched.inc();
             return;
         };
+        // HTTP/1.1 requires a Host (RFC 9112 section 3.2): the primary refuses such a request with
+        // 400, and its copy could not carry the shadow's Host.
+        let no_host = head.version() == 1 && head.host().is_none_or(<[u8]>::is_empty);
         for &index in &rule.targets {
             let target = &engine.targets[index];
+            if no_host {
+                target.outcomes.no_host.inc();
+                continue;
+            }
             if !target.methods.is_empty() && !target.methods.iter().any(|m| m == head.method()) {
                 target.outcomes.method_not_allowed.inc();
                 continue;

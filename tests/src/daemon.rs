@@ -52,6 +52,8 @@ pub struct ShadowTarget {
     pub request_timeout: Option<String>,
     pub max_concurrent: Option<usize>,
     pub queue_size: Option<usize>,
+    pub max_copies_per_second: Option<f64>,
+    pub burst: Option<u32>,
 }
 
 impl ShadowTarget {
@@ -71,6 +73,8 @@ impl ShadowTarget {
             request_timeout: None,
             max_concurrent: None,
             queue_size: None,
+            max_copies_per_second: None,
+            burst: None,
         }
     }
 
@@ -121,6 +125,13 @@ impl ShadowTarget {
         self
     }
 
+    /// At most `per_second` copies per second, `burst` at once.
+    pub fn rate_limit(mut self, per_second: f64, burst: u32) -> ShadowTarget {
+        self.max_copies_per_second = Some(per_second);
+        self.burst = Some(burst);
+        self
+    }
+
     /// The methods that may be copied (all when never called).
     pub fn methods(mut self, methods: &[&str]) -> ShadowTarget {
         self.methods = methods.iter().map(|method| (*method).to_owned()).collect();
@@ -133,6 +144,9 @@ impl ShadowTarget {
         let _ = writeln!(text, "address = {}", toml_string(&self.address));
         if let Some(percent) = self.percent {
             let _ = writeln!(text, "percent = {percent:?}");
+        }
+        if let Some(rate) = self.max_copies_per_second {
+            let _ = writeln!(text, "max_copies_per_second = {rate:?}");
         }
         for (key, value) in [
             ("sampling", &self.sampling),
@@ -148,6 +162,7 @@ impl ShadowTarget {
             ("max_body_bytes", self.max_body_bytes),
             ("max_concurrent", self.max_concurrent.map(|n| n as u64)),
             ("queue_size", self.queue_size.map(|n| n as u64)),
+            ("burst", self.burst.map(u64::from)),
         ] {
             if let Some(value) = value {
                 let _ = writeln!(text, "{key} = {value}");

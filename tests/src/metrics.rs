@@ -33,11 +33,12 @@ pub mod names {
     pub const CONFIG_RELOADS: &str = "mirror_config_reloads_total";
 
     /// Every `outcome` of [`COPIES`].
-    pub const COPY_OUTCOMES: [&str; 8] = [
+    pub const COPY_OUTCOMES: [&str; 9] = [
         "mirrored",
         "sampled_out",
         "method_not_allowed",
         "no_host",
+        "rate_limited",
         "body_over_cap",
         "queue_full",
         "body_backpressure",

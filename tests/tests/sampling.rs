@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use mirror_tests::config_file::ConfigFile;
+use mirror_tests::daemon::DaemonConfig;
 use mirror_tests::environment::require_daemon;
 use mirror_tests::metrics::MirrorCounters;
 use mirror_tests::node::Family;
@@ -174,5 +176,63 @@ fn consistent_sampling_copies_the_same_trace_ids_on_two_independent_nodes() -> R
         at_first, documented,
         "copied traces vs the documented sampling function"
     );
+    Ok(())
+}
+
+/// Sends `count` requests on one keep-alive connection as fast as the primary answers; returns
+/// how long it took.
+fn send_burst(setup: &Mirroring, prefix: &str, count: usize) -> Result<Duration> {
+    let started = Instant::now();
+    let mut client = Client::connect(setup.pod(), setup.primary_address(Family::V4))?;
+    for n in 0..count {
+        client.exchange_checked(&Request::get(HOST, &format!("/{prefix}/{n}")))?;
+    }
+    Ok(started.elapsed())
+}
+
+#[test]
+fn a_rate_limit_caps_copies_at_its_burst_and_rate_and_a_reload_changes_it_live() -> Result<()> {
+    const REQUESTS: usize = 100;
+    let Some(binary) = require_daemon(
+        "a_rate_limit_caps_copies_at_its_burst_and_rate_and_a_reload_changes_it_live",
+    ) else {
+        return Ok(());
+    };
+    let limited = |per_second: f64, burst: u32| {
+        Mirroring::config(Mirroring::target().rate_limit(per_second, burst)).to_toml()
+    };
+    let file = ConfigFile::plain(&limited(2.0, 10))?;
+    let admin = DaemonConfig::default().admin;
+    let setup = Mirroring::start_with_config_file(&binary, Behaviour::Normal, &file.path(), admin)?;
+
+    let before = setup.counters()?;
+    let took = send_burst(&setup, "limited", REQUESTS)?;
+    let delta = settle(&setup, &before, REQUESTS as u64)?;
+    // The bucket's 10, plus 2 per second of sending (and one that may be refilling).
+    let most = 10 + (took.as_secs_f64() * 2.0).ceil() as u64 + 1;
+    let mirrored = delta.copies("mirrored");
+    ensure!(
+        (10..=most).contains(&mirrored),
+        "{mirrored} copies of {REQUESTS} requests in {took:?} at 2/s with a burst of 10 ({delta})"
+    );
+    assert_eq!(
+        delta.copies("rate_limited"),
+        REQUESTS as u64 - mirrored,
+        "{delta}"
+    );
+    assert_eq!(setup.shadow.recording().count(), mirrored as usize);
+
+    // A higher limit takes effect with the reload.
+    let reloads = setup.daemon.metrics()?.config_reloads("success")?;
+    file.rewrite(&limited(100_000.0, 1000))?;
+    wait::until("the reload", Duration::from_secs(10), || {
+        let now = setup.daemon.metrics()?.config_reloads("success")?;
+        Ok(if now > reloads { Ok(()) } else { Err(now) })
+    })?;
+    let before = setup.counters()?;
+    send_burst(&setup, "raised", REQUESTS)?;
+    let delta = settle(&setup, &before, REQUESTS as u64)?;
+    assert_eq!(delta.copies("mirrored"), REQUESTS as u64, "{delta}");
+    assert_eq!(delta.copies("rate_limited"), 0, "{delta}");
     Ok(())
 }

@@ -80,6 +80,14 @@ pub struct Target {
     /// Methods that may be copied; empty means all.
     #[serde(default)]
     pub methods: Vec<String>,
+    /// Copies made per second at most, on this node, after sampling (a token bucket); none
+    /// means no limit. A shadow fed by N nodes receives at most N times this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_copies_per_second: Option<f64>,
+    /// Copies the bucket holds: how many may go at once after a quiet spell. Defaults to one
+    /// second's worth of `max_copies_per_second` (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
     /// Requests with larger bodies go to the primary only.
     #[serde(default = "defaults::max_body_bytes")]
     pub max_body_bytes: u64,
@@ -100,6 +108,22 @@ pub struct Target {
     /// 169.254.169.254). Off by default: copies carry production credentials and cookies.
     #[serde(default)]
     pub allow_local_addresses: bool,
+}
+
+impl Target {
+    /// Whether `other` delivers copies the same way: same address, TLS, timeouts and limits on
+    /// connections and queue. Targets that differ only in what they copy (sampling, edits, rate,
+    /// methods, body cap) keep their queue and connections across a reload.
+    pub fn delivers_like(&self, other: &Target) -> bool {
+        self.name == other.name
+            && self.address == other.address
+            && self.tls == other.tls
+            && self.connect_timeout == other.connect_timeout
+            && self.request_timeout == other.request_timeout
+            && self.max_concurrent == other.max_concurrent
+            && self.queue_size == other.queue_size
+            && self.allow_local_addresses == other.allow_local_addresses
+    }
 }
 
 /// Whether `ip` is loopback, link-local or unspecified (also as an IPv4-mapped IPv6 address):
@@ -298,6 +322,26 @@ impl Mirror {
                         target.address
                     ),
                 ));
+            }
+            if let Some(rate) = target.max_copies_per_second {
+                if !(rate.is_finite() && rate > 0.0 && rate <= 1e9) {
+                    return Err(invalid(
+                        &key("max_copies_per_second"),
+                        format!("{rate} is not a rate between 0 (excluded) and 1e9"),
+                    ));
+                }
+            }
+            match (target.burst, target.max_copies_per_second) {
+                (Some(0), _) => {
+                    return Err(invalid(&key("burst"), "must be at least 1".into()));
+                }
+                (Some(_), None) => {
+                    return Err(invalid(
+                        &key("burst"),
+                        "needs max_copies_per_second, the rate the bucket refills at".into(),
+                    ));
+                }
+                _ => {}
             }
             if !(0.0..=100.0).contains(&target.percent) {
                 return Err(invalid(

@@ -11,7 +11,8 @@
 //!
 //! Each (request, target) pair ends in exactly one outcome, counted in
 //! `mirror_copies_total{target, outcome}`: `mirrored`, `sampled_out`, `method_not_allowed`,
-//! `no_host` (an HTTP/1.1 request without a Host, or with an empty one, is never copied), `body_over_cap`, `queue_full` (the target's queue, or the daemon's buffer budget, is full),
+//! `no_host` (an HTTP/1.1 request without a Host, or with an empty one, is never copied),
+//! `rate_limited` (over the target's `max_copies_per_second`, [`rate`]), `body_over_cap`, `queue_full` (the target's queue, or the daemon's buffer budget, is full),
 //! `body_backpressure` (the target fell behind mid-body, or the budget ran out) or `abandoned`
 //! (the request never completed: tunnel, connection end, or the sender gave up).
 //!
@@ -19,6 +20,7 @@
 
 pub mod budget;
 pub mod copy;
+pub mod rate;
 pub mod rules;
 pub mod sampling;
 
@@ -58,6 +60,7 @@ struct Target {
     sampling: config::Sampling,
     methods: Vec<String>,
     max_body_bytes: u64,
+    rate: Option<rate::RateLimit>,
     edits: copy::Edits,
     outcomes: Outcomes,
 }
@@ -72,6 +75,7 @@ struct Outcomes {
     body_backpressure: Counter,
     abandoned: Counter,
     no_host: Counter,
+    rate_limited: Counter,
 }
 
 /// The engine's metrics, registered once and shared by the engines successive reloads build.
@@ -88,7 +92,7 @@ impl Metrics {
         let copies = Family::default();
         registry.register(
             "mirror_copies",
-            "Request copies by target and outcome (mirrored, sampled_out, method_not_allowed, no_host, body_over_cap, queue_full, body_backpressure, abandoned)",
+            "Request copies by target and outcome (mirrored, sampled_out, method_not_allowed, no_host, rate_limited, body_over_cap, queue_full, body_backpressure, abandoned)",
             copies.clone(),
         );
         let requests_framed = Counter::default();
@@ -136,6 +140,7 @@ impl Metrics {
             body_backpressure: outcome("body_backpressure"),
             abandoned: outcome("abandoned"),
             no_host: outcome("no_host"),
+            rate_limited: outcome("rate_limited"),
         }
     }
 }
@@ -166,7 +171,7 @@ impl Engine {
                 engine
                     .target_configs
                     .iter()
-                    .position(|old| old == target)
+                    .position(|old| old.delivers_like(target))
                     .map(|i| engine.targets[i].sender.clone())
             });
             let sender = match reused {
@@ -183,6 +188,9 @@ impl Engine {
                 sampling: target.sampling,
                 methods: target.methods.clone(),
                 max_body_bytes: target.max_body_bytes,
+                rate: target
+                    .max_copies_per_second
+                    .map(|per_second| rate::RateLimit::new(per_second, target.burst)),
                 edits: copy::Edits::from_config(target),
                 outcomes: metrics.outcomes(&target.name),
             });
@@ -376,6 +384,10 @@ impl Tap {
                 BodyKind::ContentLength(n) => BodyFraming::ContentLength(n),
                 BodyKind::Chunked => BodyFraming::Chunked,
             };
+            if target.rate.as_ref().is_some_and(|rate| !rate.allow()) {
+                target.outcomes.rate_limited.inc();
+                continue;
+            }
             let Some(copy_head) = engine.budget.adopt(copy::build_head(head, &target.edits)) else {
                 target.outcomes.queue_full.inc();
                 continue;

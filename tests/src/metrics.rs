@@ -552,7 +552,7 @@ mirror_shadow_errors_total{target="staging",kind="timeout"} 1
         assert_eq!(now.shadow_2xx, 5);
         let earlier = MirrorCounters {
             framed: 4,
-            copies: [3, 0, 0, 0, 0, 0, 0],
+            copies: [3, 0, 0, 0, 0, 0, 0, 0, 0],
             ..MirrorCounters::default()
         };
         let delta = now.since(&earlier);

@@ -145,7 +145,7 @@ fn plan(i: usize) -> Planned {
     for k in 0..(i % 7) * 5 {
         fields.push((format!("x-field-{k}"), format!("value {k} of {}", i % 3)));
     }
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         fields.push((
             "cookie".to_string(),
             format!("session={}", "abcdefgh".repeat(200 + i)),

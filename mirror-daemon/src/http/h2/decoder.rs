@@ -157,6 +157,8 @@ pub enum Event {
     },
     /// GOAWAY from `by`. From the primary: client streams above `last_stream_id` were not and
     /// will not be processed; copies of them are to be abandoned, and the decoder reports none.
+    /// With a code other than NO_ERROR the primary is closing the connection: copies of every
+    /// request not yet complete are to be abandoned too, and none is reported further.
     GoAway {
         by: Peer,
         last_stream_id: StreamId,
@@ -843,9 +845,12 @@ impl H2Decoder {
                 let last = read_u31(&[bytes[0], bytes[1], bytes[2], bytes[3]]);
                 let code = ErrorCode(u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]));
                 if peer == Peer::Server {
-                    self.streams.server_goaway(last);
+                    // With an error code the primary is closing the connection: nothing still
+                    // open will be processed to its end.
+                    let processed = if code == ErrorCode::NO_ERROR { last } else { 0 };
+                    self.streams.server_goaway(processed);
                     if let Some(block) = &mut self.block {
-                        if block.kind == BlockKind::Request && block.stream > last {
+                        if block.kind == BlockKind::Request && block.stream > processed {
                             block.kind = BlockKind::Ignored;
                         }
                     }

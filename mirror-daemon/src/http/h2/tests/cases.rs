@@ -786,3 +786,30 @@ fn primary_reset_of_an_unopened_stream_is_not_followed() {
         [Seen::Tunnel(TunnelReason::ServerProtocolError)]
     );
 }
+
+#[test]
+fn goaway_with_an_error_abandons_every_open_request() {
+    let script = vec![
+        client(client_preface()),
+        server(settings(&[])),
+        client(frame(
+            HEADERS,
+            END_HEADERS,
+            1,
+            &request_block("POST", "/", &[]),
+        )),
+        server(frame(GOAWAY, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 1])),
+        client(frame(DATA, END_STREAM, 1, b"too late")),
+    ];
+    assert_eq!(
+        run(script),
+        [
+            request(1, "POST", "/", &[], false),
+            Seen::GoAway {
+                by: Peer::Server,
+                last: 1,
+                code: 1,
+            },
+        ]
+    );
+}

@@ -169,9 +169,10 @@ pub fn describe(events: &[Norm]) -> Described {
                 described.complete.remove(&stream.value());
                 described.skipped.insert(stream.value(), *reason);
             }
+            // A reset abandons a request still open; one already complete was complete when
+            // reported (a client may cancel a request it has sent whole).
             Norm::Other(Event::Reset { stream, .. }) => {
                 open.remove(&stream.value());
-                described.complete.remove(&stream.value());
             }
             Norm::Other(Event::GoAway {
                 by: Peer::Server,

@@ -25,7 +25,7 @@
 //! - A field block in progress: at most `L.max_header_bytes` (64 KiB), freed when it is decoded.
 //!   A larger block ends in a tunnel; a decoded section over the same limit skips the stream
 //!   (HPACK references can make a small block decode huge: past the limit nothing is kept).
-//! - Streams: 16 bytes per stream whose request is reported and whose client side is open, at
+//! - Streams: 24 bytes per stream whose request is reported and whose client side is open, at
 //!   most `L.max_streams` (256); nothing once none is open.
 //! - SETTINGS: up to 8 unacknowledged frames per peer, fixed size; a partial frame header or
 //!   fixed-size payload part: a few bytes inline. No heap.

@@ -813,3 +813,21 @@ fn goaway_with_an_error_abandons_every_open_request() {
         ]
     );
 }
+
+#[test]
+fn between_frames_nothing_is_half_read() {
+    let mut decoder = crate::http::h2::H2Decoder::new(H2Limits::default());
+    let mut events = Vec::new();
+    let headers = frame(HEADERS, END_HEADERS, 1, &request_block("POST", "/", &[]));
+    decoder.feed_client(&client_preface(), &mut events);
+    decoder.feed_server(&settings(&[]), &mut events);
+    decoder.feed_client(&headers[..headers.len() - 3], &mut events);
+    assert!(!decoder.is_between_frames(), "a field block is in progress");
+    decoder.feed_client(&headers[headers.len() - 3..], &mut events);
+    assert!(decoder.is_between_frames());
+    assert_eq!(decoder.open_streams(), 1);
+    decoder.feed_client(&frame(DATA, END_STREAM, 1, b"x"), &mut events);
+    assert!(decoder.is_between_frames());
+    assert_eq!(decoder.open_streams(), 0);
+    assert!(!decoder.is_tunnel());
+}

@@ -93,12 +93,13 @@ fuzz_target!(|data: &[u8]| {
         .expect("runtime");
     let served: Served = Arc::default();
     let script = runtime.block_on(async {
-        let (mut client, server_io) = tokio::io::duplex(1 << 16);
+        let (client, server_io) = tokio::io::duplex(1 << 16);
         tokio::spawn(serve(server_io, served.clone()));
         let answers = Arc::new(Mutex::new(Vec::new()));
-        let (mut read_half, mut write_half) = tokio::io::split(&mut client);
-        let mut script: Vec<(Peer, Vec<u8>)> = Vec::new();
-        let reader = {
+        let (mut read_half, mut write_half) = tokio::io::split(client);
+        // Collects the server's answers until it closes; runs beside the writer, so that what
+        // the server sends last (a GOAWAY, say) is still passed on.
+        tokio::spawn({
             let answers = answers.clone();
             async move {
                 let mut buf = vec![0u8; 16384];
@@ -112,23 +113,18 @@ fuzz_target!(|data: &[u8]| {
                         .extend_from_slice(&buf[..n]);
                 }
             }
-        };
-        let writer = async {
-            for frame in frames(&client_bytes) {
-                let _ = write_half.write_all(frame).await;
-                script.push((Peer::Client, frame.to_vec()));
-                // Paused time moves on only when every task is idle: the server has read and
-                // answered everything so far.
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                let answer = std::mem::take(&mut *answers.lock().expect("answers"));
-                if !answer.is_empty() {
-                    script.push((Peer::Server, answer));
-                }
+        });
+        let mut script: Vec<(Peer, Vec<u8>)> = Vec::new();
+        for frame in frames(&client_bytes) {
+            let _ = write_half.write_all(frame).await;
+            script.push((Peer::Client, frame.to_vec()));
+            // Paused time moves on only when every task is idle: the server has read and
+            // answered everything so far.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let answer = std::mem::take(&mut *answers.lock().expect("answers"));
+            if !answer.is_empty() {
+                script.push((Peer::Server, answer));
             }
-        };
-        tokio::select! {
-            _ = reader => {}
-            _ = writer => {}
         }
         script
     });

@@ -831,3 +831,33 @@ fn between_frames_nothing_is_half_read() {
     assert_eq!(decoder.open_streams(), 0);
     assert!(!decoder.is_tunnel());
 }
+
+/// Found by `h2_differential`: what h2's server accepts and refuses in names and targets.
+#[test]
+fn names_and_targets_are_judged_as_h2_judges_them() {
+    let mut path = request_block("GET", "/ok", &[]);
+    // `:path` of "/a#" then a byte that is not UTF-8: h2 fails the connection on it.
+    let bad_path = [
+        block(&[(":method", "GET"), (":scheme", "http")]),
+        vec![0x00, 0x05],
+        b":path".to_vec(),
+        vec![0x04, b'/', b'a', b'#', 0xc5],
+    ]
+    .concat();
+    path.extend(literal("x-a\"b", "1"));
+    let frames = [
+        frame(HEADERS, END_HEADERS | END_STREAM, 1, &bad_path),
+        frame(HEADERS, END_HEADERS | END_STREAM, 3, &path),
+    ]
+    .concat();
+    assert_eq!(
+        run(connection(frames)),
+        [
+            Seen::Skipped {
+                stream: 1,
+                reason: SkipReason::InvalidTarget,
+            },
+            request(3, "GET", "/ok", &[("x-a\"b", "1")], true),
+        ]
+    );
+}

@@ -9,12 +9,15 @@
 //! - [`copy`]: checks that the copy of a request the daemon would send to a shadow is
 //!   unambiguous.
 //! - [`gen`]: a structure-aware generator of mostly valid request pipelines, with mutations.
+//! - [`h2`]: feeds an HTTP/2 connection to the daemon's `H2Decoder`, checking its event API,
+//!   into a normal form and the requests it describes.
 //! - [`known`]: findings already reported, skipped on request so fuzzing can go past them.
 
 pub mod copy;
 pub mod differential;
 pub mod events;
 pub mod gen;
+pub mod h2;
 pub mod input;
 pub mod known;
 pub mod reference;

@@ -7,14 +7,19 @@
 //! protocols, upgrades) switches the connection to tunnel mode for good, with a [`TunnelReason`].
 //! The path is: `head` finds and validates request heads, `chunked` walks chunked bodies,
 //! `framer` ties them into the per-connection state machine, `tunnel` names the ways out.
+//! Connections that open with the HTTP/2 preface are decoded by [`h2`] instead.
 
 mod chunked;
 mod framer;
+pub mod h2;
 mod head;
 mod tunnel;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+pub(crate) mod label_checks;
 
 pub use framer::{Frame, FramingLimits, RequestFramer};
 pub use head::{BodyKind, RequestHead};

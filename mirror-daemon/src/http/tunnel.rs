@@ -195,27 +195,16 @@ impl TunnelReason {
 #[cfg(test)]
 mod tests {
     use super::TunnelReason;
-    use std::collections::HashSet;
+    use crate::http::label_checks::{assert_labels, assert_lowercase_messages};
 
     #[test]
     fn labels_are_unique_snake_case() {
-        let labels: HashSet<&str> = TunnelReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(labels.len(), TunnelReason::ALL.len());
-        for label in labels {
-            assert!(
-                label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-                "{label} is not snake_case"
-            );
-        }
+        let labels: Vec<&str> = TunnelReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_labels(&labels, "");
     }
 
     #[test]
     fn messages_are_lowercase() {
-        for reason in TunnelReason::ALL {
-            let message = reason.to_string();
-            assert_eq!(message, message.to_lowercase(), "{reason:?}");
-        }
+        assert_lowercase_messages(TunnelReason::ALL);
     }
 }

@@ -1,0 +1,55 @@
+//! HTTP/2 decoding of a connection with prior knowledge (h2c, what gRPC uses), for mirroring.
+//!
+//! The daemon relays an HTTP/2 connection byte for byte, as it does HTTP/1.1; this module only
+//! describes the bytes already passed on. [`H2Decoder`] is fed the client's bytes
+//! ([`H2Decoder::feed_client`], starting with the preface) and the primary's
+//! ([`H2Decoder::feed_server`]), never blocks and never holds bytes back, and reports each
+//! stream's request as [`Event`]s: head (pseudo-headers and fields, decoded), body data as ranges
+//! of the chunk, trailers, resets, GOAWAY. The client's side is decoded fully (RFC 9113 frames,
+//! padding, CONTINUATION, stream states; RFC 7541 HPACK with the dynamic table driven exactly as
+//! the client's encoder drives it, within what the primary's SETTINGS allow); the primary's side
+//! only for frame boundaries, SETTINGS, RST_STREAM and GOAWAY. Whatever cannot be followed with
+//! certainty ends in [`Event::Tunnel`] with a [`TunnelReason`]: the connection then flows on
+//! untouched and unmirrored.
+//!
+//! The path: `frame` reads frame headers (either direction), `settings` tracks each peer's
+//! SETTINGS and their acknowledgements, `hpack` decodes field blocks (and says why it is ours),
+//! `request` turns decoded fields into a checked [`RequestHead`], `stream` keeps the open
+//! streams, `decoder` is the state machine, `tunnel` names the ways out.
+//!
+//! Memory per connection, with [`H2Limits`] `L` (defaults in brackets):
+//! - HPACK: the dynamic table, at most the size the client's encoder set, itself at most
+//!   `L.max_table_size` (64 KiB), as RFC 7541 counts it (32 + name + value per entry; each entry
+//!   is one allocation of name and value, so the 32 bytes cover its bookkeeping). Huffman-decoded
+//!   strings use a buffer that lives while one block is decoded.
+//! - A field block in progress: at most `L.max_header_bytes` (64 KiB), freed when it is decoded.
+//!   A larger block ends in a tunnel; a decoded section over the same limit skips the stream
+//!   (HPACK references can make a small block decode huge: past the limit nothing is kept).
+//! - Streams: 24 bytes per stream whose request is reported and whose client side is open, at
+//!   most `L.max_streams` (256); nothing once none is open.
+//! - SETTINGS: up to 8 unacknowledged frames per peer, fixed size; a partial frame header or
+//!   fixed-size payload part: a few bytes inline. No heap.
+//!
+//! Between frames with no field block in progress, the decoder holds no buffer but the HPACK
+//! state and the open streams. Decoded requests are the caller's: their fields are at most
+//! `L.max_header_bytes` as RFC 9113 counts them.
+//!
+//! Not followed: flow control (a client that overruns a window is answered by the primary with
+//! RST_STREAM or GOAWAY, which are reported), priorities (checked for self-dependency only), the
+//! primary's responses and pushes (skipped by length).
+
+mod decoder;
+mod frame;
+mod hpack;
+mod request;
+mod settings;
+mod stream;
+mod tunnel;
+
+#[cfg(test)]
+mod tests;
+
+pub use decoder::{ErrorCode, Event, H2Decoder, H2Limits, Peer, StreamId};
+pub use frame::CLIENT_PREFACE;
+pub use request::{FieldList, RequestHead, SkipReason};
+pub use tunnel::TunnelReason;

@@ -45,8 +45,8 @@ pub mod names {
         "abandoned",
     ];
     /// Every `kind` of [`SHADOW_ERRORS`].
-    pub const SHADOW_ERROR_KINDS: [&str; 7] = [
-        "dns", "connect", "timeout", "reset", "tls", "protocol", "aborted",
+    pub const SHADOW_ERROR_KINDS: [&str; 8] = [
+        "dns", "connect", "timeout", "reset", "tls", "protocol", "aborted", "refused",
     ];
 }
 
@@ -256,7 +256,7 @@ pub struct MirrorCounters {
     /// `mirror_shadow_responses_total` of class 2xx.
     pub shadow_2xx: u64,
     /// `mirror_shadow_errors_total` by kind, in [`names::SHADOW_ERROR_KINDS`] order.
-    pub shadow_errors: [u64; 7],
+    pub shadow_errors: [u64; names::SHADOW_ERROR_KINDS.len()],
 }
 
 impl MirrorCounters {
@@ -266,7 +266,7 @@ impl MirrorCounters {
         for (slot, outcome) in copies.iter_mut().zip(names::COPY_OUTCOMES) {
             *slot = metrics.copies(target, outcome)?;
         }
-        let mut shadow_errors = [0; 7];
+        let mut shadow_errors = [0; names::SHADOW_ERROR_KINDS.len()];
         for (slot, kind) in shadow_errors.iter_mut().zip(names::SHADOW_ERROR_KINDS) {
             *slot = metrics.shadow_errors(target, kind)?;
         }

@@ -28,6 +28,13 @@ pub(super) enum Stream {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+/// The protocol the copies on a connection speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Protocol {
+    Http1,
+    Http2,
+}
+
 /// Opens connections to one target.
 #[derive(Debug)]
 pub(super) struct Dialer {
@@ -55,8 +62,18 @@ impl Dialer {
         }
     }
 
-    /// A new connection and the address it goes to; on failure, the address tried last, if any.
+    /// A new connection for HTTP/1.1 copies and the address it goes to; on failure, the address
+    /// tried last, if any.
     pub async fn dial(&self) -> Result<(Stream, SocketAddr), (Failure, Option<SocketAddr>)> {
+        self.dial_for(Protocol::Http1).await
+    }
+
+    /// A new connection for copies of `protocol` (TLS offers it by ALPN; plain HTTP/2 is h2c
+    /// with prior knowledge).
+    pub async fn dial_for(
+        &self,
+        protocol: Protocol,
+    ) -> Result<(Stream, SocketAddr), (Failure, Option<SocketAddr>)> {
         let deadline = Instant::now() + self.connect_timeout;
         let addresses: Vec<SocketAddr> = timeout_at(
             deadline,
@@ -83,12 +100,11 @@ impl Dialer {
         let Some(tls) = &self.tls else {
             return Ok((Stream::Plain(tcp), peer));
         };
-        match timeout_at(
-            deadline,
-            tls.connector.connect(tls.server_name.clone(), tcp),
-        )
-        .await
-        {
+        let connector = match protocol {
+            Protocol::Http1 => &tls.connector,
+            Protocol::Http2 => &tls.h2_connector,
+        };
+        match timeout_at(deadline, connector.connect(tls.server_name.clone(), tcp)).await {
             Ok(Ok(stream)) => Ok((Stream::Tls(Box::new(stream)), peer)),
             Ok(Err(e)) => Err((Failure::Tls(e), Some(peer))),
             Err(_) => Err((Failure::TlsTimeout(self.connect_timeout), Some(peer))),

@@ -54,14 +54,17 @@ pub enum ErrorKind {
     Reset,
     /// The TLS handshake failed (or did not finish within `connect_timeout`).
     Tls,
-    /// The response was not valid HTTP/1.x.
+    /// The response was not valid HTTP (HTTP/1.x framing, or an HTTP/2 protocol error).
     Protocol,
     /// The original's body broke off, so the copy was never completed.
     Aborted,
+    /// HTTP/2: no stream was free on the connection to the shadow (its MAX_CONCURRENT_STREAMS),
+    /// or the shadow refused the stream: the copy was cancelled rather than left to wait.
+    Refused,
 }
 
 impl ErrorKind {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Dns,
         Self::Connect,
         Self::Timeout,
@@ -69,6 +72,7 @@ impl ErrorKind {
         Self::Tls,
         Self::Protocol,
         Self::Aborted,
+        Self::Refused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +84,7 @@ impl ErrorKind {
             Self::Tls => "tls",
             Self::Protocol => "protocol",
             Self::Aborted => "aborted",
+            Self::Refused => "refused",
         }
     }
 }
@@ -129,6 +134,12 @@ pub enum Failure {
     Protocol(ProtocolError),
     #[error("copy aborted: {0}")]
     Aborted(Abort),
+    /// HTTP/2: the shadow's stream limit left no room for the copy now; it was not sent.
+    #[error("no stream free on the http/2 connection (the shadow's MAX_CONCURRENT_STREAMS)")]
+    NoStream,
+    /// HTTP/2: the shadow refused or reset the copy's stream, or the connection failed.
+    #[error("http/2: {0}")]
+    Http2(h2::Error),
 }
 
 impl Failure {
@@ -143,6 +154,14 @@ impl Failure {
             Self::Io { .. } | Self::Closed(_) => ErrorKind::Reset,
             Self::Protocol(_) => ErrorKind::Protocol,
             Self::Aborted(_) => ErrorKind::Aborted,
+            Self::NoStream => ErrorKind::Refused,
+            Self::Http2(e) if e.is_io() => ErrorKind::Reset,
+            Self::Http2(e) if e.is_go_away() || e.is_reset() => match e.reason() {
+                Some(h2::Reason::REFUSED_STREAM) => ErrorKind::Refused,
+                Some(h2::Reason::NO_ERROR | h2::Reason::CANCEL) => ErrorKind::Reset,
+                _ => ErrorKind::Protocol,
+            },
+            Self::Http2(_) => ErrorKind::Protocol,
         }
     }
 }

@@ -19,8 +19,9 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
+    http2::H2Sender,
     pool::EVICTABLE_AFTER,
-    request::ShadowRequest,
+    request::Submitted,
     sender::{Queued, Sender, Way},
 };
 
@@ -33,7 +34,8 @@ pub(super) const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Takes copies off a lane's queue and sends them in batches until `closing` is cancelled.
 pub(super) async fn run(
     sender: Arc<Sender>,
-    mut queue: mpsc::UnboundedReceiver<ShadowRequest>,
+    h2: Arc<H2Sender>,
+    mut queue: mpsc::UnboundedReceiver<Submitted>,
     closing: CancellationToken,
     aborting: CancellationToken,
     tasks: TaskTracker,
@@ -44,6 +46,7 @@ pub(super) async fn run(
     let mut pending: VecDeque<Queued> = VecDeque::new();
     'lane: loop {
         if pending.is_empty() {
+            // HTTP/2 copies go out as they are taken: they wait for nothing of the lane's.
             tokio::select! {
                 biased;
                 () = closing.cancelled() => break,
@@ -52,7 +55,7 @@ pub(super) async fn run(
                     None => break,
                 },
                 copy = queue.recv() => match copy {
-                    Some(copy) => pending.push_back(Queued { copy, retried: false }),
+                    Some(copy) => take(copy, &mut pending, &sender, &h2, &tasks, &aborting),
                     None => break,
                 },
             }
@@ -63,10 +66,7 @@ pub(super) async fn run(
             requeue(&mut pending, copies, &sender);
         }
         while let Ok(copy) = queue.try_recv() {
-            pending.push_back(Queued {
-                copy,
-                retried: false,
-            });
+            take(copy, &mut pending, &sender, &h2, &tasks, &aborting);
         }
         while !pending.is_empty() {
             let way = match ready_way(&sender).await {
@@ -109,6 +109,8 @@ pub(super) async fn run(
             });
         }
     }
+    // In-flight HTTP/2 copies keep the connection until they end.
+    h2.close().await;
     queue.close();
     let mut dropped = pending.len();
     for _ in &pending {
@@ -120,6 +122,37 @@ pub(super) async fn run(
     }
     if dropped > 0 {
         tracing::debug!(target_name = %sender.name(), dropped, "waiting shadow copies dropped at shutdown");
+    }
+}
+
+/// An HTTP/1.1 copy joins the pending ones; an HTTP/2 copy goes out at once, a stream of the
+/// lane's HTTP/2 connection.
+fn take(
+    copy: Submitted,
+    pending: &mut VecDeque<Queued>,
+    sender: &Sender,
+    h2: &Arc<H2Sender>,
+    tasks: &TaskTracker,
+    aborting: &CancellationToken,
+) {
+    match copy {
+        Submitted::Http1(copy) => pending.push_back(Queued {
+            copy,
+            retried: false,
+        }),
+        Submitted::Http2(copy) => {
+            sender.queue_depth().dec();
+            let h2 = h2.clone();
+            let dequeued = Instant::now();
+            let aborting = aborting.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    biased;
+                    () = aborting.cancelled() => {}
+                    () = h2.deliver(*copy, dequeued) => {}
+                }
+            });
+        }
     }
 }
 
@@ -183,7 +216,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::shadow::BodyFraming;
+    use crate::shadow::{BodyFraming, ShadowRequest};
 
     fn copy(size: usize, complete: bool) -> Queued {
         let (_, rx) = mpsc::channel(1);

@@ -31,6 +31,71 @@ struct ResponseLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrpcLabels {
+    target: String,
+    grpc_status: GrpcStatus,
+}
+
+/// The `grpc_status` label: `ok`, a gRPC status code's name in lower case, or `other` for a value
+/// outside the 17 codes gRPC defines.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub struct GrpcStatus(u8);
+
+impl GrpcStatus {
+    const NAMES: [&'static str; 18] = [
+        "ok",
+        "cancelled",
+        "unknown",
+        "invalid_argument",
+        "deadline_exceeded",
+        "not_found",
+        "already_exists",
+        "permission_denied",
+        "resource_exhausted",
+        "failed_precondition",
+        "aborted",
+        "out_of_range",
+        "unimplemented",
+        "internal",
+        "unavailable",
+        "data_loss",
+        "unauthenticated",
+        "other",
+    ];
+    const OTHER: u8 = 17;
+
+    /// The status of a `grpc-status` field value.
+    pub fn parse(value: &[u8]) -> Self {
+        let code = std::str::from_utf8(value)
+            .ok()
+            .and_then(|text| text.trim().parse::<u8>().ok())
+            .filter(|code| *code < Self::OTHER);
+        Self(code.unwrap_or(Self::OTHER))
+    }
+
+    /// The `grpc-status` of a header section, if it has one.
+    pub fn from_headers(headers: &http::HeaderMap) -> Option<Self> {
+        headers
+            .get("grpc-status")
+            .map(|value| Self::parse(value.as_bytes()))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[usize::from(self.0)]
+    }
+
+    fn all() -> impl Iterator<Item = Self> {
+        (0..=Self::OTHER).map(Self)
+    }
+}
+
+impl EncodeLabelValue for GrpcStatus {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
     target: String,
     kind: ErrorKind,
@@ -77,6 +142,7 @@ fn latency_histogram() -> Histogram {
 pub struct ShadowMetrics {
     requests: Family<TargetLabel, Counter>,
     responses: Family<ResponseLabels, Counter>,
+    grpc: Family<GrpcLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     latency: HistogramFamily,
     queue_depth: Family<TargetLabel, Gauge>,
@@ -89,6 +155,7 @@ impl ShadowMetrics {
         let metrics = Self {
             requests: Family::default(),
             responses: Family::default(),
+            grpc: Family::default(),
             errors: Family::default(),
             latency: HistogramFamily::new_with_constructor(latency_histogram),
             queue_depth: Family::default(),
@@ -103,6 +170,11 @@ impl ShadowMetrics {
             "mirror_shadow_responses",
             "Final responses read from a shadow target, by status class",
             metrics.responses.clone(),
+        );
+        registry.register(
+            "mirror_shadow_grpc_responses",
+            "gRPC answers read from a shadow target (HTTP/2 copies), by grpc-status (ok, a code's name, other)",
+            metrics.grpc.clone(),
         );
         registry.register(
             "mirror_shadow_errors",
@@ -142,6 +214,16 @@ impl ShadowMetrics {
                     })
                     .clone()
             }),
+            grpc: GrpcStatus::all()
+                .map(|grpc_status| {
+                    self.grpc
+                        .get_or_create(&GrpcLabels {
+                            target: name.to_string(),
+                            grpc_status,
+                        })
+                        .clone()
+                })
+                .collect(),
             errors: ErrorKind::ALL.map(|kind| {
                 self.errors
                     .get_or_create(&ErrorLabels {
@@ -162,7 +244,9 @@ impl ShadowMetrics {
 pub(super) struct TargetMetrics {
     pub requests: Counter,
     responses: [Counter; 5],
-    errors: [Counter; 7],
+    /// Indexed by [`GrpcStatus`].
+    grpc: Vec<Counter>,
+    errors: [Counter; ErrorKind::ALL.len()],
     pub latency: Histogram,
     pub queue_depth: Gauge,
     pub open_connections: Gauge,
@@ -174,8 +258,34 @@ impl TargetMetrics {
         &self.responses[usize::from(digit - 1)]
     }
 
+    pub fn grpc(&self, status: GrpcStatus) -> &Counter {
+        &self.grpc[usize::from(status.0)]
+    }
+
     pub fn error(&self, kind: ErrorKind) -> &Counter {
         // `ErrorKind::ALL` lists the kinds in declaration order.
         &self.errors[kind as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GrpcStatus;
+
+    #[test]
+    fn grpc_statuses_are_named_like_the_codes_and_anything_else_is_other() {
+        for (value, name) in [
+            (&b"0"[..], "ok"),
+            (b"1", "cancelled"),
+            (b"4", "deadline_exceeded"),
+            (b"14", "unavailable"),
+            (b"16", "unauthenticated"),
+            (b"17", "other"),
+            (b"255", "other"),
+            (b"x", "other"),
+            (b"", "other"),
+        ] {
+            assert_eq!(GrpcStatus::parse(value).as_str(), name, "{value:?}");
+        }
     }
 }

@@ -18,6 +18,7 @@ mod dial;
 pub mod error;
 mod exchange;
 mod health;
+mod http2;
 mod lane;
 pub mod metrics;
 mod pool;
@@ -32,6 +33,7 @@ mod write;
 mod tests;
 
 pub use error::{CopyError, Error, ErrorKind, Rejected};
+pub use http2::{H2Chunk, H2Copy};
 pub use metrics::ShadowMetrics;
 pub use request::{BodyChunk, BodyFraming, ShadowRequest};
 pub use target::Target;

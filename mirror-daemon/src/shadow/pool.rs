@@ -209,9 +209,26 @@ impl Pool {
         }
     }
 
+    /// Counts a connection the pool does not keep (an HTTP/2 connection, which its own task
+    /// drives) as open, holding `slot`, until the returned guard is dropped.
+    pub fn held(&self, slot: Slot) -> Held {
+        self.open.inc();
+        Held {
+            _slot: slot.0,
+            _open: OpenGuard(self.open.clone()),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Vec<Idle>> {
         self.slots.lock(self.lane)
     }
+}
+
+/// A connection slot held, and counted open, by a connection outside the pool.
+#[derive(Debug)]
+pub(super) struct Held {
+    _slot: OwnedSemaphorePermit,
+    _open: OpenGuard,
 }
 
 /// Polls an idle connection once: nothing to read means it is still open and clean.

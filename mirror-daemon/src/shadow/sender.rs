@@ -30,7 +30,7 @@ pub(super) struct Sender {
     name: Arc<str>,
     /// As configured, for messages before there is a connected address.
     address: String,
-    dialer: Dialer,
+    dialer: Arc<Dialer>,
     request_timeout: Duration,
     pool: Arc<Pool>,
     /// Shared by the target's lanes: a failing shadow is logged once, not once per worker.
@@ -56,7 +56,7 @@ impl Sender {
     pub fn new(
         name: Arc<str>,
         address: String,
-        dialer: Dialer,
+        dialer: Arc<Dialer>,
         request_timeout: Duration,
         pool: Arc<Pool>,
         health: Arc<Health>,

@@ -19,10 +19,11 @@ use super::{
     dial::Dialer,
     error::{Error, Rejected},
     health::Health,
+    http2::{H2Copy, H2Sender},
     lane,
     metrics::ShadowMetrics,
     pool::{Pool, Slots},
-    request::ShadowRequest,
+    request::{ShadowRequest, Submitted},
     sender::Sender,
     tls::TlsClient,
 };
@@ -37,7 +38,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Target {
     name: Arc<str>,
     /// One per worker, in worker order (one only when started off the workers).
-    lanes: Vec<mpsc::UnboundedSender<ShadowRequest>>,
+    lanes: Vec<mpsc::UnboundedSender<Submitted>>,
     queue_size: i64,
     queue_depth: Gauge,
     /// Stops the dispatchers: no more copies leave the queues.
@@ -129,26 +130,39 @@ impl Target {
                 tuning.idle_timeout,
                 metrics.open_connections.clone(),
             ));
+            let dialer = Arc::new(Dialer::new(
+                host,
+                port,
+                tls.clone(),
+                config.connect_timeout,
+                config.allow_local_addresses,
+            ));
             let sender = Arc::new(Sender::new(
                 name.clone(),
                 config.address.clone(),
-                Dialer::new(
-                    host,
-                    port,
-                    tls.clone(),
-                    config.connect_timeout,
-                    config.allow_local_addresses,
-                ),
+                dialer.clone(),
                 config.request_timeout,
                 pool.clone(),
                 health.clone(),
                 metrics.clone(),
+            ));
+            let h2 = Arc::new(H2Sender::new(
+                name.clone(),
+                config.address.clone(),
+                dialer,
+                config.request_timeout,
+                pool.clone(),
+                health.clone(),
+                metrics.clone(),
+                tasks.clone(),
+                aborting.clone(),
             ));
             let (queue, waiting) = mpsc::unbounded_channel();
             lanes.push(queue);
             let _guard = runtime.enter();
             tasks.spawn(lane::run(
                 sender,
+                h2,
                 waiting,
                 closing.clone(),
                 aborting.clone(),
@@ -176,13 +190,22 @@ impl Target {
     /// already waiting (all lanes together) the copy is dropped (with its body stream, which
     /// tells the mirror engine) and rejected.
     pub fn try_submit(&self, request: ShadowRequest) -> Result<(), Rejected> {
+        self.submit(Submitted::Http1(request))
+    }
+
+    /// As [`Target::try_submit`], for an HTTP/2 copy.
+    pub fn try_submit_h2(&self, copy: H2Copy) -> Result<(), Rejected> {
+        self.submit(Submitted::Http2(Box::new(copy)))
+    }
+
+    fn submit(&self, copy: Submitted) -> Result<(), Rejected> {
         // Counted before it is queued, so the dispatcher never takes it off the gauge first.
         if self.queue_depth.inc() >= self.queue_size {
             self.queue_depth.dec();
             return Err(Rejected::QueueFull);
         }
         let lane = workers::current().unwrap_or(0) % self.lanes.len();
-        self.lanes[lane].send(request).map_err(|_| {
+        self.lanes[lane].send(copy).map_err(|_| {
             self.queue_depth.dec();
             Rejected::Closed
         })

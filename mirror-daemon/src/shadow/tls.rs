@@ -1,8 +1,8 @@
 //! TLS to a shadow target (rustls, ring), set up once when the target starts.
 //!
 //! The certificate must match `tls.server_name`, or else the host of `address`, and chain to the
-//! CAs of `tls.ca_file`, or else to the Mozilla roots built into the binary. Only `http/1.1` is
-//! offered by ALPN: the copies are HTTP/1.1 bytes.
+//! CAs of `tls.ca_file`, or else to the Mozilla roots built into the binary. ALPN offers one
+//! protocol per connection, the copies' own: `http/1.1` for HTTP/1.1 copies, `h2` for HTTP/2 ones.
 
 use std::{io::BufReader, sync::Arc};
 
@@ -16,6 +16,8 @@ use crate::config::Tls;
 #[derive(Clone)]
 pub(super) struct TlsClient {
     pub connector: TlsConnector,
+    /// The same with ALPN `h2`.
+    pub h2_connector: TlsConnector,
     pub server_name: ServerName<'static>,
 }
 
@@ -70,9 +72,12 @@ impl TlsClient {
             })?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        let mut h2_config = config.clone();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        h2_config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Self {
             connector: TlsConnector::from(Arc::new(config)),
+            h2_connector: TlsConnector::from(Arc::new(h2_config)),
             server_name,
         })
     }

@@ -255,6 +255,11 @@ pub fn testdata(name: &str) -> std::path::PathBuf {
 }
 
 fn test_tls_acceptor() -> TlsAcceptor {
+    TlsAcceptor::from(Arc::new(test_tls_config()))
+}
+
+/// A server config with the `localhost` certificate of `testdata/`.
+pub fn test_tls_config() -> rustls::ServerConfig {
     let pem = |name| std::io::BufReader::new(std::fs::File::open(testdata(name)).expect(name));
     let certs = rustls_pemfile::certs(&mut pem("server.pem"))
         .collect::<Result<Vec<_>, _>>()
@@ -262,13 +267,12 @@ fn test_tls_acceptor() -> TlsAcceptor {
     let key = rustls_pemfile::private_key(&mut pem("server.key"))
         .expect("server.key")
         .expect("a key in server.key");
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+    rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .expect("protocol versions")
     .with_no_client_auth()
     .with_single_cert(certs, key)
-    .expect("server certificate");
-    TlsAcceptor::from(Arc::new(config))
+    .expect("server certificate")
 }

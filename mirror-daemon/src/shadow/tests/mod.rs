@@ -6,6 +6,8 @@
 
 mod delivery;
 mod fake;
+mod fake_h2;
+mod http2;
 mod limits;
 mod pooling;
 mod tls;

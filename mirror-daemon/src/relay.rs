@@ -9,7 +9,7 @@
 //!   readable with no buffer, and gives the buffer back once a read drains the socket. An idle
 //!   keep-alive connection therefore costs its sockets and task, not `2 x buffer_size`.
 
-use std::{fmt, io, time::Duration};
+use std::{fmt, io, sync::PoisonError, time::Duration};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -55,15 +55,20 @@ pub struct Totals {
 
 /// Relays until both directions have ended, one side fails, or `abort` is cancelled.
 ///
-/// `tap`, when given, sees every client chunk right after it was written to the primary.
+/// `tap`, when given, sees every client chunk right after it was written to the primary, and
+/// every primary chunk right after it was written to the client.
 pub async fn relay(
     client: &mut TcpStream,
     primary: &mut TcpStream,
     buffer_size: usize,
     metrics: &Metrics,
     abort: &CancellationToken,
-    mut tap: Option<&mut Tap>,
+    tap: Option<&mut Tap>,
 ) -> Result<Totals, Error> {
+    // Both directions run in this one task, one at a time: each holds the tap only for the
+    // moment it describes a chunk, so the lock is never contended (a `RefCell` would do, but
+    // the task must be `Send`).
+    let tap = std::sync::Mutex::new(tap);
     let result = {
         let (client_read, client_write) = client.split();
         let (primary_read, primary_write) = primary.split();
@@ -75,7 +80,7 @@ pub async fn relay(
             buffer_size,
             |bytes| {
                 metrics.client_to_primary_bytes.inc_by(bytes.len() as u64);
-                if let Some(tap) = tap.as_mut() {
+                if let Some(tap) = tap.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
                     tap.observe(bytes);
                 }
             },
@@ -88,6 +93,9 @@ pub async fn relay(
             buffer_size,
             |bytes| {
                 metrics.primary_to_client_bytes.inc_by(bytes.len() as u64);
+                if let Some(tap) = tap.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+                    tap.observe_answer(bytes);
+                }
             },
         );
         tokio::select! {

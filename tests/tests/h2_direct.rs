@@ -25,50 +25,8 @@ const GRPC_PORT: u16 = 50051;
 const AUTHORITY: &str = "orders.prod:50051";
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Every kind of call, messages larger than a frame (16 KiB) and than the initial window
-/// (64 KiB), binary and echoed metadata, deadlines, an unknown method, and 50 concurrent unary
-/// calls, all on one channel. Each call carries its name as `x-call`.
 fn everything_script() -> Script {
-    let mut calls = vec![
-        Call::unary("unary", Message::text("hello"))
-            .metadata("x-echo-tenant", "acme")
-            .binary_metadata("x-trace-bin", &[0, 1, 0xfe, 0xff])
-            .binary_metadata("x-echo-blob-bin", &[0x80; 5])
-            .timeout(Duration::from_secs(20)),
-        Call::unary("unary-over-window", Message::pattern(1, 100_000)),
-        Call::client_streaming(
-            "collect",
-            vec![
-                Message::text("first"),
-                Message::pattern(2, 70_000),
-                Message::pattern(3, 17_000),
-            ],
-        ),
-        Call::server_streaming("expand", 4, 70_000).timeout(Duration::from_secs(20)),
-        Call::bidi(
-            "chat",
-            vec![
-                Message::text("ping"),
-                Message::pattern(4, 20_000),
-                Message::text("bye"),
-            ],
-        ),
-        Call::unary("unimplemented", Message::text("?")).method("/mirror.test.Echo/Missing"),
-    ];
-    calls.extend((0..50u64).map(|i| {
-        Call::unary(
-            &format!("concurrent-{i}"),
-            Message::pattern(100 + i, 1000 + 37 * i as usize),
-        )
-    }));
-    let calls = calls
-        .into_iter()
-        .map(|call| {
-            let name = call.name.clone();
-            call.metadata("x-call", &name)
-        })
-        .collect();
-    Script::new(calls).authority(AUTHORITY)
+    grpc::every_kind_script(AUTHORITY)
 }
 
 #[test]

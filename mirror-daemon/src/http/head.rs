@@ -407,7 +407,12 @@ impl Framing {
             } else if name.eq_ignore_ascii_case(b"host") {
                 hosts += 1;
             } else if name.eq_ignore_ascii_case(b"upgrade") {
-                return Err(TunnelReason::Upgrade);
+                let h2c = list_elements(header.value).any(|p| p.eq_ignore_ascii_case(b"h2c"));
+                return Err(if h2c {
+                    TunnelReason::H2cUpgrade
+                } else {
+                    TunnelReason::Upgrade
+                });
             } else if name.eq_ignore_ascii_case(b"connection") {
                 for option in list_elements(header.value) {
                     close |= option.eq_ignore_ascii_case(b"close");

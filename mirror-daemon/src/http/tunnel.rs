@@ -57,9 +57,13 @@ pub enum TunnelReason {
     /// A CONNECT request: what follows is a tunnel by definition.
     #[error("connect request")]
     Connect,
-    /// A request carrying `Upgrade` (WebSocket, h2c, ...): what follows may be another protocol.
+    /// A request carrying `Upgrade` (WebSocket, ...): what follows may be another protocol.
     #[error("request carries an upgrade header")]
     Upgrade,
+    /// `Upgrade: h2c`, HTTP/2 over an upgraded HTTP/1.1 connection (deprecated by RFC 9113):
+    /// not decoded; prior knowledge (what gRPC uses) is.
+    #[error("request asks to upgrade to h2c")]
+    H2cUpgrade,
     /// Bytes after a request that closes the connection (HTTP/1.0 without keep-alive, or
     /// `Connection: close`); the primary will not read them as a request.
     #[error("data after a request that closes the connection")]
@@ -122,7 +126,7 @@ pub enum TunnelReason {
 
 impl TunnelReason {
     /// Every reason, for registering metric label values up front.
-    pub const ALL: [TunnelReason; 30] = [
+    pub const ALL: [TunnelReason; 31] = [
         Self::Tls,
         Self::Http2,
         Self::NotHttp,
@@ -137,6 +141,7 @@ impl TunnelReason {
         Self::TooManyHeaders,
         Self::Connect,
         Self::Upgrade,
+        Self::H2cUpgrade,
         Self::DataAfterClose,
         Self::DuplicateHost,
         Self::ContentLengthWithTransferEncoding,
@@ -172,6 +177,7 @@ impl TunnelReason {
             Self::TooManyHeaders => "too_many_headers",
             Self::Connect => "connect",
             Self::Upgrade => "upgrade",
+            Self::H2cUpgrade => "h2c_upgrade",
             Self::DataAfterClose => "data_after_close",
             Self::DuplicateHost => "duplicate_host",
             Self::ContentLengthWithTransferEncoding => "content_length_with_transfer_encoding",

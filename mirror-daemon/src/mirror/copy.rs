@@ -15,7 +15,10 @@
 //! Framing fields (`Content-Length`, `Transfer-Encoding`) are kept: the body is copied as it was
 //! framed on the wire.
 
-use crate::{config, http::RequestHead};
+use crate::{
+    config,
+    http::{h2, RequestHead},
+};
 
 use super::rules::split_port;
 
@@ -104,6 +107,50 @@ pub fn build_head(head: &RequestHead, edits: &Edits) -> Vec<u8> {
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// Builds the copy of an HTTP/2 request under `edits`: the same method, scheme and path, the
+/// `:authority` (and a `host` field, if the client sent one) rewritten as a Host is, the fields
+/// in their order less `remove_headers`, then `add_headers` (names in lower case, as HTTP/2
+/// requires). HTTP/2 has no hop-by-hop fields to drop: RFC 9113 forbids them, and the decoder
+/// skips requests that carry them. `None` when the edits make no valid request.
+pub fn build_h2_head(head: &h2::RequestHead, edits: &Edits) -> Option<http::Request<()>> {
+    let rewrite = |value: &str| -> Option<String> {
+        String::from_utf8(rewrite_host(value.as_bytes(), &edits.host)).ok()
+    };
+    let mut uri = http::Uri::builder()
+        .scheme(head.scheme().clone())
+        .path_and_query(head.path_and_query().clone());
+    if let Some(authority) = head.authority() {
+        uri = uri.authority(rewrite(authority.as_str())?);
+    } else if let HostRewrite::Literal(literal) = &edits.host {
+        uri = uri.authority(literal.as_str());
+    }
+    let mut request = http::Request::builder()
+        .method(head.method().clone())
+        .uri(uri.build().ok()?)
+        .version(http::Version::HTTP_2)
+        .body(())
+        .ok()?;
+    let headers = request.headers_mut();
+    for (name, value) in head.fields().iter() {
+        if edits.remove.iter().any(|removed| removed == name.as_str()) {
+            continue;
+        }
+        if name == http::header::HOST {
+            let value = rewrite(value.to_str().ok()?)?;
+            headers.append(name.clone(), http::HeaderValue::from_str(&value).ok()?);
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    for (name, value) in &edits.add {
+        headers.append(
+            http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()?,
+            http::HeaderValue::from_str(value).ok()?,
+        );
+    }
+    Some(request)
 }
 
 fn is_framing_field(lower: &str) -> bool {

@@ -20,9 +20,13 @@
 
 pub mod budget;
 pub mod copy;
+mod http1;
+mod http2;
 pub mod rate;
+pub mod request;
 pub mod rules;
 pub mod sampling;
+mod tap;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -30,13 +34,11 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
-use tokio::sync::mpsc;
 
-use crate::{
-    config,
-    http::{BodyKind, Frame, FramingLimits, RequestFramer, RequestHead, TunnelReason},
-    shadow::{self, BodyChunk, BodyFraming, ShadowRequest},
-};
+pub use tap::Tap;
+
+use crate::{config, http::FramingLimits, shadow};
+use request::RequestView;
 
 /// Body chunks a copy may have queued towards its sender. Memory is bounded in bytes elsewhere
 /// (each copy by its target's `max_body_bytes`, all copies by the budget); this only keeps a body
@@ -83,6 +85,7 @@ pub struct Metrics {
     copies: Family<Vec<(&'static str, String)>, Counter>,
     requests_framed: Counter,
     requests_unmatched: Counter,
+    requests_skipped: Family<[(&'static str, &'static str); 1], Counter>,
     tunnels: Family<[(&'static str, &'static str); 1], Counter>,
     shadow: shadow::ShadowMetrics,
 }
@@ -107,6 +110,12 @@ impl Metrics {
             "Framed requests that matched no mirror rule (forwarded only)",
             requests_unmatched.clone(),
         );
+        let requests_skipped = Family::default();
+        registry.register(
+            "mirror_requests_skipped",
+            "HTTP/2 streams not copied because their request is malformed or a CONNECT (the connection goes on being mirrored), by reason",
+            requests_skipped.clone(),
+        );
         let tunnels = Family::default();
         registry.register(
             "mirror_tunnelled_connections",
@@ -117,6 +126,7 @@ impl Metrics {
             copies,
             requests_framed,
             requests_unmatched,
+            requests_skipped,
             tunnels,
             shadow: shadow::ShadowMetrics::register(registry),
         })
@@ -247,292 +257,46 @@ impl Engine {
     pub async fn shutdown(&self, deadline: std::time::Duration) {
         self.retire(None, deadline).await;
     }
-}
 
-/// A copy made during the current [`Tap::observe`] call, not yet handed to its target: if its
-/// original ends in the same call, it goes complete, ready to be written together with others.
-struct Starting {
-    target: usize,
-    head: bytes::Bytes,
-    framing: BodyFraming,
-    is_head: bool,
-    body: Vec<bytes::Bytes>,
-    sent: u64,
-}
-
-/// A copy handed to its target whose body is still streaming.
-struct InFlight {
-    target: usize,
-    body: mpsc::Sender<BodyChunk>,
-    sent: u64,
-}
-
-/// The per-connection observer of the client-to-primary stream.
-pub struct Tap {
-    /// Where the engine in force is published; checked at each request head.
-    source: Arc<arc_swap::ArcSwapOption<Engine>>,
-    orig_dst: SocketAddr,
-    engine: Arc<Engine>,
-    rules: Vec<usize>,
-    framer: RequestFramer,
-    frames: Vec<Frame>,
-    starting: Vec<Starting>,
-    copies: Vec<InFlight>,
-    tunnelled: bool,
-}
-
-impl Tap {
-    /// A tap for a connection to `orig_dst`, or `None` when no engine is in force or no rule can
-    /// match the connection (it is then relayed without framing at all).
-    pub fn new(
-        source: &Arc<arc_swap::ArcSwapOption<Engine>>,
-        orig_dst: SocketAddr,
-    ) -> Option<Self> {
-        let engine = source.load_full()?;
-        let rules = engine.rules_for(orig_dst);
-        if rules.is_empty() {
-            return None;
-        }
-        Some(Self {
-            source: source.clone(),
-            orig_dst,
-            framer: RequestFramer::new(engine.limits),
-            engine,
-            rules,
-            frames: Vec::new(),
-            starting: Vec::new(),
-            copies: Vec::new(),
-            tunnelled: false,
-        })
-    }
-
-    /// Follows a reload: the next request uses the engine in force now (keeping its own framer).
-    /// Returns false when mirroring is off now.
-    fn refresh_engine(&mut self) -> bool {
-        let current = self.source.load();
-        match current.as_ref() {
-            Some(engine) if Arc::ptr_eq(engine, &self.engine) => true,
-            Some(engine) => {
-                self.engine = engine.clone();
-                self.rules = engine.rules_for(self.orig_dst);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Describes `chunk`, which the caller has already forwarded to the primary. Never blocks.
-    pub fn observe(&mut self, chunk: &[u8]) {
-        if self.tunnelled {
-            return;
-        }
-        let mut frames = std::mem::take(&mut self.frames);
-        self.framer.feed(chunk, &mut frames);
-        for frame in frames.drain(..) {
-            match frame {
-                Frame::Head(head) => self.start(&head),
-                Frame::Body(range) => self.body(chunk.get(range).unwrap_or_default()),
-                Frame::End => self.end(),
-                Frame::Tunnel(reason) => self.tunnel(reason),
-            }
-        }
-        self.frames = frames;
-        // Originals still arriving: their copies go now, and their bodies follow as they come.
-        self.submit_streaming();
-    }
-
-    fn start(&mut self, head: &RequestHead) {
-        self.abandon_copies();
-        if !self.refresh_engine() {
-            return;
-        }
-        let engine = &*self.engine;
-        engine.metrics.requests_framed.inc();
-        let Some(rule) = self
-            .rules
+    /// The targets that get a copy of `request`, under the first of `rules` that matches it,
+    /// counting every other (request, target) outcome: `no_host`, `method_not_allowed`,
+    /// `sampled_out`, `body_over_cap` (by the declared length) and `rate_limited`.
+    fn choose(
+        &self,
+        rules: &[usize],
+        request: &impl RequestView,
+        no_host: bool,
+        declared_length: Option<u64>,
+    ) -> Vec<usize> {
+        self.metrics.requests_framed.inc();
+        let Some(rule) = rules
             .iter()
-            .map(|&i| &engine.rules[i])
-            .find(|rule| rule.matches_request(head))
+            .map(|&i| &self.rules[i])
+            .find(|rule| rule.matches_request(request))
         else {
-            engine.metrics.requests_unmatched.inc();
-            return;
+            self.metrics.requests_unmatched.inc();
+            return Vec::new();
         };
-        // HTTP/1.1 requires a Host (RFC 9112 section 3.2): the primary refuses such a request with
-        // 400, and its copy could not carry the shadow's Host.
-        let no_host = head.version() == 1 && head.host().is_none_or(<[u8]>::is_empty);
+        let mut chosen = Vec::with_capacity(rule.targets.len());
         for &index in &rule.targets {
-            let target = &engine.targets[index];
+            let target = &self.targets[index];
+            let outcomes = &target.outcomes;
             if no_host {
-                target.outcomes.no_host.inc();
-                continue;
-            }
-            if !target.methods.is_empty() && !target.methods.iter().any(|m| m == head.method()) {
-                target.outcomes.method_not_allowed.inc();
-                continue;
-            }
-            if !sampling::sample(head, target.percent, target.sampling) {
-                target.outcomes.sampled_out.inc();
-                continue;
-            }
-            let framing = match head.body() {
-                BodyKind::None => BodyFraming::None,
-                BodyKind::ContentLength(n) if n > target.max_body_bytes => {
-                    target.outcomes.body_over_cap.inc();
-                    continue;
-                }
-                BodyKind::ContentLength(0) => BodyFraming::ContentLength(0),
-                BodyKind::ContentLength(n) => BodyFraming::ContentLength(n),
-                BodyKind::Chunked => BodyFraming::Chunked,
-            };
-            if target.rate.as_ref().is_some_and(|rate| !rate.allow()) {
-                target.outcomes.rate_limited.inc();
-                continue;
-            }
-            let Some(copy_head) = engine.budget.adopt(copy::build_head(head, &target.edits)) else {
-                target.outcomes.queue_full.inc();
-                continue;
-            };
-            self.starting.push(Starting {
-                target: index,
-                head: copy_head,
-                framing,
-                is_head: head.method() == "HEAD",
-                body: Vec::new(),
-                sent: 0,
-            });
-        }
-    }
-
-    fn body(&mut self, data: &[u8]) {
-        if (self.copies.is_empty() && self.starting.is_empty()) || data.is_empty() {
-            return;
-        }
-        let targets = &self.engine.targets;
-        // One buffer, shared by every target's copy.
-        let Some(data) = self.engine.budget.copy(data) else {
-            for copy in self.starting.drain(..) {
-                targets[copy.target].outcomes.body_backpressure.inc();
-            }
-            for copy in self.copies.drain(..) {
-                targets[copy.target].outcomes.body_backpressure.inc();
-            }
-            return;
-        };
-        self.starting.retain_mut(|copy| {
-            let target = &targets[copy.target];
-            copy.sent += data.len() as u64;
-            if copy.sent > target.max_body_bytes {
-                target.outcomes.body_over_cap.inc();
-                return false;
-            }
-            copy.body.push(data.clone());
-            true
-        });
-        self.copies.retain_mut(|copy| {
-            let target = &targets[copy.target];
-            copy.sent += data.len() as u64;
-            if copy.sent > target.max_body_bytes {
-                // Dropping the sender without End aborts the copy on the wire.
-                target.outcomes.body_over_cap.inc();
-                return false;
-            }
-            // Keep one slot free so that End always fits.
-            if copy.body.capacity() <= 1 {
-                target.outcomes.body_backpressure.inc();
-                return false;
-            }
-            if copy.body.try_send(BodyChunk::Data(data.clone())).is_err() {
-                target.outcomes.abandoned.inc();
-                return false;
-            }
-            true
-        });
-    }
-
-    fn end(&mut self) {
-        self.submit_complete();
-        let targets = &self.engine.targets;
-        for copy in self.copies.drain(..) {
-            let outcomes = &targets[copy.target].outcomes;
-            let outcome = match copy.body.try_send(BodyChunk::End) {
-                Ok(()) => &outcomes.mirrored,
-                Err(_) => &outcomes.abandoned,
-            };
-            outcome.inc();
-        }
-    }
-
-    /// Hands the copies whose originals are complete to their targets, whole.
-    fn submit_complete(&mut self) {
-        for copy in std::mem::take(&mut self.starting) {
-            let target = &self.engine.targets[copy.target];
-            let request = ShadowRequest {
-                head: copy.head,
-                body: copy.framing,
-                body_ready: copy.body,
-                body_rx: None,
-                is_head: copy.is_head,
-            };
-            match target.sender.try_submit(request) {
-                Ok(()) => target.outcomes.mirrored.inc(),
-                Err(shadow::Rejected::QueueFull) => target.outcomes.queue_full.inc(),
-                // Only after shutdown: the connection is draining; the copy is not made.
-                Err(shadow::Rejected::Closed) => target.outcomes.abandoned.inc(),
-            };
-        }
-    }
-
-    /// Hands the copies whose originals are still arriving to their targets, with what came of
-    /// their bodies so far; the rest follows through a channel.
-    fn submit_streaming(&mut self) {
-        for copy in std::mem::take(&mut self.starting) {
-            let target = &self.engine.targets[copy.target];
-            let (tx, rx) = mpsc::channel(BODY_CHANNEL_SLOTS);
-            let request = ShadowRequest {
-                head: copy.head,
-                body: copy.framing,
-                body_ready: copy.body,
-                body_rx: Some(rx),
-                is_head: copy.is_head,
-            };
-            match target.sender.try_submit(request) {
-                Ok(()) => self.copies.push(InFlight {
-                    target: copy.target,
-                    body: tx,
-                    sent: copy.sent,
-                }),
-                Err(shadow::Rejected::QueueFull) => {
-                    target.outcomes.queue_full.inc();
-                }
-                Err(shadow::Rejected::Closed) => {
-                    target.outcomes.abandoned.inc();
-                }
+                outcomes.no_host.inc();
+            } else if !target.methods.is_empty()
+                && !target.methods.iter().any(|m| m == request.method())
+            {
+                outcomes.method_not_allowed.inc();
+            } else if !sampling::sample(request, target.percent, target.sampling) {
+                outcomes.sampled_out.inc();
+            } else if declared_length.is_some_and(|length| length > target.max_body_bytes) {
+                outcomes.body_over_cap.inc();
+            } else if target.rate.as_ref().is_some_and(|rate| !rate.allow()) {
+                outcomes.rate_limited.inc();
+            } else {
+                chosen.push(index);
             }
         }
-    }
-
-    fn tunnel(&mut self, reason: TunnelReason) {
-        self.tunnelled = true;
-        self.abandon_copies();
-        self.engine
-            .metrics
-            .tunnels
-            .get_or_create(&[("reason", reason.as_str())])
-            .inc();
-    }
-
-    fn abandon_copies(&mut self) {
-        for copy in self.starting.drain(..) {
-            self.engine.targets[copy.target].outcomes.abandoned.inc();
-        }
-        for copy in self.copies.drain(..) {
-            self.engine.targets[copy.target].outcomes.abandoned.inc();
-        }
-    }
-}
-
-impl Drop for Tap {
-    fn drop(&mut self) {
-        self.abandon_copies();
+        chosen
     }
 }

@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use ipnet::IpNet;
 use regex::Regex;
 
-use crate::{config, http::RequestHead};
+use super::request::RequestView;
+use crate::config;
 
 /// A rule ready for matching.
 #[derive(Debug)]
@@ -72,7 +73,7 @@ impl Rule {
     }
 
     /// Whether `head` matches the per-request conditions.
-    pub fn matches_request(&self, head: &RequestHead) -> bool {
+    pub fn matches_request(&self, head: &impl RequestView) -> bool {
         if !self.methods.is_empty() && !self.methods.iter().any(|m| m == head.method()) {
             return false;
         }
@@ -101,7 +102,7 @@ impl Rule {
             }
         }
         self.headers.iter().all(|wanted| {
-            head.headers().any(|(name, value)| {
+            head.any_field(&mut |name, value| {
                 name.eq_ignore_ascii_case(&wanted.name)
                     && wanted
                         .value
@@ -145,6 +146,7 @@ fn trim_ows(value: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::RequestHead;
     use crate::http::{Frame, FramingLimits, RequestFramer};
 
     fn head(request: &str) -> RequestHead {

@@ -8,10 +8,11 @@
 
 use std::hash::Hasher;
 
-use crate::{config::Sampling, http::RequestHead};
+use super::request::RequestView;
+use crate::config::Sampling;
 
 /// Whether to copy this request, for a target with `percent` and `sampling`.
-pub fn sample(head: &RequestHead, percent: f64, sampling: Sampling) -> bool {
+pub fn sample(head: &impl RequestView, percent: f64, sampling: Sampling) -> bool {
     if percent >= 100.0 {
         return true;
     }
@@ -30,7 +31,7 @@ pub fn sample(head: &RequestHead, percent: f64, sampling: Sampling) -> bool {
 }
 
 /// The trace id of `traceparent` (`version-traceid-parentid-flags`), else `x-request-id`.
-fn sampling_key(head: &RequestHead) -> Option<&[u8]> {
+fn sampling_key(head: &impl RequestView) -> Option<&[u8]> {
     if let Some(trace_id) = head
         .header("traceparent")
         .and_then(|value| value.trim_ascii().split(|b| *b == b'-').nth(1))
@@ -52,6 +53,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::RequestHead;
     use crate::http::{Frame, FramingLimits, RequestFramer};
 
     fn head(headers: &str) -> RequestHead {

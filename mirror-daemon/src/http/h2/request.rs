@@ -407,11 +407,23 @@ impl TrailersBuilder {
 
 /// A regular field as HTTP/2 allows it (RFC 9113 section 8.2): a lowercase token name, a value
 /// `http::HeaderValue` accepts, and not connection-specific.
+///
+/// gRPC's "true binary" metadata is the exception: a `-bin` value starting with a NUL byte is the
+/// raw value (a grpc-core extension two peers negotiate with SETTINGS 0xFE03, which the client
+/// saw in the primary's SETTINGS). It is kept base64-encoded, the form every gRPC peer takes: the
+/// copy goes over the daemon's own connection, which never negotiates the extension.
 fn regular_field(name: &[u8], value: &[u8]) -> Result<(HeaderName, HeaderValue), SkipReason> {
     // `from_lowercase` refuses uppercase, as HTTP/2 does, and accepts what h2's server accepts
     // (it is what h2 uses), which is a little more than `from_bytes` (`"`, for example).
     let name = HeaderName::from_lowercase(name).map_err(|_| SkipReason::InvalidField)?;
-    let value = HeaderValue::from_bytes(value).map_err(|_| SkipReason::InvalidField)?;
+    let value = match value.split_first() {
+        Some((0, raw)) if name.as_str().ends_with("-bin") => {
+            use base64::Engine as _;
+            let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(raw);
+            HeaderValue::from_str(&encoded).map_err(|_| SkipReason::InvalidField)?
+        }
+        _ => HeaderValue::from_bytes(value).map_err(|_| SkipReason::InvalidField)?,
+    };
     if is_connection_specific(&name, &value) {
         return Err(SkipReason::ConnectionSpecificField);
     }
@@ -454,8 +466,25 @@ fn content_length(fields: &FieldList) -> Result<Option<u64>, SkipReason> {
 
 #[cfg(test)]
 mod tests {
-    use super::SkipReason;
+    use super::{regular_field, SkipReason};
     use crate::http::label_checks::{assert_labels, assert_lowercase_messages};
+
+    #[test]
+    fn grpc_true_binary_metadata_is_kept_base64_encoded_and_other_nuls_are_invalid() {
+        let (name, value) =
+            regular_field(b"x-trace-bin", b"\0\0\x01\xfe\xff").expect("true binary metadata");
+        assert_eq!(
+            (name.as_str(), value.as_bytes()),
+            ("x-trace-bin", &b"AAH+/w"[..])
+        );
+        let (_, value) = regular_field(b"x-trace-bin", b"AAH+/w").expect("base64 as sent");
+        assert_eq!(value.as_bytes(), b"AAH+/w");
+        assert_eq!(
+            regular_field(b"x-trace", b"\0\x01"),
+            Err(SkipReason::InvalidField),
+            "a NUL is only the true-binary marker of a -bin field"
+        );
+    }
 
     #[test]
     fn skip_labels_are_unique_snake_case() {

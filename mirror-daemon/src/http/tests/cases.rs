@@ -334,7 +334,7 @@ cases! {
     h2c_upgrade_tunnels:
         b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\
           HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
-        => [tunnel(Upgrade)];
+        => [tunnel(H2cUpgrade)];
     upgrade_field_without_connection_option_tunnels:
         b"GET / HTTP/1.1\r\nHost: a\r\nupgrade: foo\r\n\r\n" => [tunnel(Upgrade)];
     duplicate_host_tunnels:

@@ -1,0 +1,252 @@
+//! HTTP/1.1 copies: the client's requests framed as they stream past ([`crate::http`]), and for
+//! each one chosen for a target, its copy: the head rewritten ([`super::copy`]), the body
+//! following as it arrives, up to the target's cap.
+//!
+//! A copy whose original ends within the same [`Copies::observe`] call (most do: a head and a
+//! small body arrive in one read) goes to its target complete, ready to be written together with
+//! others; the others go at the end of the call, and their bodies follow through a channel.
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::{copy, tap::Context, BODY_CHANNEL_SLOTS};
+use crate::{
+    http::{BodyKind, Frame, FramingLimits, RequestFramer, RequestHead, TunnelReason},
+    shadow::{self, BodyChunk, BodyFraming, ShadowRequest},
+};
+
+/// A copy made during the current [`Copies::observe`] call, not yet handed to its target.
+struct Starting {
+    target: usize,
+    head: Bytes,
+    framing: BodyFraming,
+    is_head: bool,
+    body: Vec<Bytes>,
+    sent: u64,
+}
+
+/// A copy handed to its target whose body is still streaming.
+struct InFlight {
+    target: usize,
+    body: mpsc::Sender<BodyChunk>,
+    sent: u64,
+}
+
+/// The HTTP/1.1 side of a tap.
+pub(super) struct Copies {
+    framer: RequestFramer,
+    frames: Vec<Frame>,
+    starting: Vec<Starting>,
+    copies: Vec<InFlight>,
+    /// The engine the copies in progress were made under (their targets' indices are its).
+    engine: Option<std::sync::Arc<super::Engine>>,
+}
+
+impl Copies {
+    pub fn new(limits: FramingLimits) -> Self {
+        Self {
+            framer: RequestFramer::new(limits),
+            frames: Vec::new(),
+            starting: Vec::new(),
+            copies: Vec::new(),
+            engine: None,
+        }
+    }
+
+    /// Describes `chunk`. Returns why the connection is no longer framed, if it stops here (not
+    /// counted yet: the caller decides what an HTTP/2 preface means).
+    pub fn observe(&mut self, context: &mut Context, chunk: &[u8]) -> Option<TunnelReason> {
+        let mut frames = std::mem::take(&mut self.frames);
+        self.framer.feed(chunk, &mut frames);
+        let mut tunnel = None;
+        for frame in frames.drain(..) {
+            match frame {
+                Frame::Head(head) => self.start(context, &head),
+                Frame::Body(range) => self.body(chunk.get(range).unwrap_or_default()),
+                Frame::End => self.end(),
+                Frame::Tunnel(reason) => {
+                    self.abandon_copies();
+                    tunnel = Some(reason);
+                }
+            }
+        }
+        self.frames = frames;
+        // Originals still arriving: their copies go now, and their bodies follow as they come.
+        self.submit_streaming();
+        tunnel
+    }
+
+    fn start(&mut self, context: &mut Context, head: &RequestHead) {
+        self.abandon_copies();
+        if !context.refresh_engine() {
+            self.engine = None;
+            return;
+        }
+        let engine = context.engine.clone();
+        // HTTP/1.1 requires a Host (RFC 9112 section 3.2): the primary refuses such a request
+        // with 400, and its copy could not carry the shadow's Host.
+        let no_host = head.version() == 1 && head.host().is_none_or(<[u8]>::is_empty);
+        let declared = match head.body() {
+            BodyKind::ContentLength(length) => Some(length),
+            BodyKind::None | BodyKind::Chunked => None,
+        };
+        for index in engine.choose(&context.rules, head, no_host, declared) {
+            let target = &engine.targets[index];
+            let framing = match head.body() {
+                BodyKind::None => BodyFraming::None,
+                BodyKind::ContentLength(n) => BodyFraming::ContentLength(n),
+                BodyKind::Chunked => BodyFraming::Chunked,
+            };
+            let Some(copy_head) = engine.budget.adopt(copy::build_head(head, &target.edits)) else {
+                target.outcomes.queue_full.inc();
+                continue;
+            };
+            self.starting.push(Starting {
+                target: index,
+                head: copy_head,
+                framing,
+                is_head: head.method() == "HEAD",
+                body: Vec::new(),
+                sent: 0,
+            });
+        }
+        self.engine = Some(engine);
+    }
+
+    fn body(&mut self, data: &[u8]) {
+        if (self.copies.is_empty() && self.starting.is_empty()) || data.is_empty() {
+            return;
+        }
+        let Some(engine) = &self.engine else {
+            return;
+        };
+        let targets = &engine.targets;
+        // One buffer, shared by every target's copy.
+        let Some(data) = engine.budget.copy(data) else {
+            for copy in self.starting.drain(..) {
+                targets[copy.target].outcomes.body_backpressure.inc();
+            }
+            for copy in self.copies.drain(..) {
+                targets[copy.target].outcomes.body_backpressure.inc();
+            }
+            return;
+        };
+        self.starting.retain_mut(|copy| {
+            let target = &targets[copy.target];
+            copy.sent += data.len() as u64;
+            if copy.sent > target.max_body_bytes {
+                target.outcomes.body_over_cap.inc();
+                return false;
+            }
+            copy.body.push(data.clone());
+            true
+        });
+        self.copies.retain_mut(|copy| {
+            let target = &targets[copy.target];
+            copy.sent += data.len() as u64;
+            if copy.sent > target.max_body_bytes {
+                // Dropping the sender without End aborts the copy on the wire.
+                target.outcomes.body_over_cap.inc();
+                return false;
+            }
+            // Keep one slot free so that End always fits.
+            if copy.body.capacity() <= 1 {
+                target.outcomes.body_backpressure.inc();
+                return false;
+            }
+            if copy.body.try_send(BodyChunk::Data(data.clone())).is_err() {
+                target.outcomes.abandoned.inc();
+                return false;
+            }
+            true
+        });
+    }
+
+    fn end(&mut self) {
+        self.submit_complete();
+        let Some(engine) = &self.engine else {
+            return;
+        };
+        for copy in self.copies.drain(..) {
+            let outcomes = &engine.targets[copy.target].outcomes;
+            let outcome = match copy.body.try_send(BodyChunk::End) {
+                Ok(()) => &outcomes.mirrored,
+                Err(_) => &outcomes.abandoned,
+            };
+            outcome.inc();
+        }
+    }
+
+    /// Hands the copies whose originals are complete to their targets, whole.
+    fn submit_complete(&mut self) {
+        let Some(engine) = &self.engine else {
+            return;
+        };
+        for copy in self.starting.drain(..) {
+            let target = &engine.targets[copy.target];
+            let request = ShadowRequest {
+                head: copy.head,
+                body: copy.framing,
+                body_ready: copy.body,
+                body_rx: None,
+                is_head: copy.is_head,
+            };
+            match target.sender.try_submit(request) {
+                Ok(()) => target.outcomes.mirrored.inc(),
+                Err(shadow::Rejected::QueueFull) => target.outcomes.queue_full.inc(),
+                // Only after shutdown: the connection is draining; the copy is not made.
+                Err(shadow::Rejected::Closed) => target.outcomes.abandoned.inc(),
+            };
+        }
+    }
+
+    /// Hands the copies whose originals are still arriving to their targets, with what came of
+    /// their bodies so far; the rest follows through a channel.
+    fn submit_streaming(&mut self) {
+        let Some(engine) = &self.engine else {
+            return;
+        };
+        for copy in self.starting.drain(..) {
+            let target = &engine.targets[copy.target];
+            let (tx, rx) = mpsc::channel(BODY_CHANNEL_SLOTS);
+            let request = ShadowRequest {
+                head: copy.head,
+                body: copy.framing,
+                body_ready: copy.body,
+                body_rx: Some(rx),
+                is_head: copy.is_head,
+            };
+            match target.sender.try_submit(request) {
+                Ok(()) => self.copies.push(InFlight {
+                    target: copy.target,
+                    body: tx,
+                    sent: copy.sent,
+                }),
+                Err(shadow::Rejected::QueueFull) => {
+                    target.outcomes.queue_full.inc();
+                }
+                Err(shadow::Rejected::Closed) => {
+                    target.outcomes.abandoned.inc();
+                }
+            }
+        }
+    }
+
+    fn abandon_copies(&mut self) {
+        let Some(engine) = &self.engine else {
+            return;
+        };
+        for copy in self.starting.drain(..) {
+            engine.targets[copy.target].outcomes.abandoned.inc();
+        }
+        for copy in self.copies.drain(..) {
+            engine.targets[copy.target].outcomes.abandoned.inc();
+        }
+    }
+}
+
+impl Drop for Copies {
+    fn drop(&mut self) {
+        self.abandon_copies();
+    }
+}

@@ -1,0 +1,348 @@
+//! HTTP/2 copies: each stream of a connection with prior knowledge (h2c, gRPC) is a request,
+//! decoded beside the relay ([`crate::http::h2`]) and met by the same rules, sampling, limits and
+//! edits as an HTTP/1.1 request: `:authority` stands for Host, `:path` for the target. A chosen
+//! stream's copy ([`super::copy::build_h2_head`]) goes to its target as an HTTP/2 request of its
+//! own ([`crate::shadow::H2Copy`]), with the stream's data and trailers; a stream that ends in
+//! the same read goes complete, the others stream.
+//!
+//! The per-stream view lives here: for each open stream, the engine its request was decided
+//! under and its copies, one per target. A stream the client or the primary resets, or that the
+//! primary's GOAWAY says it will not process, abandons its copies; a client-streaming or
+//! bidirectional call whose data passes a target's `max_body_bytes` cancels that copy
+//! (`body_over_cap`). Memory: the decoder's bounds, plus per open stream its copies' handles;
+//! body data is charged to the copy budget.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fnv::FnvHashMap;
+use http::HeaderMap;
+use tokio::sync::mpsc;
+
+use super::{copy, tap::Context, Engine, BODY_CHANNEL_SLOTS};
+use crate::{
+    http::h2::{Event, H2Decoder, H2Limits, Peer, RequestHead, StreamId},
+    shadow::{self, H2Chunk, H2Copy},
+};
+
+/// One target's copy of a stream.
+enum StreamCopy {
+    /// Made during the current read, not yet handed to its target.
+    Starting {
+        target: usize,
+        head: Box<http::Request<()>>,
+        body: Vec<Bytes>,
+        sent: u64,
+    },
+    /// Handed to its target; the rest of the body follows.
+    Streaming {
+        target: usize,
+        rest: mpsc::Sender<H2Chunk>,
+        sent: u64,
+    },
+}
+
+impl StreamCopy {
+    fn target(&self) -> usize {
+        match self {
+            Self::Starting { target, .. } | Self::Streaming { target, .. } => *target,
+        }
+    }
+}
+
+/// An open stream with copies.
+struct Stream {
+    engine: Arc<Engine>,
+    copies: Vec<StreamCopy>,
+}
+
+/// The HTTP/2 side of a tap.
+pub(super) struct Copies {
+    decoder: H2Decoder,
+    events: Vec<Event>,
+    streams: FnvHashMap<u32, Stream>,
+}
+
+impl Copies {
+    pub fn new(engine: &Engine) -> Self {
+        Self {
+            decoder: H2Decoder::new(H2Limits {
+                max_header_bytes: engine.limits.max_header_bytes,
+                ..H2Limits::default()
+            }),
+            events: Vec::new(),
+            streams: FnvHashMap::default(),
+        }
+    }
+
+    /// Describes `chunk` from the client. Returns true once the connection is a tunnel (counted).
+    pub fn observe_client(&mut self, context: &mut Context, chunk: &[u8]) -> bool {
+        let mut events = std::mem::take(&mut self.events);
+        self.decoder.feed_client(chunk, &mut events);
+        let tunnelled = self.handle(context, &mut events, chunk);
+        self.events = events;
+        self.submit_streaming();
+        tunnelled
+    }
+
+    /// Describes `chunk` from the primary (its SETTINGS, resets and GOAWAY matter). Returns true
+    /// once the connection is a tunnel (counted).
+    pub fn observe_server(&mut self, context: &mut Context, chunk: &[u8]) -> bool {
+        let mut events = std::mem::take(&mut self.events);
+        self.decoder.feed_server(chunk, &mut events);
+        let tunnelled = self.handle(context, &mut events, &[]);
+        self.events = events;
+        tunnelled
+    }
+
+    fn handle(&mut self, context: &mut Context, events: &mut Vec<Event>, chunk: &[u8]) -> bool {
+        let mut tunnelled = false;
+        for event in events.drain(..) {
+            match event {
+                Event::Request {
+                    stream,
+                    head,
+                    end_stream,
+                } => {
+                    self.start(context, stream, &head);
+                    if end_stream {
+                        self.finish(stream, None);
+                    }
+                }
+                Event::Data {
+                    stream,
+                    range,
+                    end_stream,
+                } => {
+                    self.data(stream, chunk.get(range).unwrap_or_default());
+                    if end_stream {
+                        self.finish(stream, None);
+                    }
+                }
+                Event::Trailers { stream, trailers } => {
+                    self.finish(stream, Some(trailers.to_header_map()));
+                }
+                Event::Skipped { stream, reason } => {
+                    context
+                        .engine
+                        .metrics
+                        .requests_skipped
+                        .get_or_create(&[("reason", reason.as_str())])
+                        .inc();
+                    self.abandon(stream.value());
+                }
+                Event::Reset { stream, .. } => self.abandon(stream.value()),
+                Event::GoAway {
+                    by,
+                    last_stream_id,
+                    code,
+                } => {
+                    let closing = code.0 != 0;
+                    let above = |id: u32| by == Peer::Server && id > last_stream_id.value();
+                    let gone: Vec<u32> = self
+                        .streams
+                        .keys()
+                        .copied()
+                        .filter(|&id| closing || above(id))
+                        .collect();
+                    for id in gone {
+                        self.abandon(id);
+                    }
+                }
+                Event::Tunnel(reason) => {
+                    let ids: Vec<u32> = self.streams.keys().copied().collect();
+                    for id in ids {
+                        self.abandon(id);
+                    }
+                    context.count_tunnel(reason.as_str());
+                    tunnelled = true;
+                }
+            }
+        }
+        tunnelled
+    }
+
+    fn start(&mut self, context: &mut Context, stream: StreamId, head: &RequestHead) {
+        self.abandon(stream.value());
+        if !context.refresh_engine() {
+            return;
+        }
+        let engine = context.engine.clone();
+        let no_host = head.host().is_none_or(str::is_empty);
+        let chosen = engine.choose(&context.rules, head, no_host, head.content_length());
+        let mut copies = Vec::with_capacity(chosen.len());
+        for index in chosen {
+            let target = &engine.targets[index];
+            match copy::build_h2_head(head, &target.edits) {
+                Some(head) => copies.push(StreamCopy::Starting {
+                    target: index,
+                    head: Box::new(head),
+                    body: Vec::new(),
+                    sent: 0,
+                }),
+                // Edits that make no valid request (an added field the http crate refuses).
+                None => {
+                    target.outcomes.abandoned.inc();
+                }
+            }
+        }
+        if !copies.is_empty() {
+            self.streams
+                .insert(stream.value(), Stream { engine, copies });
+        }
+    }
+
+    fn data(&mut self, stream: StreamId, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let Some(Stream { engine, copies }) = self.streams.get_mut(&stream.value()) else {
+            return;
+        };
+        let targets = &engine.targets;
+        // One buffer, shared by every target's copy.
+        let Some(data) = engine.budget.copy(data) else {
+            for copy in copies.drain(..) {
+                targets[copy.target()].outcomes.body_backpressure.inc();
+            }
+            return;
+        };
+        copies.retain_mut(|copy| {
+            let target = &targets[copy.target()];
+            match copy {
+                StreamCopy::Starting { body, sent, .. } => {
+                    *sent += data.len() as u64;
+                    if *sent > target.max_body_bytes {
+                        target.outcomes.body_over_cap.inc();
+                        return false;
+                    }
+                    body.push(data.clone());
+                    true
+                }
+                StreamCopy::Streaming { rest, sent, .. } => {
+                    *sent += data.len() as u64;
+                    if *sent > target.max_body_bytes {
+                        // The shadow's stream is cancelled when the channel ends without its end.
+                        target.outcomes.body_over_cap.inc();
+                        return false;
+                    }
+                    // Keep one slot free so that the end always fits.
+                    if rest.capacity() <= 1 {
+                        target.outcomes.body_backpressure.inc();
+                        return false;
+                    }
+                    if rest.try_send(H2Chunk::Data(data.clone())).is_err() {
+                        target.outcomes.abandoned.inc();
+                        return false;
+                    }
+                    true
+                }
+            }
+        });
+    }
+
+    /// The stream's request is complete (with `trailers`, if it had some).
+    fn finish(&mut self, stream: StreamId, trailers: Option<HeaderMap>) {
+        let Some(Stream { engine, copies }) = self.streams.remove(&stream.value()) else {
+            return;
+        };
+        for copy in copies {
+            let outcomes = &engine.targets[copy.target()].outcomes;
+            match copy {
+                StreamCopy::Starting {
+                    target, head, body, ..
+                } => submit(
+                    &engine.targets[target].sender,
+                    outcomes,
+                    H2Copy {
+                        head: *head,
+                        body_ready: body,
+                        trailers: trailers.clone(),
+                        rest: None,
+                    },
+                ),
+                StreamCopy::Streaming { rest, .. } => {
+                    let end = match &trailers {
+                        Some(trailers) => H2Chunk::Trailers(trailers.clone()),
+                        None => H2Chunk::End,
+                    };
+                    match rest.try_send(end) {
+                        Ok(()) => outcomes.mirrored.inc(),
+                        Err(_) => outcomes.abandoned.inc(),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Hands the copies of streams still arriving to their targets, with what came of their
+    /// data so far; the rest follows through a channel.
+    fn submit_streaming(&mut self) {
+        for Stream { engine, copies } in self.streams.values_mut() {
+            let mut kept = Vec::with_capacity(copies.len());
+            for copy in copies.drain(..) {
+                let StreamCopy::Starting {
+                    target,
+                    head,
+                    body,
+                    sent,
+                } = copy
+                else {
+                    kept.push(copy);
+                    continue;
+                };
+                let (tx, rx) = mpsc::channel(BODY_CHANNEL_SLOTS);
+                let t = &engine.targets[target];
+                let copy = H2Copy {
+                    head: *head,
+                    body_ready: body,
+                    trailers: None,
+                    rest: Some(rx),
+                };
+                match t.sender.try_submit_h2(copy) {
+                    Ok(()) => kept.push(StreamCopy::Streaming {
+                        target,
+                        rest: tx,
+                        sent,
+                    }),
+                    Err(shadow::Rejected::QueueFull) => {
+                        t.outcomes.queue_full.inc();
+                    }
+                    Err(shadow::Rejected::Closed) => {
+                        t.outcomes.abandoned.inc();
+                    }
+                }
+            }
+            *copies = kept;
+        }
+        self.streams.retain(|_, stream| !stream.copies.is_empty());
+    }
+
+    /// Abandons the copies of stream `id` (a streaming one's channel ends without its end, so
+    /// its stream to the shadow is cancelled).
+    fn abandon(&mut self, id: u32) {
+        if let Some(Stream { engine, copies }) = self.streams.remove(&id) {
+            for copy in copies {
+                engine.targets[copy.target()].outcomes.abandoned.inc();
+            }
+        }
+    }
+}
+
+/// Submits a complete copy, counting its outcome.
+fn submit(sender: &shadow::Target, outcomes: &super::Outcomes, copy: H2Copy) {
+    match sender.try_submit_h2(copy) {
+        Ok(()) => outcomes.mirrored.inc(),
+        Err(shadow::Rejected::QueueFull) => outcomes.queue_full.inc(),
+        Err(shadow::Rejected::Closed) => outcomes.abandoned.inc(),
+    };
+}
+
+impl Drop for Copies {
+    fn drop(&mut self) {
+        let ids: Vec<u32> = self.streams.keys().copied().collect();
+        for id in ids {
+            self.abandon(id);
+        }
+    }
+}

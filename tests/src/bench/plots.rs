@@ -40,6 +40,11 @@ pub fn draw(results: &Results<'_>, rate: f64) -> Vec<Picture> {
         });
     }
     let reps = results.repetitions();
+    let over = if reps < 2 {
+        "one repetition: no whiskers".to_owned()
+    } else {
+        format!("whiskers: min–max over {reps} repetitions")
+    };
     // One panel per mode, one bar per scenario that has the numbers.
     let panels = |bar: &dyn Fn(Scenario, Mode) -> Option<Bar>| -> Vec<Vec<Bar>> {
         Mode::ALL
@@ -62,7 +67,7 @@ pub fn draw(results: &Results<'_>, rate: f64) -> Vec<Picture> {
     });
     if throughput.iter().any(|panel| !panel.is_empty()) {
         let title = "Throughput at saturation (wrk, closed loop)".to_owned();
-        let note = format!("bars: medians; whiskers: min–max over {reps} repetition(s)");
+        let note = format!("bars: medians; {over}");
         pictures.push(Picture {
             suffix: "throughput",
             svg: bars_svg(&title, &note, "requests/s", &throughput, &[]),
@@ -84,10 +89,12 @@ pub fn draw(results: &Results<'_>, rate: f64) -> Vec<Picture> {
     });
     if cpu.iter().any(|panel| !panel.is_empty()) {
         let title = "CPU per request at saturation, by process".to_owned();
-        let note = format!(
-            "bars: medians of each process's share; whiskers: min–max over {reps} repetition(s) \
-             of the proxy's share and of the total"
-        );
+        let whiskers_of = if reps < 2 {
+            ""
+        } else {
+            ", of the proxy's share and of the total"
+        };
+        let note = format!("bars: medians of each process's share; {over}{whiskers_of}");
         pictures.push(Picture {
             suffix: "cpu",
             svg: bars_svg(&title, &note, "CPU µs per request", &cpu, &CPU_PARTS),

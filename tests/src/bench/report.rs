@@ -104,11 +104,14 @@ pub enum Unit {
     MiB,
 }
 
-/// Whether a goal can be judged on a noisy run.
+/// Which noise keeps a goal from being judged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Judge {
+    /// CPU per request and RSS: the proxy's own, whatever else runs.
     Always,
-    /// Latency: not on a noisy machine.
+    /// Throughput at saturation: not on a busy machine (others take the cores).
+    Throughput,
+    /// Latency: not on a busy machine, nor with a client late on its own schedule.
     Latency,
 }
 
@@ -439,7 +442,18 @@ impl Results<'_> {
     /// Why latencies cannot be judged on this run, if they cannot: other load on the machine, or a
     /// client that could not keep its own schedule.
     pub fn noisy(&self) -> Option<String> {
+        self.busy_machine().or_else(|| self.late_client())
+    }
+
+    /// Other processes competing for the cores: latencies and throughput both suffer.
+    fn busy_machine(&self) -> Option<String> {
         let load = Spread::of(self.runs.iter().map(|r| r.loadavg))?;
+        (load.median > 1.5)
+            .then(|| format!("median load average {:.1} before the runs", load.median))
+    }
+
+    /// A fixed-rate client that could not keep its own schedule: its latencies are its own.
+    fn late_client(&self) -> Option<String> {
         let lag = Spread::of(
             self.runs
                 .iter()
@@ -447,12 +461,6 @@ impl Results<'_> {
                 .filter(|p| p.kind == Kind::Rate)
                 .map(|p| p.load.send_lag_p99),
         );
-        if load.median > 1.5 {
-            return Some(format!(
-                "median load average {:.1} before the runs",
-                load.median
-            ));
-        }
         match lag {
             Some(lag) if lag.median > 200.0 => Some(format!(
                 "the client sent late by {:.0} µs at p99 (median)",
@@ -544,7 +552,7 @@ impl Results<'_> {
                     .into(),
                 &[Mirror, Direct],
                 Bound::AtLeast(0.7),
-                Judge::Always,
+                Judge::Throughput,
                 of_ceiling,
                 format!(
                     "mirror ×{} of direct, free-proxy ceiling ×{}",
@@ -557,7 +565,7 @@ impl Results<'_> {
                     .into(),
                 &[Mirror, NginxMirror],
                 Bound::AtLeast(2.5),
-                Judge::Always,
+                Judge::Throughput,
                 rps_ratio(Mirror, NginxMirror),
                 medians(
                     &[(Mirror, rps(Mirror)), (NginxMirror, rps(NginxMirror))],
@@ -569,7 +577,7 @@ impl Results<'_> {
                 "saturation throughput, keep-alive, relaying alone (intercept) vs direct".into(),
                 &[Intercept, Direct],
                 Bound::AtLeast(0.6),
-                Judge::Always,
+                Judge::Throughput,
                 rps_ratio(Intercept, Direct),
                 medians(
                     &[(Intercept, rps(Intercept)), (Direct, rps(Direct))],
@@ -606,7 +614,7 @@ impl Results<'_> {
     }
 
     /// One goal's verdict: not measured when a scenario it needs was not run (or gave no
-    /// number), not judged when it is a latency goal and the run was noisy, else met or not by
+    /// number), not judged when the noise its kind is sensitive to was there, else met or not by
     /// the median over repetitions.
     fn check(
         &self,
@@ -622,14 +630,19 @@ impl Results<'_> {
             .filter(|scenario| !self.has(**scenario))
             .map(|scenario| scenario.key())
             .collect();
-        let verdict = match (measured, judge, self.noisy()) {
+        let noise = match judge {
+            Judge::Always => None,
+            Judge::Throughput => self.busy_machine(),
+            Judge::Latency => self.noisy(),
+        };
+        let verdict = match (measured, noise) {
             _ if !missing.is_empty() => {
                 Verdict::NotMeasured(format!("run scenarios {}", missing.join(", ")))
             }
-            (None, _, _) => Verdict::NotMeasured("no number: see the tables".into()),
-            (Some(_), Judge::Latency, Some(why)) => Verdict::NotJudged(why),
-            (Some(spread), _, _) if bound.holds(spread.median) => Verdict::Met,
-            (Some(_), _, _) => Verdict::Missed,
+            (None, _) => Verdict::NotMeasured("no number: see the tables".into()),
+            (Some(_), Some(why)) => Verdict::NotJudged(why),
+            (Some(spread), None) if bound.holds(spread.median) => Verdict::Met,
+            (Some(_), None) => Verdict::Missed,
         };
         GoalCheck {
             goal,
@@ -666,9 +679,14 @@ impl Results<'_> {
             );
         }
         if let Some(why) = self.noisy() {
+            let which = if self.busy_machine().is_some() {
+                "Latency and throughput goals are"
+            } else {
+                "Latency goals are"
+            };
             let _ = writeln!(
                 out,
-                "\nLatency goals are not judged on this run ({why}): run again on a quiet machine \
+                "\n{which} not judged on this run ({why}): run again on a quiet machine \
                  (`--wait-quiet 600`)."
             );
         }
@@ -939,17 +957,45 @@ mod tests {
     }
 
     #[test]
-    fn latency_goals_are_not_judged_on_a_noisy_run_the_others_are() {
+    fn latency_and_throughput_goals_are_not_judged_on_a_busy_machine_cpu_and_rss_are() {
         let checks = checks(&ALL_BUT_NGINX_DEGRADED, 3.0);
-        let why = Verdict::NotJudged("median load average 3.0 before the runs".into());
+        let busy = Verdict::NotJudged("median load average 3.0 before the runs".into());
         let verdicts: Vec<Verdict> = checks.iter().map(|c| c.verdict.clone()).collect();
-        assert_eq!(verdicts[0], why);
-        assert_eq!(verdicts[1], why);
-        assert_eq!(verdicts[7], why);
-        assert_eq!(verdicts[2], Verdict::Met);
-        assert_eq!(verdicts[4], Verdict::Missed);
+        assert_eq!(
+            verdicts,
+            vec![
+                busy.clone(),
+                busy.clone(),
+                Verdict::Met,
+                Verdict::Met,
+                busy.clone(),
+                busy.clone(),
+                busy.clone(),
+                busy,
+                Verdict::Met,
+            ]
+        );
         // Measured all the same.
         assert!(checks.iter().all(|c| c.measured.is_some()));
+    }
+
+    #[test]
+    fn a_late_client_keeps_only_latency_goals_from_being_judged() {
+        let mut runs = fixture::runs(&ALL_BUT_NGINX_DEGRADED, 3, 0.5, measured);
+        for phase in runs.iter_mut().flat_map(|run| run.phases.iter_mut()) {
+            phase.load.send_lag_p99 = 900.0;
+        }
+        let checks = Results {
+            runs: &runs,
+            scenarios: &ALL_BUT_NGINX_DEGRADED,
+        }
+        .goal_checks(1000.0);
+        let late = Verdict::NotJudged("the client sent late by 900 µs at p99 (median)".into());
+        let judged: Vec<bool> = checks.iter().map(|c| c.verdict != late).collect();
+        assert_eq!(
+            judged,
+            [false, false, true, true, true, true, true, false, true]
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: setup (as for the demo, plus wrk and nginx from Debian), build the daemon,
 //! then run the node-level load bench (`mirror-tests --bin bench`) against it. Not part of
 //! `cargo xtask test`. The bench prints a markdown report and writes it to
-//! `target/bench/results-<date>.md`; `cargo xtask bench -- --help` lists its options.
+//! `target/bench/results-<date>.md`, with its pictures beside it (`results-<date>-latency.svg`,
+//! `-throughput.svg`, `-cpu.svg`); `cargo xtask bench -- --help` lists its options.
 
 use std::{ffi::OsString, process::Command};
 

@@ -9,7 +9,8 @@
 //!   (a lower bound).
 //!
 //! Both send the same request (a small GET with typical headers) and, in new-connection mode,
-//! `Connection: close` with a fresh connection per request.
+//! `Connection: close` with a fresh connection per request. The constant-rate client also keeps
+//! its whole latency distribution ([`Distribution`]) for the report's percentile picture.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -61,6 +62,23 @@ pub fn request(mode: Mode) -> Vec<u8> {
     text.into_bytes()
 }
 
+/// A latency distribution in microseconds, to 3 significant digits: a few hundred KiB whatever
+/// the rate and duration, and repetitions pool by adding.
+pub type Distribution = hdrhistogram::Histogram<u64>;
+
+/// The distribution of sorted microseconds (`None` when there are none).
+pub fn distribution(latencies: &[u32]) -> Option<Distribution> {
+    if latencies.is_empty() {
+        return None;
+    }
+    // Up to u32::MAX µs, the largest latency the client records.
+    let mut histogram = Distribution::new_with_max(u64::from(u32::MAX), 3).ok()?;
+    for &latency in latencies {
+        histogram.saturating_record(u64::from(latency));
+    }
+    Some(histogram)
+}
+
 /// Latencies and counts of one run.
 #[derive(Clone, Debug, Default)]
 pub struct LoadResult {
@@ -77,6 +95,8 @@ pub struct LoadResult {
     pub max: f64,
     /// How late the client itself sent, p99 in microseconds (constant rate only): its floor.
     pub send_lag_p99: f64,
+    /// Every latency (constant rate only; wrk reports percentiles alone).
+    pub distribution: Option<Distribution>,
 }
 
 impl LoadResult {
@@ -171,6 +191,7 @@ pub fn wrk(run: &Wrk<'_>) -> Result<LoadResult> {
         p99: value("p99")?,
         max: value("max")?,
         send_lag_p99: 0.0,
+        distribution: None,
     })
 }
 
@@ -241,6 +262,7 @@ pub fn constant_rate(run: &ConstantRate<'_>) -> Result<LoadResult> {
     result.p99 = percentile(&latencies, 99.0);
     result.max = latencies.last().copied().unwrap_or(0) as f64;
     result.send_lag_p99 = percentile(&lags, 99.0);
+    result.distribution = distribution(&latencies);
     Ok(result)
 }
 
@@ -427,6 +449,23 @@ mod tests {
         assert_eq!(percentile(&sorted, 99.0), 99.0);
         assert_eq!(percentile(&sorted, 100.0), 100.0);
         assert!(percentile(&[], 50.0).is_nan());
+    }
+
+    #[test]
+    fn distribution_keeps_every_latency_to_three_digits() {
+        let sorted: Vec<u32> = (1..=10_000).collect();
+        let kept = distribution(&sorted).expect("latencies");
+        assert_eq!(kept.len(), 10_000);
+        for q in [0.5, 0.99, 0.999] {
+            let exact = percentile(&sorted, q * 100.0);
+            let approximate = kept.value_at_quantile(q) as f64;
+            assert!(
+                (approximate - exact).abs() <= exact / 1000.0 + 1.0,
+                "q {q}: {approximate} against {exact}"
+            );
+        }
+        assert_eq!(distribution(&[u32::MAX]).map(|d| d.len()), Some(1));
+        assert!(distribution(&[]).is_none());
     }
 
     #[test]

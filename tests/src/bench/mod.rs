@@ -5,10 +5,15 @@
 //! - [`load`]: wrk (saturation) and an open-loop constant-rate client (latency);
 //! - [`nginx`]: nginx as the primary, the healthy shadow and the mirroring proxy;
 //! - [`procstat`]: CPU seconds, peak RSS, load average from `/proc`;
-//! - [`report`]: medians and spreads over repetitions, goals, markdown.
+//! - [`report`]: medians and spreads over repetitions, goals, markdown;
+//! - [`plots`]: the report's pictures (SVG).
 
 pub mod load;
 pub mod nginx;
+pub mod plots;
 pub mod procstat;
 pub mod report;
 pub mod scenario;
+
+#[cfg(test)]
+mod fixture;

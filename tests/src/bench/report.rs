@@ -1,11 +1,11 @@
-//! Results across repetitions: medians with their spread (min–max over repetitions), ratios to
-//! direct taken within each repetition (the scenarios of one repetition ran back to back), the
-//! goals checked, and the markdown that is printed and written.
+//! Results across repetitions: medians with their spread (min–max over repetitions), ratios
+//! taken within each repetition (the scenarios of one repetition ran back to back), the goals of
+//! issue 11 checked as such ratios, and the markdown that is printed and written.
 
 use std::fmt::Write as _;
 
-use super::load::Mode;
-use super::scenario::{Kind, Run, Scenario};
+use super::load::{Distribution, Mode};
+use super::scenario::{Kind, Phase, Run, Scenario};
 
 /// Median and range of one quantity over the repetitions.
 #[derive(Clone, Copy, Debug)]
@@ -54,6 +54,102 @@ fn show(spread: Option<Spread>, decimals: usize) -> String {
     spread.map_or_else(|| "–".into(), |s| s.show(decimals))
 }
 
+/// CPU µs per request at saturation, by part of the bed (median and range over repetitions).
+#[derive(Clone, Copy, Debug)]
+pub struct CpuSplit {
+    /// The load generator and the bench's in-process slow and blackholed shadows.
+    pub client: Option<Spread>,
+    pub primary: Option<Spread>,
+    /// The healthy shadow (nginx).
+    pub shadow: Option<Spread>,
+    pub proxy: Option<Spread>,
+    pub total: Option<Spread>,
+}
+
+/// How a goal's value must compare with its bound.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Bound {
+    AtMost(f64),
+    Below(f64),
+    AtLeast(f64),
+}
+
+impl Bound {
+    pub fn holds(self, value: f64) -> bool {
+        match self {
+            Bound::AtMost(bound) => value <= bound,
+            Bound::Below(bound) => value < bound,
+            Bound::AtLeast(bound) => value >= bound,
+        }
+    }
+
+    fn show(self, unit: Unit) -> String {
+        let (sign, bound) = match self {
+            Bound::AtMost(bound) => ("≤", bound),
+            Bound::Below(bound) => ("<", bound),
+            Bound::AtLeast(bound) => ("≥", bound),
+        };
+        match unit {
+            Unit::Ratio => format!("{sign} ×{bound:.2}"),
+            Unit::MiB => format!("{sign} {bound:.0} MiB"),
+        }
+    }
+}
+
+/// What a goal's value is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// One scenario's quantity over another's, within a repetition.
+    Ratio,
+    MiB,
+}
+
+/// Which noise keeps a goal from being judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Judge {
+    /// CPU per request and RSS: the proxy's own, whatever else runs.
+    Always,
+    /// Throughput at saturation: not on a busy machine (others take the cores).
+    Throughput,
+    /// Latency: not on a busy machine, nor with a client late on its own schedule.
+    Latency,
+}
+
+/// A goal's outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    Met,
+    Missed,
+    /// Why not (a noisy run).
+    NotJudged(String),
+    /// Why not (scenarios not run).
+    NotMeasured(String),
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Met => f.write_str("yes"),
+            Verdict::Missed => f.write_str("**no**"),
+            Verdict::NotJudged(why) => write!(f, "not judged: {why}"),
+            Verdict::NotMeasured(why) => write!(f, "not measured ({why})"),
+        }
+    }
+}
+
+/// One goal checked.
+#[derive(Clone, Debug)]
+pub struct GoalCheck {
+    pub goal: String,
+    pub bound: Bound,
+    pub unit: Unit,
+    /// Median and range over repetitions.
+    pub measured: Option<Spread>,
+    /// The medians the ratio comes from, shown.
+    pub from: String,
+    pub verdict: Verdict,
+}
+
 /// All the runs of a bench, in the order they ran.
 pub struct Results<'a> {
     pub runs: &'a [Run],
@@ -76,13 +172,35 @@ impl Results<'_> {
             .map(|(_, run)| run)
     }
 
+    /// Repetitions run (the last one possibly cut short).
+    pub fn repetitions(&self) -> usize {
+        self.runs.len().div_ceil(self.scenarios.len().max(1))
+    }
+
+    /// A phase quantity of `scenario` in repetition `rep`.
+    fn value_in(
+        &self,
+        scenario: Scenario,
+        rep: usize,
+        kind: Kind,
+        mode: Mode,
+        value: impl Fn(&Phase) -> f64,
+    ) -> Option<f64> {
+        self.run_in(scenario, rep)?.phase(kind, mode).map(value)
+    }
+
+    /// A quantity computed within each repetition, over the repetitions.
+    fn per_repetition(&self, within: impl Fn(usize) -> Option<f64>) -> Option<Spread> {
+        Spread::of((0..self.repetitions()).filter_map(within))
+    }
+
     /// A phase quantity over the repetitions.
     pub fn spread(
         &self,
         scenario: Scenario,
         kind: Kind,
         mode: Mode,
-        value: impl Fn(&super::scenario::Phase) -> f64,
+        value: impl Fn(&Phase) -> f64,
     ) -> Option<Spread> {
         Spread::of(
             self.runs_of(scenario)
@@ -98,14 +216,14 @@ impl Results<'_> {
         base: Scenario,
         kind: Kind,
         mode: Mode,
-        value: impl Fn(&super::scenario::Phase) -> f64,
+        value: impl Fn(&Phase) -> f64,
         compare: impl Fn(f64, f64) -> f64,
     ) -> Option<Spread> {
-        Spread::of(self.runs_of(scenario).filter_map(|(rep, run)| {
-            let this = run.phase(kind, mode).map(&value)?;
-            let other = self.run_in(base, rep)?.phase(kind, mode).map(&value)?;
+        self.per_repetition(|rep| {
+            let this = self.value_in(scenario, rep, kind, mode, &value)?;
+            let other = self.value_in(base, rep, kind, mode, &value)?;
             Some(compare(this, other))
-        }))
+        })
     }
 
     /// `scenario`'s value over `base`'s, paired within each repetition.
@@ -115,7 +233,7 @@ impl Results<'_> {
         base: Scenario,
         kind: Kind,
         mode: Mode,
-        value: impl Fn(&super::scenario::Phase) -> f64,
+        value: impl Fn(&Phase) -> f64,
     ) -> Option<Spread> {
         self.paired(scenario, base, kind, mode, value, |a, b| a / b)
     }
@@ -146,9 +264,7 @@ impl Results<'_> {
         );
         for &scenario in self.scenarios {
             for mode in Mode::ALL {
-                let p = |f: fn(&super::scenario::Phase) -> f64| {
-                    self.spread(scenario, Kind::Rate, mode, f)
-                };
+                let p = |f: fn(&Phase) -> f64| self.spread(scenario, Kind::Rate, mode, f);
                 let vs_direct = if has_direct && scenario != Scenario::Direct {
                     let diff = self.paired(
                         scenario,
@@ -166,9 +282,7 @@ impl Results<'_> {
                     "–".into()
                 };
                 let (cpu, switches) = self.proxy_cost(scenario, Kind::Rate, mode);
-                let rss = self.run_spread(scenario, |run| {
-                    run.rss_at_rate.map(|b| b as f64 / 1048576.0)
-                });
+                let rss = self.run_spread(scenario, |run| run.rss_at_rate.map(mebibytes));
                 let _ = writeln!(
                     out,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -193,9 +307,7 @@ impl Results<'_> {
         );
         for &scenario in self.scenarios {
             for mode in Mode::ALL {
-                let p = |f: fn(&super::scenario::Phase) -> f64| {
-                    self.spread(scenario, Kind::Saturation, mode, f)
-                };
+                let p = |f: fn(&Phase) -> f64| self.spread(scenario, Kind::Saturation, mode, f);
                 let vs_direct = if has_direct && scenario != Scenario::Direct {
                     format!(
                         "×{}",
@@ -210,9 +322,7 @@ impl Results<'_> {
                     "–".into()
                 };
                 let (cpu, switches) = self.proxy_cost(scenario, Kind::Saturation, mode);
-                let rss = self.run_spread(scenario, |run| {
-                    run.rss_at_saturation.map(|b| b as f64 / 1048576.0)
-                });
+                let rss = self.run_spread(scenario, |run| run.rss_at_saturation.map(mebibytes));
                 let machine = p(|ph| ph.bed_cpu * 1e6 / ph.load.completed.max(1) as f64);
                 let _ = writeln!(
                     out,
@@ -241,16 +351,9 @@ impl Results<'_> {
              |---|---:|---:|---:|---:|---:|---:|\n",
         );
         for &scenario in self.scenarios {
-            let ka = Mode::KeepAlive;
-            let per_request = |cpu: fn(&super::scenario::Phase) -> f64| {
-                self.spread(scenario, Kind::Saturation, ka, move |ph| {
-                    cpu(ph) * 1e6 / ph.load.completed.max(1) as f64
-                })
-            };
-            let client =
-                per_request(|ph| ph.bed_cpu - ph.primary_cpu - ph.shadow_cpu - ph.proxy_cpu);
+            let split = self.cpu_split(scenario, Mode::KeepAlive);
             let free_proxy = if has_direct {
-                show(self.free_proxy_ceiling(scenario, ka), 2)
+                show(self.free_proxy_ceiling(scenario, Mode::KeepAlive), 2)
             } else {
                 "–".into()
             };
@@ -258,11 +361,11 @@ impl Results<'_> {
                 out,
                 "| {} | {} | {} | {} | {} | {} | ×{} |",
                 scenario.key(),
-                show(client, 0),
-                show(per_request(|ph| ph.primary_cpu), 0),
-                show(per_request(|ph| ph.shadow_cpu), 0),
-                show(per_request(|ph| ph.proxy_cpu), 0),
-                show(per_request(|ph| ph.bed_cpu), 0),
+                show(split.client, 0),
+                show(split.primary, 0),
+                show(split.shadow, 0),
+                show(split.proxy, 0),
+                show(split.total, 0),
                 free_proxy,
             );
         }
@@ -284,22 +387,73 @@ impl Results<'_> {
     /// Throughput relative to direct that `scenario` would reach at saturation if its proxy
     /// cost nothing: on a CPU-bound bed, direct's CPU per request over the scenario's without
     /// the proxy's share (paired within each repetition).
-    fn free_proxy_ceiling(&self, scenario: Scenario, mode: Mode) -> Option<Spread> {
-        self.paired(
-            scenario,
-            Scenario::Direct,
-            Kind::Saturation,
-            mode,
-            |ph| (ph.bed_cpu - ph.proxy_cpu) / ph.load.completed.max(1) as f64,
-            |this, direct| direct / this,
-        )
+    pub fn free_proxy_ceiling(&self, scenario: Scenario, mode: Mode) -> Option<Spread> {
+        self.per_repetition(|rep| self.free_proxy_ceiling_in(scenario, rep, mode))
     }
 
-    /// The goals of the issue, each with its numbers and a verdict.
+    fn free_proxy_ceiling_in(&self, scenario: Scenario, rep: usize, mode: Mode) -> Option<f64> {
+        let without_proxy =
+            |ph: &Phase| (ph.bed_cpu - ph.proxy_cpu) / ph.load.completed.max(1) as f64;
+        let direct = self.value_in(Scenario::Direct, rep, Kind::Saturation, mode, without_proxy)?;
+        let this = self.value_in(scenario, rep, Kind::Saturation, mode, without_proxy)?;
+        Some(direct / this)
+    }
+
+    /// Requests per second at saturation.
+    pub fn throughput(&self, scenario: Scenario, mode: Mode) -> Option<Spread> {
+        self.spread(scenario, Kind::Saturation, mode, |p| p.load.rps())
+    }
+
+    /// CPU µs per request at saturation, by part of the bed.
+    pub fn cpu_split(&self, scenario: Scenario, mode: Mode) -> CpuSplit {
+        let per_request = |cpu: fn(&Phase) -> f64| {
+            self.spread(scenario, Kind::Saturation, mode, move |ph| {
+                cpu(ph) * 1e6 / ph.load.completed.max(1) as f64
+            })
+        };
+        CpuSplit {
+            client: per_request(|ph| ph.bed_cpu - ph.primary_cpu - ph.shadow_cpu - ph.proxy_cpu),
+            primary: per_request(|ph| ph.primary_cpu),
+            shadow: per_request(|ph| ph.shadow_cpu),
+            proxy: per_request(|ph| ph.proxy_cpu),
+            total: per_request(|ph| ph.bed_cpu),
+        }
+    }
+
+    /// The latencies of every repetition's fixed-rate phase in `mode`, pooled.
+    pub fn pooled_latency(&self, scenario: Scenario, mode: Mode) -> Option<Distribution> {
+        let mut pooled: Option<Distribution> = None;
+        for (_, run) in self.runs_of(scenario) {
+            let Some(kept) = run
+                .phase(Kind::Rate, mode)
+                .and_then(|p| p.load.distribution.as_ref())
+            else {
+                continue;
+            };
+            match pooled.as_mut() {
+                // Same bounds and precision everywhere: adding cannot fail.
+                Some(sum) => sum.add(kept).ok()?,
+                None => pooled = Some(kept.clone()),
+            }
+        }
+        pooled
+    }
+
     /// Why latencies cannot be judged on this run, if they cannot: other load on the machine, or a
     /// client that could not keep its own schedule.
     pub fn noisy(&self) -> Option<String> {
+        self.busy_machine().or_else(|| self.late_client())
+    }
+
+    /// Other processes competing for the cores: latencies and throughput both suffer.
+    fn busy_machine(&self) -> Option<String> {
         let load = Spread::of(self.runs.iter().map(|r| r.loadavg))?;
+        (load.median > 1.5)
+            .then(|| format!("median load average {:.1} before the runs", load.median))
+    }
+
+    /// A fixed-rate client that could not keep its own schedule: its latencies are its own.
+    fn late_client(&self) -> Option<String> {
         let lag = Spread::of(
             self.runs
                 .iter()
@@ -307,12 +461,6 @@ impl Results<'_> {
                 .filter(|p| p.kind == Kind::Rate)
                 .map(|p| p.load.send_lag_p99),
         );
-        if load.median > 1.5 {
-            return Some(format!(
-                "median load average {:.1} before the runs",
-                load.median
-            ));
-        }
         match lag {
             Some(lag) if lag.median > 200.0 => Some(format!(
                 "the client sent late by {:.0} µs at p99 (median)",
@@ -322,118 +470,231 @@ impl Results<'_> {
         }
     }
 
-    pub fn goals(&self) -> String {
-        let mut out = String::from("### Goals\n\n| goal | measured (median, range over repetitions) | met |\n|---|---|---|\n");
-        let noisy = self.noisy();
-        let latency_verdict = |ok: Option<bool>| match (&noisy, ok) {
-            (Some(_), Some(_)) => "not judged: noisy machine",
-            (_, Some(true)) => "yes",
-            (_, Some(false)) => "**no**",
-            (_, None) => "not measured",
-        };
+    /// The goals of issue 11, each a ratio taken within each repetition (or, for RSS, an
+    /// amount), with the medians it comes from and a verdict on the median over repetitions.
+    pub fn goal_checks(&self, rate: f64) -> Vec<GoalCheck> {
+        use Scenario::{Degraded, Direct, Intercept, Mirror, NginxMirror};
         let ka = Mode::KeepAlive;
-        let verdict = |ok: Option<bool>| match ok {
-            Some(true) => "yes",
-            Some(false) => "**no**",
-            None => "not measured",
+        let fixed = format!("{rate:.0} req/s, keep-alive, 100 % mirrored");
+        let p99 = |scenario| self.spread(scenario, Kind::Rate, ka, |p| p.load.p99);
+        let cpu = |scenario| self.spread(scenario, Kind::Rate, ka, cpu_per_thousand);
+        let rps = |scenario| self.throughput(scenario, ka);
+        let p99_ratio = |scenario, base| self.ratio(scenario, base, Kind::Rate, ka, |p| p.load.p99);
+        let cpu_ratio =
+            |scenario, base| self.ratio(scenario, base, Kind::Rate, ka, cpu_per_thousand);
+        let rps_ratio =
+            |scenario, base| self.ratio(scenario, base, Kind::Saturation, ka, |p| p.load.rps());
+        let medians = |parts: &[(Scenario, Option<Spread>)], decimals: usize, unit: &str| {
+            let shown: Vec<String> = parts
+                .iter()
+                .map(|(scenario, spread)| {
+                    format!("{} {}", scenario.key(), show_median(*spread, decimals))
+                })
+                .collect();
+            format!("{} {unit}", shown.join(", "))
         };
-        // 1. p99 within 100 us of direct at the fixed rate, keep-alive, 100 % mirrored.
-        let added = self.paired(
-            Scenario::Mirror,
-            Scenario::Direct,
-            Kind::Rate,
-            ka,
-            |p| p.load.p99,
-            |a, b| a - b,
-        );
-        let _ = writeln!(
-            out,
-            "| p99 added at the fixed rate, keep-alive, 100 % mirrored ≤ 100 µs | {} µs | {} |",
-            signed(added),
-            latency_verdict(added.map(|s| s.median <= 100.0))
-        );
-        // 2. Throughput at saturation with mirroring >= 70 % of direct, and ahead of nginx.
-        for mode in Mode::ALL {
-            let ratio = self.ratio(
-                Scenario::Mirror,
-                Scenario::Direct,
-                Kind::Saturation,
-                mode,
-                |p| p.load.rps(),
-            );
-            let _ = writeln!(
-                out,
-                "| saturation throughput, 100 % mirrored, {} ≥ 0.70 × direct (with a proxy that cost nothing, this bed would reach ×{}: the shadow serves on the same two cores) | ×{} | {} |",
-                mode.label(),
-                show(self.free_proxy_ceiling(Scenario::Mirror, mode), 2),
-                show(ratio, 2),
-                verdict(ratio.map(|s| s.median >= 0.70))
-            );
-            let vs_nginx = self.ratio(
-                Scenario::Mirror,
-                Scenario::NginxMirror,
-                Kind::Saturation,
-                mode,
-                |p| p.load.rps(),
-            );
-            let _ = writeln!(
-                out,
-                "| saturation throughput, 100 % mirrored, {} ahead of nginx `mirror` | ×{} of nginx | {} |",
-                mode.label(),
-                show(vs_nginx, 2),
-                verdict(vs_nginx.map(|s| s.median > 1.0))
-            );
+        let of_ceiling = self.per_repetition(|rep| {
+            let rps =
+                |scenario| self.value_in(scenario, rep, Kind::Saturation, ka, |p| p.load.rps());
+            let reached = rps(Mirror)? / rps(Direct)?;
+            Some(reached / self.free_proxy_ceiling_in(Mirror, rep, ka)?)
+        });
+        let rss = self.run_spread(Mirror, |run| run.rss_at_rate.map(mebibytes));
+        let hwm = self.run_spread(Mirror, |run| run.peak_rss.map(mebibytes));
+        vec![
+            self.check(
+                format!("primary p99, mirror vs direct ({fixed})"),
+                &[Mirror, Direct],
+                Bound::AtMost(1.3),
+                Judge::Latency,
+                p99_ratio(Mirror, Direct),
+                medians(&[(Mirror, p99(Mirror)), (Direct, p99(Direct))], 0, "µs"),
+            ),
+            self.check(
+                format!("primary p99, mirror vs nginx `mirror` ({fixed})"),
+                &[Mirror, NginxMirror],
+                Bound::Below(1.0),
+                Judge::Latency,
+                p99_ratio(Mirror, NginxMirror),
+                medians(
+                    &[(Mirror, p99(Mirror)), (NginxMirror, p99(NginxMirror))],
+                    0,
+                    "µs",
+                ),
+            ),
+            self.check(
+                format!("proxy CPU per request, mirror vs relaying alone ({fixed})"),
+                &[Mirror, Intercept],
+                Bound::AtMost(1.4),
+                Judge::Always,
+                cpu_ratio(Mirror, Intercept),
+                medians(
+                    &[(Mirror, cpu(Mirror)), (Intercept, cpu(Intercept))],
+                    3,
+                    "CPU s / 1000 req",
+                ),
+            ),
+            self.check(
+                format!("proxy CPU per request, mirror vs nginx `mirror` ({fixed})"),
+                &[Mirror, NginxMirror],
+                Bound::AtMost(0.5),
+                Judge::Always,
+                cpu_ratio(Mirror, NginxMirror),
+                medians(
+                    &[(Mirror, cpu(Mirror)), (NginxMirror, cpu(NginxMirror))],
+                    3,
+                    "CPU s / 1000 req",
+                ),
+            ),
+            self.check(
+                "saturation throughput, keep-alive, 100 % mirrored, vs the free-proxy ceiling \
+                 (mirror's throughput vs direct over what a proxy that cost nothing would reach)"
+                    .into(),
+                &[Mirror, Direct],
+                Bound::AtLeast(0.7),
+                Judge::Throughput,
+                of_ceiling,
+                format!(
+                    "mirror ×{} of direct, free-proxy ceiling ×{}",
+                    show_median(rps_ratio(Mirror, Direct), 2),
+                    show_median(self.free_proxy_ceiling(Mirror, ka), 2)
+                ),
+            ),
+            self.check(
+                "saturation throughput, keep-alive, 100 % mirrored, mirror vs nginx `mirror`"
+                    .into(),
+                &[Mirror, NginxMirror],
+                Bound::AtLeast(2.5),
+                Judge::Throughput,
+                rps_ratio(Mirror, NginxMirror),
+                medians(
+                    &[(Mirror, rps(Mirror)), (NginxMirror, rps(NginxMirror))],
+                    0,
+                    "req/s",
+                ),
+            ),
+            self.check(
+                "saturation throughput, keep-alive, relaying alone (intercept) vs direct".into(),
+                &[Intercept, Direct],
+                Bound::AtLeast(0.6),
+                Judge::Throughput,
+                rps_ratio(Intercept, Direct),
+                medians(
+                    &[(Intercept, rps(Intercept)), (Direct, rps(Direct))],
+                    0,
+                    "req/s",
+                ),
+            ),
+            self.check(
+                format!(
+                    "primary p99, slow + blackholed shadow (mirror-degraded) vs healthy shadow \
+                     (mirror), {rate:.0} req/s, keep-alive"
+                ),
+                &[Degraded, Mirror],
+                Bound::AtMost(1.1),
+                Judge::Latency,
+                p99_ratio(Degraded, Mirror),
+                medians(&[(Degraded, p99(Degraded)), (Mirror, p99(Mirror))], 0, "µs"),
+            ),
+            GoalCheck {
+                unit: Unit::MiB,
+                ..self.check(
+                    format!("daemon RSS at {fixed} (largest VmRSS sampled)"),
+                    &[Mirror],
+                    Bound::AtMost(30.0),
+                    Judge::Always,
+                    rss,
+                    format!(
+                        "VmHWM over the whole life, start-up included: {} MiB",
+                        show(hwm, 1)
+                    ),
+                )
+            },
+        ]
+    }
+
+    /// One goal's verdict: not measured when a scenario it needs was not run (or gave no
+    /// number), not judged when the noise its kind is sensitive to was there, else met or not by
+    /// the median over repetitions.
+    fn check(
+        &self,
+        goal: String,
+        needs: &[Scenario],
+        bound: Bound,
+        judge: Judge,
+        measured: Option<Spread>,
+        from: String,
+    ) -> GoalCheck {
+        let missing: Vec<&str> = needs
+            .iter()
+            .filter(|scenario| !self.has(**scenario))
+            .map(|scenario| scenario.key())
+            .collect();
+        let noise = match judge {
+            Judge::Always => None,
+            Judge::Throughput => self.busy_machine(),
+            Judge::Latency => self.noisy(),
+        };
+        let verdict = match (measured, noise) {
+            _ if !missing.is_empty() => {
+                Verdict::NotMeasured(format!("run scenarios {}", missing.join(", ")))
+            }
+            (None, _) => Verdict::NotMeasured("no number: see the tables".into()),
+            (Some(_), Some(why)) => Verdict::NotJudged(why),
+            (Some(spread), None) if bound.holds(spread.median) => Verdict::Met,
+            (Some(_), None) => Verdict::Missed,
+        };
+        GoalCheck {
+            goal,
+            bound,
+            unit: Unit::Ratio,
+            measured,
+            from,
+            verdict,
         }
-        // 3. Slow or blackholed shadow: p99 within 10 % of the healthy run.
-        for (scenario, twin) in [
-            (Scenario::Degraded, Scenario::Mirror),
-            (Scenario::NginxDegraded, Scenario::NginxMirror),
-        ] {
-            let ratio = self.ratio(scenario, twin, Kind::Rate, ka, |p| p.load.p99);
-            let label = if scenario.is_nginx() {
-                "nginx (beside): slow + blackholed shadow, p99 vs its healthy run"
-            } else {
-                "slow + blackholed shadow: primary p99 ≤ 1.10 × healthy-shadow run"
+    }
+
+    /// The goals as a markdown table, with what makes them less than certain.
+    pub fn goals(&self, rate: f64) -> String {
+        let mut out = format!(
+            "### Goals\n\nEach ratio is taken within a repetition (the scenarios of one repetition \
+             ran back to back); the verdict is on the median over the {} repetition(s).\n\n\
+             | goal | bound | measured: median (range) | from (medians) | met |\n\
+             |---|---|---|---|---|\n",
+            self.repetitions()
+        );
+        for check in self.goal_checks(rate) {
+            let measured = match (check.measured, check.unit) {
+                (None, _) => "–".to_owned(),
+                (Some(spread), Unit::Ratio) => format!("×{}", spread.show(2)),
+                (Some(spread), Unit::MiB) => format!("{} MiB", spread.show(1)),
             };
             let _ = writeln!(
                 out,
-                "| {label} (fixed rate, keep-alive) | ×{} | {} |",
-                show(ratio, 2),
-                if scenario.is_nginx() {
-                    "(reference)"
-                } else {
-                    latency_verdict(ratio.map(|s| s.median <= 1.10))
-                }
+                "| {} | {} | {measured} | {} | {} |",
+                check.goal,
+                check.bound.show(check.unit),
+                check.from,
+                check.verdict,
             );
         }
-        // 4. CPU and RSS.
-        let cpu = self.spread(Scenario::Mirror, Kind::Rate, ka, |p| {
-            p.proxy_cpu / p.load.completed.max(1) as f64 * 1000.0
-        });
-        let _ = writeln!(
-            out,
-            "| CPU ≤ 0.05 cores per 1000 mirrored requests/s (= CPU s per 1000 requests) | {} | {} |",
-            show(cpu, 3),
-            verdict(cpu.map(|s| s.median <= 0.05))
-        );
-        let rss = self.run_spread(Scenario::Mirror, |run| {
-            run.rss_at_rate.map(|b| b as f64 / 1048576.0)
-        });
-        let hwm = self.run_spread(Scenario::Mirror, |run| {
-            run.peak_rss.map(|b| b as f64 / 1048576.0)
-        });
-        let _ = writeln!(
-            out,
-            "| RSS at the fixed rate, 100 % mirrored ≤ 30 MiB (VmHWM over the whole life, start-up included: {} MiB) | {} MiB | {} |",
-            show(hwm, 1),
-            show(rss, 1),
-            verdict(rss.map(|s| s.median <= 30.0))
-        );
-        if let Some(why) = noisy {
+        if let Some(why) = self.noisy() {
+            let which = if self.busy_machine().is_some() {
+                "Latency and throughput goals are"
+            } else {
+                "Latency goals are"
+            };
             let _ = writeln!(
                 out,
-                "\nLatency goals are not judged on this run ({why}): run again on a quiet machine \
+                "\n{which} not judged on this run ({why}): run again on a quiet machine \
                  (`--wait-quiet 600`)."
+            );
+        }
+        if self.repetitions() < 3 {
+            let _ = writeln!(
+                out,
+                "\nFewer than 3 repetitions: the verdicts are indicative only (the goals ask for \
+                 at least 3 interleaved repetitions, `--reps 3`)."
             );
         }
         out
@@ -492,8 +753,7 @@ impl Results<'_> {
             .scenarios
             .iter()
             .filter_map(|&scenario| {
-                let spread =
-                    self.run_spread(scenario, |run| run.peak_rss.map(|b| b as f64 / 1048576.0))?;
+                let spread = self.run_spread(scenario, |run| run.peak_rss.map(mebibytes))?;
                 Some(format!("{} {} MiB", scenario.key(), spread.show(1)))
             })
             .collect();
@@ -527,12 +787,20 @@ impl Results<'_> {
     }
 }
 
-fn cpu_per_thousand(phase: &super::scenario::Phase) -> f64 {
+fn cpu_per_thousand(phase: &Phase) -> f64 {
     phase.proxy_cpu / phase.load.completed.max(1) as f64 * 1000.0
 }
 
-fn switches_per_request(phase: &super::scenario::Phase) -> f64 {
+fn switches_per_request(phase: &Phase) -> f64 {
     phase.proxy_switches as f64 / phase.load.completed.max(1) as f64
+}
+
+fn mebibytes(bytes: u64) -> f64 {
+    bytes as f64 / 1048576.0
+}
+
+fn show_median(spread: Option<Spread>, decimals: usize) -> String {
+    spread.map_or_else(|| "–".into(), |s| format!("{:.*}", decimals, s.median))
 }
 
 fn signed(spread: Option<Spread>) -> String {
@@ -559,7 +827,199 @@ fn copies(results: &Results<'_>, scenario: Scenario, kind: Kind, mode: Mode) -> 
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixture::{self, Measured};
     use super::*;
+
+    const ALL_BUT_NGINX_DEGRADED: [Scenario; 5] = [
+        Scenario::Direct,
+        Scenario::Intercept,
+        Scenario::Mirror,
+        Scenario::Degraded,
+        Scenario::NginxMirror,
+    ];
+
+    /// Three repetitions chosen so that ratios taken within each repetition give other medians
+    /// than ratios of medians would (mirror's p99: ×1.2 of direct per repetition, ×2.2 of the
+    /// medians).
+    fn measured(scenario: Scenario, rep: usize) -> Measured {
+        let pick = |values: [f64; 3]| values[rep];
+        let (p99, cpu, rps, proxy_us, rest_us) = match scenario {
+            Scenario::Direct => (
+                [100.0, 200.0, 100.0],
+                [0.0; 3],
+                [1000.0, 1000.0, 2000.0],
+                0.0,
+                20.0,
+            ),
+            Scenario::Intercept => (
+                [110.0, 210.0, 110.0],
+                [0.04; 3],
+                [700.0, 500.0, 1400.0],
+                15.0,
+                20.0,
+            ),
+            Scenario::Mirror => (
+                [120.0, 220.0, 300.0],
+                [0.05, 0.06, 0.04],
+                [300.0, 300.0, 600.0],
+                30.0,
+                40.0,
+            ),
+            Scenario::Degraded => ([130.0, 250.0, 300.0], [0.05; 3], [500.0; 3], 20.0, 20.0),
+            Scenario::NginxMirror => ([200.0; 3], [0.2; 3], [100.0, 150.0, 200.0], 90.0, 60.0),
+            Scenario::NginxDegraded => ([5e6; 3], [0.3; 3], [30.0; 3], 150.0, 1000.0),
+        };
+        Measured {
+            p99: pick(p99),
+            cpu: pick(cpu),
+            rps: pick(rps),
+            proxy_us,
+            rest_us,
+        }
+    }
+
+    fn checks(scenarios: &[Scenario], loadavg: f64) -> Vec<GoalCheck> {
+        let runs = fixture::runs(scenarios, 3, loadavg, measured);
+        Results {
+            runs: &runs,
+            scenarios,
+        }
+        .goal_checks(1000.0)
+    }
+
+    fn summary(checks: &[GoalCheck]) -> Vec<(Option<f64>, Verdict)> {
+        checks
+            .iter()
+            .map(|c| {
+                // Two decimals: what the table shows.
+                let median = c.measured.map(|s| (s.median * 100.0).round() / 100.0);
+                (median, c.verdict.clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn goals_are_ratios_taken_within_each_repetition() {
+        let checks = checks(&ALL_BUT_NGINX_DEGRADED, 0.5);
+        assert_eq!(
+            summary(&checks),
+            vec![
+                // mirror vs direct p99: 1.2, 1.1, 3.0
+                (Some(1.2), Verdict::Met),
+                // mirror vs nginx p99: 0.6, 1.1, 1.5
+                (Some(1.1), Verdict::Missed),
+                // CPU vs intercept: 1.25, 1.5, 1.0
+                (Some(1.25), Verdict::Met),
+                // CPU vs nginx: 0.25, 0.3, 0.2
+                (Some(0.25), Verdict::Met),
+                // ×0.3 of direct against a ceiling of 20 / 40 µs = ×0.5
+                (Some(0.6), Verdict::Missed),
+                // throughput vs nginx: 3, 2, 3
+                (Some(3.0), Verdict::Met),
+                // intercept vs direct: 0.7, 0.5, 0.7
+                (Some(0.7), Verdict::Met),
+                // degraded vs mirror p99: 1.08, 1.14, 1.0
+                (Some(1.08), Verdict::Met),
+                // RSS, MiB
+                (Some(14.0), Verdict::Met),
+            ]
+        );
+        assert!(checks[0].goal.contains("mirror vs direct"));
+        assert_eq!(checks[0].from, "mirror 220, direct 100 µs");
+        assert_eq!(checks[8].unit, Unit::MiB);
+        let spread = checks[1].measured.expect("measured");
+        assert_eq!((spread.min, spread.max, spread.n), (0.6, 1.5, 3));
+    }
+
+    #[test]
+    fn goals_without_their_scenarios_say_which_to_run() {
+        let checks = checks(&[Scenario::Direct, Scenario::Mirror], 0.5);
+        let verdicts: Vec<String> = checks.iter().map(|c| c.verdict.to_string()).collect();
+        assert_eq!(
+            verdicts,
+            vec![
+                "yes",
+                "not measured (run scenarios nginx-mirror)",
+                "not measured (run scenarios intercept)",
+                "not measured (run scenarios nginx-mirror)",
+                "**no**",
+                "not measured (run scenarios nginx-mirror)",
+                "not measured (run scenarios intercept)",
+                "not measured (run scenarios mirror-degraded)",
+                "yes",
+            ]
+        );
+        let only_nginx = self::checks(&[Scenario::NginxMirror], 0.5);
+        assert_eq!(
+            only_nginx[0].verdict,
+            Verdict::NotMeasured("run scenarios mirror, direct".into())
+        );
+    }
+
+    #[test]
+    fn latency_and_throughput_goals_are_not_judged_on_a_busy_machine_cpu_and_rss_are() {
+        let checks = checks(&ALL_BUT_NGINX_DEGRADED, 3.0);
+        let busy = Verdict::NotJudged("median load average 3.0 before the runs".into());
+        let verdicts: Vec<Verdict> = checks.iter().map(|c| c.verdict.clone()).collect();
+        assert_eq!(
+            verdicts,
+            vec![
+                busy.clone(),
+                busy.clone(),
+                Verdict::Met,
+                Verdict::Met,
+                busy.clone(),
+                busy.clone(),
+                busy.clone(),
+                busy,
+                Verdict::Met,
+            ]
+        );
+        // Measured all the same.
+        assert!(checks.iter().all(|c| c.measured.is_some()));
+    }
+
+    #[test]
+    fn a_late_client_keeps_only_latency_goals_from_being_judged() {
+        let mut runs = fixture::runs(&ALL_BUT_NGINX_DEGRADED, 3, 0.5, measured);
+        for phase in runs.iter_mut().flat_map(|run| run.phases.iter_mut()) {
+            phase.load.send_lag_p99 = 900.0;
+        }
+        let checks = Results {
+            runs: &runs,
+            scenarios: &ALL_BUT_NGINX_DEGRADED,
+        }
+        .goal_checks(1000.0);
+        let late = Verdict::NotJudged("the client sent late by 900 µs at p99 (median)".into());
+        let judged: Vec<bool> = checks.iter().map(|c| c.verdict != late).collect();
+        assert_eq!(
+            judged,
+            [false, false, true, true, true, true, true, false, true]
+        );
+    }
+
+    #[test]
+    fn goal_table_shows_bound_measure_and_verdict() {
+        let runs = fixture::runs(&ALL_BUT_NGINX_DEGRADED, 3, 0.5, measured);
+        let table = Results {
+            runs: &runs,
+            scenarios: &ALL_BUT_NGINX_DEGRADED,
+        }
+        .goals(1000.0);
+        assert!(
+            table.contains(
+                "| primary p99, mirror vs direct (1000 req/s, keep-alive, 100 % mirrored) \
+                 | ≤ ×1.30 | ×1.20 (1.10–3.00) | mirror 220, direct 100 µs | yes |"
+            ),
+            "{table}"
+        );
+        assert!(table.contains("| ≥ ×0.70 | ×0.60 (0.60–0.60) |"), "{table}");
+        assert!(
+            table.contains("| ≤ 30 MiB | 14.0 (14.0–14.0) MiB |"),
+            "{table}"
+        );
+        assert!(!table.contains("Fewer than 3 repetitions"), "{table}");
+    }
 
     #[test]
     fn spread_takes_the_median_and_range() {

@@ -99,10 +99,6 @@ impl Scenario {
             Scenario::Degraded | Scenario::NginxDegraded => 2,
         }
     }
-
-    pub fn is_nginx(self) -> bool {
-        matches!(self, Scenario::NginxMirror | Scenario::NginxDegraded)
-    }
 }
 
 /// Knobs of a bench run.

@@ -4,8 +4,9 @@
 //! throughput at saturation, keep-alive and with a new connection per request. Scenarios run
 //! interleaved (A B C …, A B C …) and repeated; the report gives medians and their range, ratios
 //! to direct taken within each repetition, the daemon's CPU and peak RSS, and the copies that
-//! reached the shadows. It prints a markdown report and writes it to
-//! `target/bench/results-<date>.md`.
+//! reached the shadows, and the goals of issue 11 as ratios within each repetition. It prints a
+//! markdown report and writes it to `target/bench/results-<date>.md`, with pictures beside it
+//! (`results-<date>-latency.svg`, `-throughput.svg`, `-cpu.svg`) that the report links.
 //!
 //! Runs as root (namespaces, BPF). Needs `wrk` and `nginx` (Debian packages; `cargo xtask bench`
 //! installs them). Exit codes: 0 done, 2 could not run.
@@ -23,7 +24,7 @@ use mirror_tests::environment::{daemon_binary, require_daemon, workspace};
 
 use bench::report::Results;
 use bench::scenario::{self, Bed, Kind, Scenario, Settings};
-use bench::{load, nginx, procstat};
+use bench::{load, nginx, plots, procstat};
 
 const USAGE: &str = "\
 usage: bench [options]
@@ -41,7 +42,8 @@ usage: bench [options]
   --wait-quiet S        wait up to S seconds for the 1-minute load average to fall below
                         --max-load before starting (default 0: start at once, report the noise)
   --max-load L          (default 1.0)
-  --out DIR             where results-<date>.md goes (default <workspace>/target/bench)";
+  --out DIR             where results-<date>.md and its pictures go
+                        (default <workspace>/target/bench)";
 
 struct Options {
     scenarios: Vec<Scenario>,
@@ -186,7 +188,14 @@ fn run() -> Result<()> {
     let _ = writeln!(report, "{environment}\n");
     report.push_str(&results.tables(settings.rate));
     report.push('\n');
-    report.push_str(&results.goals());
+    report.push_str(&results.goals(settings.rate));
+    // Named before writing: the report links its pictures by name.
+    let stem = format!("results-{}", now_for_file());
+    std::fs::create_dir_all(&options.out)?;
+    let (pictures, written) =
+        plots::write_beside(&plots::draw(&results, settings.rate), &options.out, &stem);
+    report.push('\n');
+    report.push_str(&pictures);
     let _ = writeln!(report, "\n### Noise\n");
     report.push_str(&results.noise());
     let _ = writeln!(
@@ -204,10 +213,12 @@ fn run() -> Result<()> {
     report.push_str(&method(&settings, &options));
 
     println!("{report}");
-    std::fs::create_dir_all(&options.out)?;
-    let path = options.out.join(format!("results-{}.md", now_for_file()));
+    let path = options.out.join(format!("{stem}.md"));
     std::fs::write(&path, &report).with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("bench: written to {}", path.display());
+    for picture in written {
+        eprintln!("bench: picture {}", picture.display());
+    }
     Ok(())
 }
 

@@ -1,0 +1,106 @@
+//! Synthetic results for the unit tests of the report and its pictures: runs built from a few
+//! chosen numbers per scenario and repetition, in the order a bench would have run them.
+
+use std::time::Duration;
+
+use super::load::{self, LoadResult, Mode};
+use super::scenario::{Kind, Phase, Run, Scenario};
+
+/// What one run of one scenario measured, in the units the goals use.
+#[derive(Clone, Copy, Debug)]
+pub struct Measured {
+    /// p99 at the fixed rate, µs.
+    pub p99: f64,
+    /// Proxy CPU seconds per 1000 requests at the fixed rate.
+    pub cpu: f64,
+    /// Requests per second at saturation.
+    pub rps: f64,
+    /// Proxy CPU µs per request at saturation.
+    pub proxy_us: f64,
+    /// Everything else's CPU µs per request at saturation (load generator, primary, shadows).
+    pub rest_us: f64,
+}
+
+/// Requests of each fixed-rate phase.
+pub const RATE_REQUESTS: u64 = 1000;
+
+/// Runs of `scenarios`, `reps` times interleaved, each measuring `measured(scenario, rep)`;
+/// every run's load average is `loadavg`.
+pub fn runs(
+    scenarios: &[Scenario],
+    reps: usize,
+    loadavg: f64,
+    measured: impl Fn(Scenario, usize) -> Measured,
+) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for rep in 0..reps {
+        for &scenario in scenarios {
+            runs.push(run(scenario, loadavg, measured(scenario, rep)));
+        }
+    }
+    runs
+}
+
+fn run(scenario: Scenario, loadavg: f64, m: Measured) -> Run {
+    let mut phases = Vec::new();
+    for mode in Mode::ALL {
+        // Latencies spread evenly up to the p99 and a little beyond, sorted.
+        let latencies: Vec<u32> = (1..=RATE_REQUESTS)
+            .map(|i| (m.p99 * i as f64 / (RATE_REQUESTS as f64 * 0.99)) as u32)
+            .collect();
+        phases.push(Phase {
+            kind: Kind::Rate,
+            mode,
+            load: LoadResult {
+                completed: RATE_REQUESTS,
+                elapsed: Duration::from_secs(1),
+                p50: load::percentile(&latencies, 50.0),
+                p90: load::percentile(&latencies, 90.0),
+                p99: m.p99,
+                max: f64::from(latencies.last().copied().unwrap_or(0)),
+                distribution: load::distribution(&latencies),
+                ..LoadResult::default()
+            },
+            proxy_cpu: m.cpu * RATE_REQUESTS as f64 / 1000.0,
+            proxy_switches: 2 * RATE_REQUESTS,
+            bed_cpu: 0.5,
+            primary_cpu: 0.1,
+            shadow_cpu: 0.1,
+            copies_expected: RATE_REQUESTS * scenario.copies_per_request(),
+            copies_delivered: RATE_REQUESTS * scenario.copies_per_request(),
+            machine_busy: 0.3,
+        });
+        let completed = m.rps as u64;
+        let seconds = |us: f64| us * completed as f64 / 1e6;
+        phases.push(Phase {
+            kind: Kind::Saturation,
+            mode,
+            load: LoadResult {
+                completed,
+                elapsed: Duration::from_secs(1),
+                p50: 500.0,
+                p90: 900.0,
+                p99: 1500.0,
+                max: 3000.0,
+                ..LoadResult::default()
+            },
+            proxy_cpu: seconds(m.proxy_us),
+            proxy_switches: completed / 4,
+            bed_cpu: seconds(m.proxy_us + m.rest_us),
+            primary_cpu: seconds(m.rest_us / 2.0),
+            shadow_cpu: seconds(m.rest_us / 4.0),
+            copies_expected: completed * scenario.copies_per_request(),
+            copies_delivered: completed * scenario.copies_per_request(),
+            machine_busy: 1.0,
+        });
+    }
+    Run {
+        scenario,
+        loadavg,
+        phases,
+        rss_at_rate: (scenario != Scenario::Direct).then_some(14 << 20),
+        rss_at_saturation: (scenario != Scenario::Direct).then_some(15 << 20),
+        peak_rss: (scenario != Scenario::Direct).then_some(26 << 20),
+        daemon_drops: Vec::new(),
+    }
+}

@@ -71,6 +71,12 @@ const VM_SKIP_BINARIES: &[(&str, &str)] = &[
          (<target>/tools/h2-venv) and it runs curl, nghttp, nghttpd and h2load, none of which \
          the guest carries; no daemon, nothing kernel-specific",
     ),
+    (
+        "h2_mirroring",
+        "real gRPC and h2c clients and servers (the host's Python venv, curl, nghttp), which the \
+         guest does not carry; the daemon's kernel side is the same as for HTTP/1.1, which every \
+         other mirroring test covers on each kernel",
+    ),
 ];
 
 #[derive(Debug, Clone)]

@@ -484,3 +484,151 @@ fn a_connection_that_turns_bad_midway_is_tunnelled_and_stays_byte_exact() -> Res
     );
     Ok(())
 }
+
+/// A few calls of each kind, each with a deadline of `deadline`.
+fn short_script(deadline: Duration) -> Script {
+    let calls = vec![
+        grpc::Call::unary("unary", grpc::Message::text("hello")),
+        grpc::Call::unary("unary-large", grpc::Message::pattern(7, 80_000)),
+        grpc::Call::client_streaming(
+            "collect",
+            vec![grpc::Message::text("a"), grpc::Message::pattern(8, 30_000)],
+        ),
+        grpc::Call::server_streaming("expand", 3, 1000),
+        grpc::Call::bidi(
+            "chat",
+            vec![grpc::Message::text("ping"), grpc::Message::text("bye")],
+        ),
+    ];
+    Script::new(
+        calls
+            .into_iter()
+            .map(|call| {
+                let name = call.name.clone();
+                call.metadata("x-call", &name).timeout(deadline)
+            })
+            .collect(),
+    )
+    .authority(AUTHORITY)
+}
+
+#[test]
+fn a_slow_refusing_or_blackholed_grpc_shadow_never_holds_up_the_callers() -> Result<()> {
+    const TEST: &str = "a_slow_refusing_or_blackholed_grpc_shadow_never_holds_up_the_callers";
+    let Some(binary) = require_daemon(TEST) else {
+        return Ok(());
+    };
+    if !require_grpc(TEST) {
+        return Ok(());
+    }
+    // The shadow holds answers 20 s: far beyond the callers' 5 s deadline, so a caller that
+    // waited on its copy would fail.
+    for (behaviour, errors) in [
+        (GrpcBehaviour::Delay(Duration::from_secs(20)), "timeout"),
+        (GrpcBehaviour::Refuse, "connect"),
+        (GrpcBehaviour::Blackhole, "connect"),
+    ] {
+        let setup = Setup::start(
+            &binary,
+            target(SocketAddr::from(([172, 20, 0, 10], PORT)))
+                .connect_timeout("1s")
+                .request_timeout("2s"),
+        )?;
+        let _primary = GrpcServer::start(
+            "primary",
+            setup.node.primary().netns(),
+            &setup.primary_addresses(),
+            GrpcBehaviour::Normal,
+        )?;
+        let _shadow = GrpcServer::start(
+            "shadow",
+            setup.node.shadow().netns(),
+            &[setup.shadow_address()],
+            behaviour.clone(),
+        )?;
+        let script = short_script(Duration::from_secs(5));
+        for _ in 0..3 {
+            let run = run_client(
+                setup.node.pod("a").netns(),
+                setup.node.primary().addr(Family::V4, PORT),
+                &script,
+            )?;
+            run.check(&script)
+                .with_context(|| format!("answers with a shadow that is {behaviour:?}"))?;
+        }
+        let calls = 3 * script.calls.len() as u64;
+        // Copies whose sender gave up before their original ended count as abandoned.
+        ensure!(
+            setup.copies("mirrored")? + setup.copies("abandoned")? == calls,
+            "{behaviour:?}: {}",
+            mirror_tests::metrics::MirrorCounters::from_metrics(&setup.daemon.metrics()?, TARGET)?
+        );
+        mirror_tests::wait::until("the copies' failures counted", WAIT, || {
+            let failed = setup.daemon.metrics()?.shadow_errors(TARGET, errors)?;
+            Ok(if failed > 0 { Ok(()) } else { Err(failed) })
+        })
+        .with_context(|| format!("{behaviour:?}: {errors} errors"))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_streaming_call_over_the_body_cap_is_cancelled_towards_the_shadow_only() -> Result<()> {
+    const TEST: &str = "a_streaming_call_over_the_body_cap_is_cancelled_towards_the_shadow_only";
+    let Some(binary) = require_daemon(TEST) else {
+        return Ok(());
+    };
+    if !require_grpc(TEST) {
+        return Ok(());
+    }
+    let setup = Setup::start(
+        &binary,
+        target(SocketAddr::from(([172, 20, 0, 10], PORT))).max_body_bytes(50_000),
+    )?;
+    let _primary = GrpcServer::start(
+        "primary",
+        setup.node.primary().netns(),
+        &setup.primary_addresses(),
+        GrpcBehaviour::Normal,
+    )?;
+    let shadow = GrpcServer::start(
+        "shadow",
+        setup.node.shadow().netns(),
+        &[setup.shadow_address()],
+        GrpcBehaviour::Normal,
+    )?;
+    let big = grpc::Call::bidi(
+        "chat-over-cap",
+        vec![
+            grpc::Message::pattern(1, 30_000),
+            grpc::Message::pattern(2, 30_000),
+            grpc::Message::text("bye"),
+        ],
+    )
+    .metadata("x-call", "chat-over-cap");
+    let small = grpc::Call::unary("unary", grpc::Message::text("hi")).metadata("x-call", "unary");
+    let script = Script::new(vec![big, small])
+        .authority(AUTHORITY)
+        .sequential();
+    let run = run_client(
+        setup.node.pod("a").netns(),
+        setup.node.primary().addr(Family::V4, PORT),
+        &script,
+    )?;
+    run.check(&script)
+        .context("the caller's answers are whole")?;
+    let recorded = shadow.wait_for(2, WAIT)?;
+    let over = recorded
+        .iter()
+        .find(|call| call.metadata_value("x-call") == Some("chat-over-cap"))
+        .context("the shadow saw the capped call start")?;
+    ensure!(over.cancelled, "the capped copy was cancelled: {over:?}");
+    let unary = recorded
+        .iter()
+        .find(|call| call.metadata_value("x-call") == Some("unary"))
+        .context("the small call's copy")?;
+    ensure!(!unary.cancelled && unary.status == "OK", "{unary:?}");
+    ensure!(setup.copies("body_over_cap")? == 1, "body_over_cap");
+    ensure!(setup.copies("mirrored")? == 1, "mirrored");
+    Ok(())
+}

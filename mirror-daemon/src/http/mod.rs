@@ -7,10 +7,12 @@
 //! protocols, upgrades) switches the connection to tunnel mode for good, with a [`TunnelReason`].
 //! The path is: `head` finds and validates request heads, `chunked` walks chunked bodies,
 //! `framer` ties them into the per-connection state machine, `tunnel` names the ways out.
+//! [`response`] frames the other direction, the primary's answers, with the same pieces.
 
 mod chunked;
 mod framer;
 mod head;
+pub mod response;
 mod tunnel;
 
 #[cfg(test)]

@@ -10,11 +10,19 @@
 //!   unambiguous.
 //! - [`gen`]: a structure-aware generator of mostly valid request pipelines, with mutations.
 //! - [`known`]: findings already reported, skipped on request so fuzzing can go past them.
+//! - [`answers`], [`response_differential`], [`response_reference`], [`response_gen`]: the same
+//!   four roles for the daemon's `ResponseFramer` (the primary's answers).
+//! - [`memory`]: a global allocator that counts live heap bytes, for the memory bounds.
 
+pub mod answers;
 pub mod copy;
 pub mod differential;
 pub mod events;
 pub mod gen;
 pub mod input;
 pub mod known;
+pub mod memory;
 pub mod reference;
+pub mod response_differential;
+pub mod response_gen;
+pub mod response_reference;

@@ -29,7 +29,7 @@ struct Target {
     max_len: usize,
 }
 
-const TARGETS: [Target; 4] = [
+const TARGETS: [Target; 6] = [
     Target {
         name: "framer_chunks",
         dict: Some("http.dict"),
@@ -48,6 +48,16 @@ const TARGETS: [Target; 4] = [
     Target {
         name: "shadow_response",
         dict: Some("http.dict"),
+        max_len: 4096,
+    },
+    Target {
+        name: "response_framer_chunks",
+        dict: Some("http.dict"),
+        max_len: 4096,
+    },
+    Target {
+        name: "response_framer_differential",
+        dict: None,
         max_len: 4096,
     },
 ];

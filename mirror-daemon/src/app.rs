@@ -88,6 +88,8 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), Error> {
         metrics,
         mirror: Arc::new(arc_swap::ArcSwapOption::new(mirror)),
         abort: abort.clone(),
+        drain: CancellationToken::new(),
+        framing: config.mirror.framing.limits(),
     };
     let admin_listener = tokio::net::TcpListener::bind(config.admin.address)
         .await
@@ -201,6 +203,8 @@ async fn serve(
     stop.cancelled().await;
     admin_state.ready.store(false, Ordering::Release);
     stop_accepting.cancel();
+    // Open connections close at their next idle point from now on.
+    live.connection.load().drain.cancel();
     for task in accept_loops {
         let _ = task.await;
     }

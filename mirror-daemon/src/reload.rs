@@ -141,6 +141,8 @@ impl Live {
             metrics: current.metrics.clone(),
             mirror: current.mirror.clone(),
             abort: current.abort.clone(),
+            drain: current.drain.clone(),
+            framing: new.mirror.framing.limits(),
         }));
         self.admission
             .set_max(new.relay.max_connections, shadow_connections(&new));

@@ -268,8 +268,9 @@ fn after_sigterm_readyz_stops_answering_200_while_connections_drain() -> Result<
         node.primary().netns(),
         &[node.primary().addr(Family::V4, PRIMARY_PORT)],
     )?;
-    // A long drain: the open connection below keeps the daemon draining, and running, until
-    // the test closes it.
+    // A long drain: the open connection below, with a request begun, keeps the daemon draining,
+    // and running, until the request is complete and answered (an idle keep-alive connection
+    // would be closed at once).
     let config = DaemonConfig::intercepting_primary(&[PRIMARY_PORT]).drain_timeout("30s");
     let mut daemon = Daemon::start(&binary, node.netns(), &config)?;
     assert_eq!(readyz(&daemon), Seen::Status(200));
@@ -277,6 +278,10 @@ fn after_sigterm_readyz_stops_answering_200_while_connections_drain() -> Result<
     let mut client = Client::connect(node.pod("a"), primary.address())?;
     client.exchange_checked(&Request::get(HOST, "/before-sigterm"))?;
     assert_eq!(daemon.counters()?.since(&before).intercepted, 1);
+    let request = Request::get(HOST, "/while-draining");
+    let bytes = request.to_bytes();
+    let (begun, rest) = bytes.split_at(10);
+    client.send(begun)?;
 
     daemon.signal(nix::sys::signal::Signal::SIGTERM)?;
     let first = wait::until(
@@ -304,9 +309,11 @@ fn after_sigterm_readyz_stops_answering_200_while_connections_drain() -> Result<
     }
     assert_eq!(runs.order(), [Seen::Status(503)], "while draining: {runs}");
     assert!(daemon.is_running(), "the daemon drains the open connection");
-    // The open connection is served to its end.
-    client.exchange_checked(&Request::get(HOST, "/while-draining"))?;
-    drop(client);
+    // The request begun before SIGTERM is served to its end; then the connection is idle and
+    // closed.
+    client.send(rest)?;
+    let response = client.read_response("GET")?;
+    assert_eq!(response.raw(), request.expected_response().as_slice());
 
     let status = daemon.wait_exit(Duration::from_secs(10))?;
     assert_eq!(status.code(), Some(0), "exit status after the drain");

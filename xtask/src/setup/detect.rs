@@ -6,7 +6,7 @@ use std::{
     process::Command,
 };
 
-use super::plan::{Detected, BPF_LINKER_BUILD_PACKAGES, QEMU, RUNTIME_TOOLS, VM_TOOLS};
+use super::plan::{Detected, BPF_LINKER_BUILD_PACKAGES, QEMU, RUNTIME_TOOLS, TEST_TOOLS, VM_TOOLS};
 use crate::{cmd, toolchain::DEBIAN_TOOLCHAIN};
 
 pub fn detect() -> Detected {
@@ -48,6 +48,7 @@ pub fn detect() -> Detected {
         installed_packages: installed_packages(BPF_LINKER_BUILD_PACKAGES),
         missing_commands: RUNTIME_TOOLS
             .iter()
+            .chain(TEST_TOOLS)
             .chain(VM_TOOLS)
             .chain([&QEMU])
             .map(|(command, _)| *command)

@@ -36,7 +36,10 @@ pub fn ensure(dry_run: bool) {
     let pinned = match pinned_version(&requirements) {
         Ok(pinned) => pinned,
         Err(e) => {
-            eprintln!("setup: warning: kubernetes-validate: {e:#}");
+            eprintln!(
+                "setup: warning: kubernetes-validate not installed, so the deploy test's manifest \
+                 validation will fail under CI=true and skip otherwise: {e:#}"
+            );
             return;
         }
     };
@@ -53,29 +56,39 @@ pub fn ensure(dry_run: bool) {
         );
         return;
     }
-    eprintln!(
-        "setup: installing kubernetes-validate {pinned} into {} (about 10 s)...",
+    eprint!(
+        "setup: installing kubernetes-validate {pinned} into {} (about 10 s)... ",
         venv.display()
     );
-    if let Err(e) = install(&venv, &requirements) {
-        eprintln!(
-            "setup: warning: kubernetes-validate not installed (the deploy test needs it): {e:#}"
-        );
+    let started = std::time::Instant::now();
+    match install(&venv, &requirements, &super::log_path()) {
+        Ok(()) => eprintln!("done in {:.0} s", started.elapsed().as_secs_f64()),
+        Err(e) => eprintln!(
+            "failed\nsetup: warning: kubernetes-validate is not installed: the deploy test's \
+             manifest validation will fail under CI=true and skip otherwise; everything else \
+             works ({e:#})"
+        ),
     }
 }
 
-fn install(venv: &std::path::Path, requirements: &std::path::Path) -> Result<()> {
+fn install(
+    venv: &std::path::Path,
+    requirements: &std::path::Path,
+    log: &std::path::Path,
+) -> Result<()> {
     let python = cmd::find_program("python3", &cmd::system_dirs())
         .context("python3 (with its venv module) not found")?;
-    cmd::run(
+    cmd::run_logged(
         Command::new(python)
             .args(["-m", "venv", "--clear"])
             .arg(venv),
+        log,
     )?;
-    cmd::run(
+    cmd::run_logged(
         Command::new(venv.join("bin").join("pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .args(["install", "--disable-pip-version-check", "-r"])
             .arg(requirements),
+        log,
     )
 }
 

@@ -26,6 +26,12 @@ pub const RUNTIME_TOOLS: &[(&str, &str)] = &[
     ("iptables", "iptables"),
 ];
 
+/// Commands only the tests run on the host (not the demo, not the guests), and their Debian
+/// package: a real Prometheus scrapes the daemon for the dashboard test, and promtool checks and
+/// unit-tests the alerting rules (`deploy/monitoring`). Installed without the package's
+/// recommendations (a node exporter); the tests start their own Prometheus, never the service.
+pub const TEST_TOOLS: &[(&str, &str)] = &[("prometheus", "prometheus"), ("promtool", "prometheus")];
+
 /// What `cargo xtask vm-test` runs on the host besides QEMU: `objcopy` strips the test
 /// binaries' debug info, `xz`/`zstd` decompress kernel modules.
 pub const VM_TOOLS: &[(&str, &str)] = &[
@@ -42,7 +48,9 @@ pub const QEMU: (&str, &str) = ("qemu-system-x86_64", "qemu-system-x86");
 pub enum Scope {
     /// Build the eBPF object (toolchain and bpf-linker).
     EbpfBuild,
-    /// Build and run the host tests or the demo (also ip, tc, bpftool, iptables).
+    /// Build and run the demo or the bench (also ip, tc, bpftool, iptables).
+    Demo,
+    /// Build and run the host tests: [`Scope::Demo`] plus Prometheus and promtool.
     Everything,
     /// [`Scope::Everything`] plus the kernel matrix in QEMU (QEMU, objcopy, xz, zstd).
     WithVms,
@@ -63,7 +71,7 @@ pub struct Detected {
     pub bpf_linker_present: bool,
     /// Installed Debian packages among [`BPF_LINKER_BUILD_PACKAGES`].
     pub installed_packages: BTreeSet<String>,
-    /// Commands of [`RUNTIME_TOOLS`], [`VM_TOOLS`] and [`QEMU`] found nowhere.
+    /// Commands of [`RUNTIME_TOOLS`], [`TEST_TOOLS`], [`VM_TOOLS`] and [`QEMU`] found nowhere.
     pub missing_commands: Vec<&'static str>,
     /// `VERSION_CODENAME` of /etc/os-release (`bookworm`).
     pub os_codename: Option<String>,
@@ -73,6 +81,9 @@ pub struct Detected {
 pub enum Action {
     AptUpdate,
     AptInstall(Vec<&'static str>),
+    /// Packages whose recommendations would add services (Prometheus recommends a node
+    /// exporter): `apt-get install --no-install-recommends`.
+    AptInstallWithoutRecommends(Vec<&'static str>),
     LinkDebianToolchain,
     InstallBpfLinker,
     /// QEMU from `<codename>-backports` through a private sources list (Debian 12: its own QEMU
@@ -86,9 +97,12 @@ impl Action {
     /// The one line printed before the action runs.
     pub fn announce(&self) -> String {
         match self {
-            Self::AptUpdate => "updating apt package lists...".to_owned(),
+            Self::AptUpdate => "updating apt package lists (about 10 s)...".to_owned(),
             Self::AptInstall(packages) => {
                 format!("installing {} (about 1 min)...", packages.join(" "))
+            }
+            Self::AptInstallWithoutRecommends(packages) => {
+                format!("installing {} (about 20 s)...", packages.join(" "))
             }
             Self::LinkDebianToolchain => {
                 format!("linking Debian's rustc at /usr as rustup toolchain {DEBIAN_TOOLCHAIN}...")
@@ -108,7 +122,10 @@ impl Action {
     pub fn needs_root(&self) -> bool {
         matches!(
             self,
-            Self::AptUpdate | Self::AptInstall(_) | Self::InstallQemuFromBackports { .. }
+            Self::AptUpdate
+                | Self::AptInstall(_)
+                | Self::AptInstallWithoutRecommends(_)
+                | Self::InstallQemuFromBackports { .. }
         )
     }
 
@@ -120,6 +137,11 @@ impl Action {
             Self::AptUpdate => (vec![], vec!["apt-get", "update"]),
             Self::AptInstall(packages) => {
                 let mut argv = vec!["apt-get", "install", "-y"];
+                argv.extend(packages);
+                (vec![], argv)
+            }
+            Self::AptInstallWithoutRecommends(packages) => {
+                let mut argv = vec!["apt-get", "install", "-y", "--no-install-recommends"];
                 argv.extend(packages);
                 (vec![], argv)
             }
@@ -205,6 +227,14 @@ pub fn plan(detected: &Detected, scope: Scope) -> Plan {
             .filter(|(command, _)| detected.missing_commands.contains(command))
             .for_each(|(_, package)| add(package));
     }
+    let mut test_packages: Vec<&'static str> = Vec::new();
+    if matches!(scope, Scope::Everything | Scope::WithVms) {
+        for (command, package) in TEST_TOOLS {
+            if detected.missing_commands.contains(command) && !test_packages.contains(package) {
+                test_packages.push(package);
+            }
+        }
+    }
     let mut qemu_from_backports = None;
     if scope == Scope::WithVms {
         VM_TOOLS
@@ -220,9 +250,14 @@ pub fn plan(detected: &Detected, scope: Scope) -> Plan {
     }
 
     let mut actions = Vec::new();
-    if !packages.is_empty() {
+    if !packages.is_empty() || !test_packages.is_empty() {
         actions.push(Action::AptUpdate);
+    }
+    if !packages.is_empty() {
         actions.push(Action::AptInstall(packages));
+    }
+    if !test_packages.is_empty() {
+        actions.push(Action::AptInstallWithoutRecommends(test_packages));
     }
     if link {
         actions.push(Action::LinkDebianToolchain);
@@ -281,7 +316,7 @@ mod tests {
             is_root: true,
             has_apt: true,
             has_rustup: true,
-            missing_commands: vec!["ip", "tc", "bpftool", "iptables"],
+            missing_commands: vec!["ip", "tc", "bpftool", "iptables", "prometheus", "promtool"],
             os_codename: Some("bookworm".to_owned()),
             ..Detected::default()
         }
@@ -325,11 +360,31 @@ mod tests {
                     "bpftool",
                     "iptables",
                 ]),
+                Action::AptInstallWithoutRecommends(vec!["prometheus"]),
                 Action::LinkDebianToolchain,
                 Action::InstallBpfLinker,
             ]
         );
         assert_eq!(plan.blocker(&fresh_machine()), None);
+    }
+
+    #[test]
+    fn prometheus_is_installed_for_the_tests_not_for_the_demo() {
+        let detected = Detected {
+            missing_commands: vec!["prometheus", "promtool"],
+            ..ready_machine()
+        };
+        assert!(plan(&detected, Scope::Demo).actions.is_empty());
+        let install = vec![
+            Action::AptUpdate,
+            Action::AptInstallWithoutRecommends(vec!["prometheus"]),
+        ];
+        assert_eq!(plan(&detected, Scope::Everything).actions, install);
+        assert_eq!(plan(&detected, Scope::WithVms).actions, install);
+        assert_eq!(
+            install[1].shell(true),
+            "apt-get install -y --no-install-recommends prometheus"
+        );
     }
 
     #[test]

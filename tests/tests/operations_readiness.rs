@@ -66,6 +66,14 @@ fn readyz_explained(daemon: &Daemon) -> (Seen, Option<anyhow::Error>) {
     }
 }
 
+/// The `mirror_ready` gauge, which alerts read where probes read `/readyz`.
+fn ready_gauge(daemon: &Daemon) -> Result<f64> {
+    daemon
+        .metrics()?
+        .get("mirror_ready", &[])
+        .context("the daemon exposes no mirror_ready")
+}
+
 /// Consecutive equal observations, collapsed: `[(refused, 212), (503, 31), (200, 1)]`.
 #[derive(Default)]
 struct Runs(Vec<(Seen, usize)>);
@@ -274,6 +282,11 @@ fn after_sigterm_readyz_stops_answering_200_while_connections_drain() -> Result<
     let config = DaemonConfig::intercepting_primary(&[PRIMARY_PORT]).drain_timeout("30s");
     let mut daemon = Daemon::start(&binary, node.netns(), &config)?;
     assert_eq!(readyz(&daemon), Seen::Status(200));
+    assert_eq!(
+        ready_gauge(&daemon)?,
+        1.0,
+        "mirror_ready while /readyz answers 200"
+    );
     let before = daemon.counters()?;
     let mut client = Client::connect(node.pod("a"), primary.address())?;
     client.exchange_checked(&Request::get(HOST, "/before-sigterm"))?;
@@ -308,6 +321,11 @@ fn after_sigterm_readyz_stops_answering_200_while_connections_drain() -> Result<
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(runs.order(), [Seen::Status(503)], "while draining: {runs}");
+    assert_eq!(
+        ready_gauge(&daemon)?,
+        0.0,
+        "mirror_ready while /readyz answers 503"
+    );
     assert!(daemon.is_running(), "the daemon drains the open connection");
     // The request begun before SIGTERM is served to its end; then the connection is idle and
     // closed.

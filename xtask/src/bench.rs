@@ -22,7 +22,7 @@ const BENCH_TOOLS: &[(&str, &str)] = &[
 ];
 
 pub fn run(args: &[OsString]) -> Result<()> {
-    let toolchain = setup::run(Scope::Everything, false)?;
+    let toolchain = setup::run(Scope::Demo, false)?;
     install_bench_tools()?;
     let built = build::all(&toolchain, Profile::Release)?;
     let mut cargo = build::harness_binary(&built, "bench");
@@ -47,16 +47,23 @@ fn install_bench_tools() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("setup: installing {} for the bench...", missing.join(" "));
-    cmd::run(
+    let log = setup::log_path();
+    eprintln!(
+        "setup: installing {} for the bench (about 20 s; output in {})...",
+        missing.join(" "),
+        log.display()
+    );
+    cmd::run_logged(
         Command::new("apt-get")
             .arg("update")
             .env("DEBIAN_FRONTEND", "noninteractive"),
+        &log,
     )?;
-    cmd::run(
+    cmd::run_logged(
         Command::new("apt-get")
             .args(["install", "-y"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
+        &log,
     )
 }

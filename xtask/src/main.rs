@@ -63,9 +63,9 @@ enum Command {
         args: Vec<OsString>,
     },
     /// Build, then run the privileged integration tests on Debian kernels in QEMU (TCG) and
-    /// print a summary per kernel. Kernels: 5.10, 6.1, 6.12 (default), newest, all.
+    /// print a summary per kernel. Kernels: 5.10, 6.1, 6.12, newest (the default matrix), all.
     VmTest {
-        /// Matrix entries to run (default: 5.10 6.1 6.12).
+        /// Matrix entries to run (default: 5.10 6.1 6.12 newest).
         kernels: Vec<String>,
         /// Time limit per kernel (boot and suite), in minutes.
         #[arg(long, default_value_t = vm::DEFAULT_TIMEOUT.as_secs() / 60)]

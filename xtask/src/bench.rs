@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: setup (as for the demo, plus wrk and nginx from Debian), build the daemon,
+//! `cargo xtask bench`: setup (as for the demo, plus wrk and nginx from Debian; the setup already
+//! brings h2load and the Python venv the HTTP/2 scenarios use), build the daemon,
 //! then run the node-level load bench (`mirror-tests --bin bench`) against it. Not part of
 //! `cargo xtask test`. The bench prints a markdown report and writes it to
 //! `target/bench/results-<date>.md`, with its pictures beside it (`results-<date>-latency.svg`,

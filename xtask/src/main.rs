@@ -78,7 +78,8 @@ enum Command {
         args: Vec<OsString>,
     },
     /// Build, then run the load bench (`mirror-tests --bin bench`): direct, through the daemon
-    /// and nginx's `mirror`, on a simulated node; writes target/bench/results-<date>.md.
+    /// and nginx's `mirror`, on a simulated node (`-- --scenarios all` adds HTTP/2 with
+    /// h2load); writes target/bench/results-<date>.md.
     Bench {
         /// Passed to the bench (`-- --help` lists them).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -567,6 +567,51 @@ fn a_slow_refusing_or_blackholed_grpc_shadow_never_holds_up_the_callers() -> Res
     Ok(())
 }
 
+/// Copies waiting for a connection to a blackholed shadow (its dial takes `connect_timeout` to
+/// fail) keep their places in the target's queue: beyond `queue_size` they are refused
+/// `queue_full` at once instead of piling up in memory.
+#[test]
+fn copies_waiting_for_a_blackholed_grpc_shadow_stay_within_the_queue() -> Result<()> {
+    const TEST: &str = "copies_waiting_for_a_blackholed_grpc_shadow_stay_within_the_queue";
+    let Some(binary) = require_daemon(TEST) else {
+        return Ok(());
+    };
+    if !require_grpc(TEST) {
+        return Ok(());
+    }
+    let mut shadow = target(SocketAddr::from(([172, 20, 0, 10], PORT)))
+        .connect_timeout("3s")
+        .request_timeout("4s");
+    shadow.queue_size = Some(2);
+    let setup = Setup::start(&binary, shadow)?;
+    let _servers = setup.grpc_servers(GrpcBehaviour::Blackhole)?;
+    // Ten unary calls at once, on one connection: all of them are copied while the first dial
+    // is still pending.
+    let calls = (0..10)
+        .map(|i| {
+            let name = format!("unary-{i}");
+            grpc::Call::unary(&name, grpc::Message::text("hello"))
+                .metadata("x-call", &name)
+                .timeout(Duration::from_secs(5))
+        })
+        .collect();
+    let script = Script::new(calls).authority(AUTHORITY);
+    let run = run_client(
+        setup.node.pod("a").netns(),
+        setup.node.primary().addr(Family::V4, PORT),
+        &script,
+    )?;
+    run.check(&script).context("the callers' answers")?;
+    let full = setup.copies("queue_full")?;
+    let waited = setup.copies("mirrored")? + setup.copies("abandoned")?;
+    ensure!(
+        full >= 6 && full + waited == 10,
+        "queue_full {full}, sent or abandoned {waited}: {}",
+        mirror_tests::metrics::MirrorCounters::from_metrics(&setup.daemon.metrics()?, TARGET)?
+    );
+    Ok(())
+}
+
 #[test]
 fn a_streaming_call_over_the_body_cap_is_cancelled_towards_the_shadow_only() -> Result<()> {
     const TEST: &str = "a_streaming_call_over_the_body_cap_is_cancelled_towards_the_shadow_only";

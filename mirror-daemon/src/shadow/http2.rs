@@ -25,6 +25,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use h2::client::SendRequest;
 use http::HeaderMap;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::{
     sync::{mpsc, Mutex},
     time::{timeout_at, Instant},
@@ -102,6 +103,30 @@ struct Live {
     streams: Arc<AtomicUsize>,
 }
 
+/// A copy's place in its target's queue (`queue_size`), held until its stream is open: copies
+/// waiting for a connection to be made (a blackholed shadow takes `connect_timeout` to fail) stay
+/// within the queue's bound, and the ones over it are refused `queue_full` at submission.
+pub struct QueuePlace(Option<Gauge>);
+
+impl QueuePlace {
+    pub fn new(depth: Gauge) -> Self {
+        Self(Some(depth))
+    }
+
+    /// Gives the place back (once).
+    fn leave(&mut self) {
+        if let Some(depth) = self.0.take() {
+            depth.dec();
+        }
+    }
+}
+
+impl Drop for QueuePlace {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
 /// One open stream of a [`Live`] connection, counted until dropped.
 struct OpenStream(Arc<AtomicUsize>);
 
@@ -122,11 +147,11 @@ impl H2Sender {
     }
 
     /// Sends one copy and counts how it went.
-    pub async fn deliver(&self, copy: H2Copy, dequeued: Instant) {
+    pub async fn deliver(&self, copy: H2Copy, place: QueuePlace, dequeued: Instant) {
         let mut peer = None;
         let result = timeout_at(
             dequeued + self.parts.request_timeout,
-            self.exchange(copy, &mut peer),
+            self.exchange(copy, place, &mut peer),
         )
         .await
         .unwrap_or(Err(Failure::Timeout(self.parts.request_timeout)));
@@ -141,6 +166,7 @@ impl H2Sender {
     async fn exchange(
         &self,
         copy: H2Copy,
+        mut place: QueuePlace,
         peer: &mut Option<SocketAddr>,
     ) -> Result<H2Answer, Failure> {
         let Live {
@@ -179,6 +205,7 @@ impl H2Sender {
                 return Err(Failure::Http2(e));
             }
         };
+        place.leave();
         let write = async {
             if !ends_with_head {
                 write_body(&mut stream, body_ready, trailers, rest).await?;

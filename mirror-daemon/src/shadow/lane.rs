@@ -19,7 +19,7 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    http2::H2Sender,
+    http2::{H2Sender, QueuePlace},
     pool::EVICTABLE_AFTER,
     request::Submitted,
     sender::{Queued, Sender, Way},
@@ -141,7 +141,8 @@ fn take(
             retried: false,
         }),
         Submitted::Http2(copy) => {
-            sender.queue_depth().dec();
+            // Its place in the queue is given back once its stream is open.
+            let place = QueuePlace::new(sender.queue_depth().clone());
             let h2 = h2.clone();
             let dequeued = Instant::now();
             let aborting = aborting.clone();
@@ -149,7 +150,7 @@ fn take(
                 tokio::select! {
                     biased;
                     () = aborting.cancelled() => {}
-                    () = h2.deliver(*copy, dequeued) => {}
+                    () = h2.deliver(*copy, place, dequeued) => {}
                 }
             });
         }

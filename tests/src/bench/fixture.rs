@@ -25,7 +25,7 @@ pub struct Measured {
 pub const RATE_REQUESTS: u64 = 1000;
 
 /// Runs of `scenarios`, `reps` times interleaved, each measuring `measured(scenario, rep)`;
-/// every run's load average is `loadavg`.
+/// every run's load average is `loadavg` (above 1.5, other processes also keep half the cores busy).
 pub fn runs(
     scenarios: &[Scenario],
     reps: usize,
@@ -74,6 +74,7 @@ fn run(scenario: Scenario, loadavg: f64, m: Measured) -> Run {
             copies_expected: RATE_REQUESTS * scenario.copies_per_request(),
             copies_delivered: RATE_REQUESTS * scenario.copies_per_request(),
             machine_busy: 0.3,
+            others_busy: if loadavg > 1.5 { 0.5 } else { 0.02 },
         });
         let completed = m.rps as u64;
         let seconds = |us: f64| us * completed as f64 / 1e6;
@@ -97,6 +98,7 @@ fn run(scenario: Scenario, loadavg: f64, m: Measured) -> Run {
             copies_expected: completed * scenario.copies_per_request(),
             copies_delivered: completed * scenario.copies_per_request(),
             machine_busy: 1.0,
+            others_busy: if loadavg > 1.5 { 0.5 } else { 0.02 },
         });
     }
     let has_proxy = scenario != scenario.baseline();

@@ -173,6 +173,12 @@ impl MachineCpu {
         }
         later.busy.saturating_sub(self.busy) as f64 / total as f64
     }
+
+    /// CPU seconds all cores together had between `self` and `later` (`/proc/stat` counts in
+    /// USER_HZ, 100 per second on Linux).
+    pub fn cpu_seconds_until(&self, later: &MachineCpu) -> f64 {
+        later.total.saturating_sub(self.total) as f64 / 100.0
+    }
 }
 
 /// Other processes that compete for the CPU: compilers, test runners, VMs (name and pid).

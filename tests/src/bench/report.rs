@@ -7,6 +7,10 @@ use std::fmt::Write as _;
 use super::load::{Distribution, Mode};
 use super::scenario::{Kind, Phase, Protocol, Run, Scenario};
 
+/// Share of the cores other processes may keep busy during the fixed-rate phases before the
+/// latency and throughput goals are not judged.
+const BUSY_OTHERS: f64 = 0.15;
+
 /// Median and range of one quantity over the repetitions.
 #[derive(Clone, Copy, Debug)]
 pub struct Spread {
@@ -496,11 +500,23 @@ impl Results<'_> {
         self.busy_machine().or_else(|| self.late_client())
     }
 
-    /// Other processes competing for the cores: latencies and throughput both suffer.
+    /// Other processes competing for the cores: latencies and throughput both suffer. Judged by
+    /// the share of the cores busy with anything but the bed during the fixed-rate phases (the
+    /// load average before a run mostly counts the bench's own previous saturation phase).
     fn busy_machine(&self) -> Option<String> {
-        let load = Spread::of(self.runs.iter().map(|r| r.loadavg))?;
-        (load.median > 1.5)
-            .then(|| format!("median load average {:.1} before the runs", load.median))
+        let others = Spread::of(
+            self.runs
+                .iter()
+                .flat_map(|r| r.phases.iter())
+                .filter(|p| p.kind == Kind::Rate)
+                .map(|p| p.others_busy),
+        )?;
+        (others.median > BUSY_OTHERS).then(|| {
+            format!(
+                "other processes kept {:.0} % of the cores busy during the fixed-rate phases (median)",
+                others.median * 100.0
+            )
+        })
     }
 
     /// A fixed-rate client that could not keep its own schedule: its latencies are its own.
@@ -792,6 +808,13 @@ impl Results<'_> {
                 .filter(|p| p.kind == Kind::Rate)
                 .map(|p| p.machine_busy * 100.0),
         );
+        let others = Spread::of(
+            self.runs
+                .iter()
+                .flat_map(|r| r.phases.iter())
+                .filter(|p| p.kind == Kind::Rate)
+                .map(|p| p.others_busy * 100.0),
+        );
         let lag = Spread::of(
             self.runs
                 .iter()
@@ -821,13 +844,17 @@ impl Results<'_> {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "- 1-minute load average before each run: {} (a quiet machine reads < 1 before a run)",
+            "- 1-minute load average before each run: {} (it counts the bench's own previous phase too)",
             show(load, 2)
         );
         let _ = writeln!(
             out,
-            "- machine CPU busy during the fixed-rate phases, all processes: {} % of 2 cores",
-            show(busy, 0)
+            "- machine CPU busy during the fixed-rate phases, all processes: {} % of the cores; \
+             anything but the bed: {} % (more than {:.0} % and the latency and throughput goals \
+             are not judged)",
+            show(busy, 0),
+            show(others, 0),
+            BUSY_OTHERS * 100.0
         );
         if lag.is_some() {
             let _ = writeln!(
@@ -1092,7 +1119,10 @@ mod tests {
     #[test]
     fn latency_and_throughput_goals_are_not_judged_on_a_busy_machine_cpu_and_rss_are() {
         let checks = checks(&ALL_BUT_NGINX_DEGRADED, 3.0);
-        let busy = Verdict::NotJudged("median load average 3.0 before the runs".into());
+        let busy = Verdict::NotJudged(
+            "other processes kept 50 % of the cores busy during the fixed-rate phases (median)"
+                .into(),
+        );
         let verdicts: Vec<Verdict> = checks.iter().map(|c| c.verdict.clone()).collect();
         assert_eq!(
             verdicts,

@@ -417,8 +417,10 @@ impl Bed {
                 let result = self
                     .load(&load, settings)
                     .with_context(|| format!("{} {:?} {}", scenario.key(), kind, mode.label()))?;
-                let machine_busy = before.2.busy_share(&MachineCpu::now());
+                let machine = MachineCpu::now();
+                let machine_busy = before.2.busy_share(&machine);
                 let bed = self.bed_cpu_seconds().since(&bed_before);
+                let cpu_seconds = before.2.cpu_seconds_until(&machine);
                 if scenario.copies_per_request() > 0 {
                     self.settle(Duration::from_secs(1));
                 }
@@ -437,6 +439,11 @@ impl Bed {
                     copies_expected: 0,
                     copies_delivered: delivered,
                     machine_busy,
+                    others_busy: others_busy(
+                        machine_busy,
+                        bed.client + bed.primary + bed.shadow + proxy_cpu,
+                        cpu_seconds,
+                    ),
                 });
                 if let Some(phase) = phases.last_mut() {
                     phase.copies_expected = phase.load.completed * scenario.copies_per_request();
@@ -565,6 +572,17 @@ pub struct Phase {
     pub copies_delivered: u64,
     /// Share of the machine's CPUs busy during the phase (everything, ours and others').
     pub machine_busy: f64,
+    /// Share of the machine's CPUs busy with anything but the bed during the phase: the competition
+    /// (the load average before a run cannot tell it apart from the bench's own previous phase).
+    pub others_busy: f64,
+}
+
+/// The machine's busy share less the bed's own share (its CPU seconds over all the cores' seconds).
+fn others_busy(machine_busy: f64, bed_cpu: f64, cpu_seconds: f64) -> f64 {
+    if cpu_seconds <= 0.0 {
+        return f64::NAN;
+    }
+    (machine_busy - bed_cpu / cpu_seconds).max(0.0)
 }
 
 /// One run of one scenario.

@@ -149,6 +149,12 @@ impl Copies {
                         self.abandon(id);
                     }
                 }
+                // The primary's responses: only reported when decoding them was asked for.
+                Event::Interim { .. }
+                | Event::Response { .. }
+                | Event::ResponseData { .. }
+                | Event::ResponseTrailers { .. }
+                | Event::ResponseSkipped { .. } => {}
                 Event::Tunnel(reason) => {
                     let ids: Vec<u32> = self.streams.keys().copied().collect();
                     for id in ids {

@@ -95,6 +95,12 @@ impl Copies {
         tunnelled
     }
 
+    /// Whether every stream the client opened has ended both ways and no frame is half-read:
+    /// closing the connection loses nothing ([`H2Decoder::is_idle`]).
+    pub fn is_idle(&self) -> bool {
+        self.decoder.is_idle()
+    }
+
     fn handle(&mut self, context: &mut Context, events: &mut Vec<Event>, chunk: &[u8]) -> bool {
         let mut tunnelled = false;
         for event in events.drain(..) {

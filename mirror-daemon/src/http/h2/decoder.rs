@@ -26,12 +26,16 @@ use super::hpack::HpackDecoder;
 use super::request::{FieldList, RequestBuilder, RequestHead, SkipReason, TrailersBuilder};
 use super::response::ResponseHead;
 use super::settings::{SentSettings, SettingsValues};
-use super::stream::{OpenStream, StreamState, Streams};
+use super::stream::{Liveness, OpenStream, StreamState, Streams};
 use super::TunnelReason;
 
 mod responses;
 
 use responses::ResponseSide;
+
+/// Streams followed for idleness per stream followed for its request ([`H2Limits::max_streams`]):
+/// a stream lives on until its response ends, often long after its request did.
+const LIVE_STREAMS_PER_OPEN: usize = 4;
 
 /// An HTTP/2 stream identifier (31 bits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -238,6 +242,8 @@ pub struct H2Decoder {
     /// The client's HPACK state.
     requests: HpackDecoder,
     streams: Streams,
+    /// Every stream the client opened, through both directions: whether the connection is idle.
+    live: Liveness,
     /// The client's field block in progress (HEADERS without END_HEADERS so far).
     block: Option<Block<BlockKind>>,
     /// The primary's side when its responses are decoded.
@@ -343,6 +349,7 @@ impl H2Decoder {
             server_settings: SentSettings::default(),
             requests: HpackDecoder::new(limits.max_table_size),
             streams: Streams::new(limits.max_streams),
+            live: Liveness::new(limits.max_streams.saturating_mul(LIVE_STREAMS_PER_OPEN)),
             block: None,
             responses: limits
                 .decode_responses
@@ -384,6 +391,14 @@ impl H2Decoder {
         self.responses.as_ref().map_or(0, |side| side.awaited.len())
     }
 
+    /// Whether the connection is idle: every stream the client opened has ended both ways
+    /// (END_STREAM from each peer, or RST_STREAM from either), nothing is half-read and the
+    /// decoder still follows the connection. Closing it then loses no request or response.
+    /// Never after a PUSH_PROMISE, nor while more than `4 x max_streams` streams lived at once.
+    pub fn is_idle(&self) -> bool {
+        self.tunnel.is_none() && self.live.is_idle() && self.is_between_frames()
+    }
+
     /// Whether nothing is half-read: between frames in both directions, no field block in
     /// progress (the state in which the decoder holds no buffer but the HPACK tables).
     pub fn is_between_frames(&self) -> bool {
@@ -414,6 +429,7 @@ impl H2Decoder {
                     // Nothing is described any more: let go of what can be let go.
                     self.block = None;
                     self.streams = Streams::new(0);
+                    self.live = Liveness::new(0);
                     self.responses = None;
                     events.push(Event::Tunnel(reason));
                     return;
@@ -622,6 +638,7 @@ impl H2Decoder {
             Peer::Server if self.responses.is_some() => self.plan_response_frame(&frame, events)?,
             Peer::Server => self.plan_server_frame(&frame)?,
         };
+        self.live.frame(peer, &frame);
         if frame.kind == FrameType::Settings {
             if frame.has(flags::ACK) {
                 // The sender applied the other peer's oldest pending SETTINGS.
@@ -955,6 +972,7 @@ impl H2Decoder {
                     // open will be processed to its end.
                     let processed = if code == ErrorCode::NO_ERROR { last } else { 0 };
                     self.streams.server_goaway(processed);
+                    self.live.server_goaway(processed);
                     if let Some(side) = &mut self.responses {
                         side.goaway(processed);
                     }

@@ -24,10 +24,16 @@
 //! request was not reported (or was skipped or reset) are not either. The primary's errors that
 //! leave its side uncertain end in a tunnel (`h2_primary_*` reasons).
 //!
+//! Whatever is decoded, [`H2Decoder::is_idle`] says when the connection is at a point where
+//! closing it loses nothing: every stream the client opened has ended in both directions, from
+//! the frame headers' END_STREAM and RST_STREAM (and the primary's GOAWAY), and no frame is
+//! half-read either way. A drain closes connections there.
+//!
 //! The path: `frame` reads frame headers (either direction), `settings` tracks each peer's
 //! SETTINGS and their acknowledgements, `hpack` decodes field blocks (and says why it is ours),
 //! `request` turns decoded fields into a checked [`RequestHead`], `response` into a checked
-//! [`ResponseHead`], `stream` keeps the open streams and the awaited responses, `decoder` is the
+//! [`ResponseHead`], `stream` keeps the open streams, the awaited responses and which streams
+//! live (for idleness), `decoder` is the
 //! state machine (`decoder/responses` its primary's side when responses are decoded), `tunnel`
 //! names the ways out.
 //!
@@ -41,6 +47,9 @@
 //!   (HPACK references can make a small block decode huge: past the limit nothing is kept).
 //! - Streams: 24 bytes per stream whose request is reported and whose client side is open, at
 //!   most `L.max_streams` (256); nothing once none is open.
+//! - Idleness: 8 bytes per stream the client opened that has not ended both ways, at most
+//!   `4 x L.max_streams` (1024; past that, and after the primary's PUSH_PROMISE, the
+//!   connection is never called idle); nothing once none lives.
 //! - SETTINGS: up to 8 unacknowledged frames per peer, fixed size; a partial frame header or
 //!   fixed-size payload part: a few bytes inline. No heap.
 //! - Responses, only with `L.decode_responses` (otherwise one empty pointer): a second HPACK

@@ -12,7 +12,14 @@
 //! When the primary's responses are decoded, each reported request whose response has not ended
 //! is kept as an [`AwaitedResponse`] (a few bytes, at most `max_streams`), from the request's
 //! report to the response's end, reset or skip; a response on any other stream is not described.
+//!
+//! Apart from what is reported, [`Liveness`] follows every stream the client opens through both
+//! directions from frame headers alone (END_STREAM, RST_STREAM, the primary's GOAWAY), for
+//! saying when the connection is idle: no stream open either way, so that closing it loses no
+//! request or response.
 
+use super::decoder::Peer;
+use super::frame::{flags, FrameHeader, FrameType};
 use super::TunnelReason;
 
 /// Per-stream entries, ascending by stream identifier (streams open in increasing order, so an
@@ -199,6 +206,117 @@ impl Streams {
     /// Streams kept open now.
     pub fn open_count(&self) -> usize {
         self.open.len()
+    }
+}
+
+/// A stream the client opened, while either of its sides is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LiveStream {
+    id: u32,
+    client_open: bool,
+    server_open: bool,
+}
+
+impl StreamEntry for LiveStream {
+    fn stream_id(&self) -> u32 {
+        self.id
+    }
+}
+
+/// Whether any stream of the connection is under way in either direction, from frame headers
+/// alone, whatever the decoder reports of them: a stream lives from the client's HEADERS opening
+/// it until END_STREAM has passed both ways or either peer reset it, or the primary's GOAWAY
+/// says it will not process it. At most `max_live` streams are followed (8 bytes each); beyond
+/// that, or once the primary pushes (a promised stream's identifier is in the payload, not
+/// followed here), whether the connection is idle is unknown from then on, and it never is.
+#[derive(Debug)]
+pub struct Liveness {
+    streams: ById<LiveStream>,
+    /// The highest identifier the client has opened; 0 before the first.
+    last_opened: u32,
+    /// The last stream identifier the primary will process after its GOAWAY, if it sent one.
+    server_last: Option<u32>,
+    /// The primary's field block is not complete: CONTINUATION frames are still to come.
+    server_block: bool,
+    /// Idleness can no longer be told.
+    lost: bool,
+    max_live: usize,
+}
+
+impl Liveness {
+    pub fn new(max_live: usize) -> Self {
+        Self {
+            streams: ById::default(),
+            last_opened: 0,
+            server_last: None,
+            server_block: false,
+            lost: false,
+            max_live,
+        }
+    }
+
+    /// Follows a frame header of `peer` the decoder accepted.
+    pub fn frame(&mut self, peer: Peer, frame: &FrameHeader) {
+        let id = frame.stream;
+        let end_stream = frame.has(flags::END_STREAM);
+        match (peer, frame.kind) {
+            (_, FrameType::RstStream) => {
+                self.streams.remove(id);
+            }
+            (Peer::Client, FrameType::Headers) if id % 2 == 1 && id > self.last_opened => {
+                self.last_opened = id;
+                if self.server_last.is_some_and(|last| id > last) {
+                    // Not processed by the primary: nothing of it comes back.
+                } else if self.streams.len() >= self.max_live {
+                    self.lost = true;
+                } else {
+                    self.streams.insert(LiveStream {
+                        id,
+                        client_open: !end_stream,
+                        server_open: true,
+                    });
+                }
+            }
+            (_, FrameType::Headers | FrameType::Data) if end_stream => self.end(peer, id),
+            (Peer::Server, FrameType::PushPromise) => self.lost = true,
+            _ => {}
+        }
+        if peer == Peer::Server
+            && matches!(
+                frame.kind,
+                FrameType::Headers | FrameType::PushPromise | FrameType::Continuation
+            )
+        {
+            self.server_block = !frame.has(flags::END_HEADERS);
+        }
+    }
+
+    /// The primary's GOAWAY: streams above `processed` will get nothing more from it.
+    pub fn server_goaway(&mut self, processed: u32) {
+        self.server_last = Some(
+            self.server_last
+                .map_or(processed, |earlier| earlier.min(processed)),
+        );
+        self.streams.retain(|id| id <= processed);
+    }
+
+    /// Whether no stream is under way in either direction and no field block of the primary's
+    /// is in progress (the client's is the decoder's to know).
+    pub fn is_idle(&self) -> bool {
+        !self.lost && !self.server_block && self.streams.len() == 0
+    }
+
+    fn end(&mut self, peer: Peer, id: u32) {
+        let Some(stream) = self.streams.get_mut(id) else {
+            return;
+        };
+        match peer {
+            Peer::Client => stream.client_open = false,
+            Peer::Server => stream.server_open = false,
+        }
+        if !stream.client_open && !stream.server_open {
+            self.streams.remove(id);
+        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! Behaviour tests for the HTTP/2 decoder: hand-written connections (`cases`, and `responses`
-//! for the primary's side) and connections written by the `h2` crate's client and answered by
+//! for the primary's side, `idle` for when a connection is idle) and connections written by the `h2` crate's client and answered by
 //! its server (`real_client`). Every connection is decoded whole, split at every byte and fed
 //! byte by byte, and all must describe it identically.
 
 mod cases;
+mod idle;
 mod real_client;
 mod responses;
 

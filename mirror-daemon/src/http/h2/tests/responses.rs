@@ -44,7 +44,8 @@ fn exchange(client_frames: Vec<u8>, server_frames: Vec<u8>) -> Vec<(Peer, Vec<u8
     script
 }
 
-fn get(stream: u32) -> Vec<u8> {
+/// A GET without body opening `stream`.
+pub(super) fn get(stream: u32) -> Vec<u8> {
     frame(
         HEADERS,
         END_HEADERS | END_STREAM,

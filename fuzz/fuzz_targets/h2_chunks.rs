@@ -8,9 +8,9 @@
 //! length, cut to what is left) and its bytes. Flag `0x40`: small limits (256-byte field
 //! sections, 2 open streams and awaited responses). Checks: no panic; the event API's promises;
 //! the connection decoded whole, per the schedule (each turn cut alike) and byte by byte gives
-//! the same events; the response events come in the documented order (`h2::describe`); and the
-//! requests are described as when responses are not decoded, up to a tunnel of the primary's
-//! side.
+//! the same events and the same idleness at the end; the response events come in the
+//! documented order (`h2::describe`); and the requests are described as when responses are not
+//! decoded, up to a tunnel of the primary's side (and the idleness alike when neither tunnels).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -64,8 +64,8 @@ fuzz_target!(|data: &[u8]| {
         script.push((Peer::Client, layout.stream));
     }
 
-    let whole = h2::decode(limits, script.iter().copied());
-    let split = h2::decode(
+    let (whole, idle) = h2::decode_to_end(limits, script.iter().copied());
+    let split = h2::decode_to_end(
         limits,
         script.iter().flat_map(|&(peer, turn)| {
             input::chunks(turn, layout.schedule)
@@ -73,18 +73,33 @@ fuzz_target!(|data: &[u8]| {
                 .map(move |c| (peer, c))
         }),
     );
-    assert_eq!(split, whole, "split per the schedule {:?}", layout.schedule);
-    let bytes = h2::decode(
+    assert_eq!(
+        split,
+        (whole.clone(), idle),
+        "split per the schedule {:?}",
+        layout.schedule
+    );
+    let bytes = h2::decode_to_end(
         limits,
         script
             .iter()
             .flat_map(|&(peer, turn)| turn.chunks(1).map(move |c| (peer, c))),
     );
-    assert_eq!(bytes, whole, "fed byte by byte");
+    assert_eq!(bytes, (whole.clone(), idle), "fed byte by byte");
     h2::describe(&whole);
     let without = H2Limits {
         decode_responses: false,
         ..limits
     };
-    h2::assert_requests_unchanged(&whole, &h2::decode(without, script.iter().copied()));
+    let (requests_only, idle_without) = h2::decode_to_end(without, script.iter().copied());
+    h2::assert_requests_unchanged(&whole, &requests_only);
+    let tunnelled = |events: &[h2::Norm]| {
+        matches!(
+            events.last(),
+            Some(h2::Norm::Other(mirror_daemon::http::h2::Event::Tunnel(_)))
+        )
+    };
+    if !tunnelled(&whole) && !tunnelled(&requests_only) {
+        assert_eq!(idle, idle_without, "idleness depends on decoding responses");
+    }
 });

@@ -86,6 +86,14 @@ pub fn decode<'a>(
     limits: H2Limits,
     chunks: impl IntoIterator<Item = (Peer, &'a [u8])>,
 ) -> Vec<Norm> {
+    decode_to_end(limits, chunks).0
+}
+
+/// [`decode`], and whether the decoder calls the connection idle after the last chunk.
+pub fn decode_to_end<'a>(
+    limits: H2Limits,
+    chunks: impl IntoIterator<Item = (Peer, &'a [u8])>,
+) -> (Vec<Norm>, bool) {
     let mut decoder = H2Decoder::new(limits);
     let mut out: Vec<Norm> = Vec::new();
     let mut events = Vec::new();
@@ -151,7 +159,9 @@ pub fn decode<'a>(
             }
         }
     }
-    out
+    let idle = decoder.is_idle();
+    assert!(!idle || !decoder.is_tunnel(), "a tunnel is never idle");
+    (out, idle)
 }
 
 /// One request as a side saw it.

@@ -113,7 +113,7 @@ async fn proxy(
     };
     let _ = primary.set_nodelay(true);
     let mut tap = mirror::Tap::new(&context.mirror, orig_dst.0, context.framing);
-    Ok(relay::relay(
+    let ended = relay::relay(
         &mut client,
         &mut primary,
         context.relay.buffer_size,
@@ -122,5 +122,14 @@ async fn proxy(
         &context.drain,
         Some(&mut tap),
     )
-    .await?)
+    .await?;
+    if ended == relay::Ended::Idle {
+        match tap.protocol() {
+            mirror::Protocol::Http2 => context.metrics.drained_http2.inc(),
+            mirror::Protocol::Http1 | mirror::Protocol::Tunnel => {
+                context.metrics.drained_http1.inc()
+            }
+        };
+    }
+    Ok(ended)
 }

@@ -28,6 +28,10 @@ pub struct Metrics {
     pub primary_connect_errors: Counter,
     pub client_to_primary_bytes: Counter,
     pub primary_to_client_bytes: Counter,
+    /// HTTP/1.1 connections closed at an idle point while draining.
+    pub drained_http1: Counter,
+    /// HTTP/2 connections closed at an idle point while draining.
+    pub drained_http2: Counter,
 }
 
 impl Metrics {
@@ -61,9 +65,20 @@ impl Metrics {
         let primary_to_client_bytes = relayed
             .get_or_create(&[("direction", "primary_to_client")])
             .clone();
+        let drained = Family::<Labels, Counter>::default();
+        registry.register(
+            "mirror_drained_connections",
+            "Connections closed at an idle point after SIGTERM (no request or answer under way), \
+             by protocol; connections still busy at the drain deadline are reset instead",
+            drained.clone(),
+        );
+        let drained_http1 = drained.get_or_create(&[("protocol", "http1")]).clone();
+        let drained_http2 = drained.get_or_create(&[("protocol", "http2")]).clone();
         Self {
             client_to_primary_bytes,
             primary_to_client_bytes,
+            drained_http1,
+            drained_http2,
             ..metrics
         }
     }

@@ -12,6 +12,7 @@ Script (a file, or `-` for stdin):
               "method": "/mirror.test.Echo/Unary",
               "metadata": [["x-key", "value"], ["x-trace-bin", "00ff"]],   -bin values in hex
               "timeout": null | seconds,      sent as grpc-timeout
+              "pause_before": null | seconds, waited before the call starts
               "messages": [{"text": "hello"} | {"seed": 1, "len": 70000}]}]}
 A bidirectional call is a ping-pong: each message is sent once the answer to the one before has
 arrived, so answers flow while the client is still sending.
@@ -58,6 +59,7 @@ def call_result(spec, call, responses, started):
 
 
 def run_call(channel, spec):
+    time.sleep(spec.get("pause_before") or 0)
     kind = spec["kind"]
     messages = [message_bytes(m) for m in spec.get("messages", [])]
     options = {

@@ -121,6 +121,8 @@ pub struct Call {
     /// Seconds, sent as `grpc-timeout`.
     pub timeout: Option<f64>,
     pub messages: Vec<Message>,
+    /// Seconds the client waits before starting the call (on the same channel).
+    pub pause_before: Option<f64>,
 }
 
 impl Call {
@@ -132,6 +134,7 @@ impl Call {
             metadata: Vec::new(),
             timeout: None,
             messages,
+            pause_before: None,
         }
     }
 
@@ -183,6 +186,13 @@ impl Call {
     /// Sets the deadline (sent as `grpc-timeout`).
     pub fn timeout(mut self, timeout: Duration) -> Call {
         self.timeout = Some(timeout.as_secs_f64());
+        self
+    }
+
+    /// Has the client wait `pause` before starting the call: the channel's connection is idle
+    /// meanwhile (after the calls before it, in a sequential script).
+    pub fn after_pause(mut self, pause: Duration) -> Call {
+        self.pause_before = Some(pause.as_secs_f64());
         self
     }
 

@@ -95,6 +95,12 @@ impl Copies {
         tunnelled
     }
 
+    /// Whether every stream the client opened has ended both ways and no frame is half-read:
+    /// closing the connection loses nothing ([`H2Decoder::is_idle`]).
+    pub fn is_idle(&self) -> bool {
+        self.decoder.is_idle()
+    }
+
     fn handle(&mut self, context: &mut Context, events: &mut Vec<Event>, chunk: &[u8]) -> bool {
         let mut tunnelled = false;
         for event in events.drain(..) {
@@ -144,6 +150,12 @@ impl Copies {
                         self.abandon(id);
                     }
                 }
+                // The primary's responses: only reported when decoding them was asked for.
+                Event::Interim { .. }
+                | Event::Response { .. }
+                | Event::ResponseData { .. }
+                | Event::ResponseTrailers { .. }
+                | Event::ResponseSkipped { .. } => {}
                 Event::Tunnel(reason) => {
                     let ids: Vec<u32> = self.streams.keys().copied().collect();
                     for id in ids {

@@ -35,7 +35,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-pub use tap::Tap;
+pub use tap::{Protocol, Tap};
 
 use crate::{config, shadow};
 use request::RequestView;

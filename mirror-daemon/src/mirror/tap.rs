@@ -70,17 +70,27 @@ impl Context {
     clippy::large_enum_variant,
     reason = "the HTTP/1.1 framers are what nearly every connection holds, inside its task's one allocation"
 )]
-enum Protocol {
+enum Observer {
     Http1(http1::Copies),
     Http2(Box<http2::Copies>),
     /// Unmirrored from now on.
     Tunnel,
 }
 
+/// What a connection was found to carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    /// HTTP/2 with prior knowledge, followed by the decoder.
+    Http2,
+    /// Opaque: unmirrored, never idle.
+    Tunnel,
+}
+
 /// The per-connection observer of both directions.
 pub struct Tap {
     context: Context,
-    protocol: Protocol,
+    protocol: Observer,
     limits: FramingLimits,
     /// Client bytes seen so far, counted while they may still be the HTTP/2 preface.
     seen: usize,
@@ -114,7 +124,7 @@ impl Tap {
         };
         let _ = context.refresh_engine();
         Self {
-            protocol: Protocol::Http1(http1::Copies::new(limits)),
+            protocol: Observer::Http1(http1::Copies::new(limits)),
             context,
             limits,
             seen: 0,
@@ -128,14 +138,14 @@ impl Tap {
         let before = self.seen;
         self.seen = self.seen.saturating_add(chunk.len());
         let tunnel = match &mut self.protocol {
-            Protocol::Http1(copies) => copies.observe(&mut self.context, chunk),
-            Protocol::Http2(copies) => {
+            Observer::Http1(copies) => copies.observe(&mut self.context, chunk),
+            Observer::Http2(copies) => {
                 if copies.observe_client(&mut self.context, chunk) {
-                    self.protocol = Protocol::Tunnel;
+                    self.protocol = Observer::Tunnel;
                 }
                 None
             }
-            Protocol::Tunnel => None,
+            Observer::Tunnel => None,
         };
         match tunnel {
             None => {}
@@ -146,7 +156,7 @@ impl Tap {
                     // What an HTTP/2 server says first is far smaller: the decoder would lack
                     // the start of the primary's side.
                     self.context.count_tunnel(EARLY_ANSWER_TOO_LARGE);
-                    self.protocol = Protocol::Tunnel;
+                    self.protocol = Observer::Tunnel;
                     return;
                 };
                 let mut copies = Box::new(http2::Copies::new(self.limits.max_header_bytes));
@@ -154,14 +164,14 @@ impl Tap {
                     || copies.observe_client(&mut self.context, &CLIENT_PREFACE[..before])
                     || copies.observe_client(&mut self.context, chunk);
                 self.protocol = if tunnelled {
-                    Protocol::Tunnel
+                    Observer::Tunnel
                 } else {
-                    Protocol::Http2(copies)
+                    Observer::Http2(copies)
                 };
             }
             Some(reason) => {
                 self.context.count_tunnel(reason.as_str());
-                self.protocol = Protocol::Tunnel;
+                self.protocol = Observer::Tunnel;
             }
         }
         if self.seen > CLIENT_PREFACE.len() {
@@ -173,12 +183,12 @@ impl Tap {
     /// client. Never blocks.
     pub fn observe_answer(&mut self, chunk: &[u8]) {
         match &mut self.protocol {
-            Protocol::Http2(copies) => {
+            Observer::Http2(copies) => {
                 if copies.observe_server(&mut self.context, chunk) {
-                    self.protocol = Protocol::Tunnel;
+                    self.protocol = Observer::Tunnel;
                 }
             }
-            Protocol::Http1(copies) if self.seen <= CLIENT_PREFACE.len() => {
+            Observer::Http1(copies) if self.seen <= CLIENT_PREFACE.len() => {
                 copies.observe_answer(chunk);
                 if let Some(early) = &mut self.early_answer {
                     if early.len() + chunk.len() <= EARLY_ANSWER_BYTES {
@@ -188,17 +198,28 @@ impl Tap {
                     }
                 }
             }
-            Protocol::Http1(copies) => copies.observe_answer(chunk),
-            Protocol::Tunnel => {}
+            Observer::Http1(copies) => copies.observe_answer(chunk),
+            Observer::Tunnel => {}
         }
     }
 
     /// Whether the connection is at a point where closing it loses nothing: no request or answer
-    /// under way. Never for a tunnel, whose bytes say nothing.
+    /// under way (HTTP/1.1), no stream open in either direction and no frame half-read (HTTP/2).
+    /// Never for a tunnel, whose bytes say nothing.
     pub fn is_idle(&self) -> bool {
         match &self.protocol {
-            Protocol::Http1(copies) => copies.is_idle(),
-            Protocol::Http2(_) | Protocol::Tunnel => false,
+            Observer::Http1(copies) => copies.is_idle(),
+            Observer::Http2(copies) => copies.is_idle(),
+            Observer::Tunnel => false,
+        }
+    }
+
+    /// What the connection was found to be so far.
+    pub fn protocol(&self) -> Protocol {
+        match &self.protocol {
+            Observer::Http1(_) => Protocol::Http1,
+            Observer::Http2(_) => Protocol::Http2,
+            Observer::Tunnel => Protocol::Tunnel,
         }
     }
 }

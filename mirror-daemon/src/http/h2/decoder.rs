@@ -6,7 +6,8 @@
 //! to `events` and returns. The client's side is decoded fully (frames, padding, field blocks,
 //! HPACK, stream states); the primary's only as far as finding its frame boundaries and reading
 //! its SETTINGS, RST_STREAM and GOAWAY frames, which decide what the client may send and which
-//! requests the primary refused.
+//! requests the primary refused, unless [`H2Limits::decode_responses`] asks for its responses
+//! too (`responses`: the primary's field blocks through a second HPACK decoder, its DATA).
 //!
 //! Order of feeding: a peer can only react to bytes it received, so feeding each chunk no later
 //! than it is forwarded keeps the decoder's view causal. If the caller feeds one direction late
@@ -16,14 +17,25 @@
 
 use std::ops::Range;
 
+use http::Method;
+
 use super::frame::{
     flags, read_u31, FrameHeader, FrameHeaderReader, FrameType, SmallBuf, CLIENT_PREFACE,
 };
 use super::hpack::HpackDecoder;
 use super::request::{FieldList, RequestBuilder, RequestHead, SkipReason, TrailersBuilder};
+use super::response::ResponseHead;
 use super::settings::{SentSettings, SettingsValues};
-use super::stream::{OpenStream, StreamState, Streams};
+use super::stream::{Liveness, OpenStream, StreamState, Streams};
 use super::TunnelReason;
+
+mod responses;
+
+use responses::ResponseSide;
+
+/// Streams followed for idleness per stream followed for its request ([`H2Limits::max_streams`]):
+/// a stream lives on until its response ends, often long after its request did.
+const LIVE_STREAMS_PER_OPEN: usize = 4;
 
 /// An HTTP/2 stream identifier (31 bits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -104,8 +116,11 @@ pub struct H2Limits {
     pub max_header_bytes: usize,
     /// Most streams with the client's side open (request reported, body or trailers to come).
     pub max_streams: usize,
-    /// Largest HPACK dynamic table followed (at least 4096, the initial size).
+    /// Largest HPACK dynamic table followed (at least 4096, the initial size), in each direction.
     pub max_table_size: usize,
+    /// Decode the primary's responses too ([`Event::Response`] and the events after it). Off by
+    /// default: the primary's side is then only framed, and costs nothing more.
+    pub decode_responses: bool,
 }
 
 impl Default for H2Limits {
@@ -114,11 +129,24 @@ impl Default for H2Limits {
             max_header_bytes: 64 * 1024,
             max_streams: 256,
             max_table_size: 64 * 1024,
+            decode_responses: false,
         }
     }
 }
 
-/// One fact about the connection, in the order the chunk completed them.
+/// One fact about the connection, in the order the chunk completed them. Events carry no time:
+/// each happened when the chunk that completed it was fed, which the caller can stamp.
+///
+/// The response events come only with [`H2Limits::decode_responses`], and only for streams
+/// whose [`Event::Request`] was reported and not skipped or reset since: for each, any number
+/// of [`Event::Interim`], then [`Event::Response`], then [`Event::ResponseData`] and at most one
+/// [`Event::ResponseTrailers`] until one of them ends the stream; or [`Event::ResponseSkipped`]
+/// at any point, after which nothing more comes for the response. A response is also abandoned
+/// (without a further response event) by [`Event::Reset`] or [`Event::Skipped`] of its stream,
+/// by the primary's [`Event::GoAway`] (above its last stream identifier, or any with an error
+/// code), and by [`Event::Tunnel`]. The primary's pushed streams are not requests of the
+/// client's: their field blocks (PUSH_PROMISE and the pushed responses) are decoded for the
+/// HPACK state only, and nothing is reported of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The client opened `stream` with a well-formed request. `end_stream`: no body follows.
@@ -164,8 +192,40 @@ pub enum Event {
         last_stream_id: StreamId,
         code: ErrorCode,
     },
-    /// From here on the connection is opaque; requests without their end are abandoned. No event
-    /// follows this one.
+    /// The primary's interim (1xx) response head on `stream`; the final head is still to come.
+    Interim {
+        stream: StreamId,
+        head: Box<ResponseHead>,
+    },
+    /// The primary's final response head on `stream`. `end_stream`: nothing follows (no body;
+    /// for gRPC a Trailers-Only response, `grpc-status` among the head's fields).
+    Response {
+        stream: StreamId,
+        head: Box<ResponseHead>,
+        end_stream: bool,
+    },
+    /// Response body bytes of `stream`: `range` indexes the chunk just given to
+    /// [`H2Decoder::feed_server`], padding excluded. Empty only when `end_stream` is set and the
+    /// response ends after bytes reported earlier.
+    ResponseData {
+        stream: StreamId,
+        range: Range<usize>,
+        end_stream: bool,
+    },
+    /// The response's trailer section (gRPC's `grpc-status` and `grpc-message`); the response
+    /// ends with it.
+    ResponseTrailers {
+        stream: StreamId,
+        trailers: FieldList,
+    },
+    /// The decoder stops describing the response of `stream`: it is malformed (the client resets
+    /// the stream), or over a limit of the decoder. The request's events are not affected.
+    ResponseSkipped {
+        stream: StreamId,
+        reason: SkipReason,
+    },
+    /// From here on the connection is opaque; requests and responses without their end are
+    /// abandoned. No event follows this one.
     Tunnel(TunnelReason),
 }
 
@@ -182,8 +242,12 @@ pub struct H2Decoder {
     /// The client's HPACK state.
     requests: HpackDecoder,
     streams: Streams,
+    /// Every stream the client opened, through both directions: whether the connection is idle.
+    live: Liveness,
     /// The client's field block in progress (HEADERS without END_HEADERS so far).
-    block: Option<Block>,
+    block: Option<Block<BlockKind>>,
+    /// The primary's side when its responses are decoded.
+    responses: Option<Box<ResponseSide>>,
     tunnel: Option<TunnelReason>,
 }
 
@@ -217,7 +281,7 @@ enum Stage {
         data_left: u32,
         padding_left: u32,
     },
-    /// A field block fragment of the client, appended to the block.
+    /// A field block fragment, appended to the sender's block.
     Fragment {
         frame: FrameHeader,
         left: u32,
@@ -241,10 +305,11 @@ enum BlockKind {
     Ignored,
 }
 
+/// A field block in progress: HEADERS (or PUSH_PROMISE) and its CONTINUATIONs so far.
 #[derive(Debug)]
-struct Block {
+struct Block<K> {
     stream: u32,
-    kind: BlockKind,
+    kind: K,
     /// The HEADERS frame carried END_STREAM.
     end_stream: bool,
     bytes: Vec<u8>,
@@ -284,7 +349,11 @@ impl H2Decoder {
             server_settings: SentSettings::default(),
             requests: HpackDecoder::new(limits.max_table_size),
             streams: Streams::new(limits.max_streams),
+            live: Liveness::new(limits.max_streams.saturating_mul(LIVE_STREAMS_PER_OPEN)),
             block: None,
+            responses: limits
+                .decode_responses
+                .then(|| Box::new(ResponseSide::new(limits.max_table_size))),
             tunnel: None,
         }
     }
@@ -296,7 +365,8 @@ impl H2Decoder {
     }
 
     /// Reads `chunk`, the next bytes the primary sent (forwarded to the client unchanged), for
-    /// its SETTINGS, RST_STREAM and GOAWAY frames; appends the events they cause.
+    /// its SETTINGS, RST_STREAM and GOAWAY frames, and with [`H2Limits::decode_responses`] its
+    /// responses; appends the events they cause ([`Event::ResponseData`] ranges index `chunk`).
     pub fn feed_server(&mut self, chunk: &[u8], events: &mut Vec<Event>) {
         self.feed(Peer::Server, chunk, events);
     }
@@ -315,11 +385,29 @@ impl H2Decoder {
         self.streams.open_count()
     }
 
+    /// Responses reported requests still wait for or are receiving (0 unless responses are
+    /// decoded).
+    pub fn awaited_responses(&self) -> usize {
+        self.responses.as_ref().map_or(0, |side| side.awaited.len())
+    }
+
+    /// Whether the connection is idle: every stream the client opened has ended both ways
+    /// (END_STREAM from each peer, or RST_STREAM from either), nothing is half-read and the
+    /// decoder still follows the connection. Closing it then loses no request or response.
+    /// Never after a PUSH_PROMISE, nor while more than `4 x max_streams` streams lived at once.
+    pub fn is_idle(&self) -> bool {
+        self.tunnel.is_none() && self.live.is_idle() && self.is_between_frames()
+    }
+
     /// Whether nothing is half-read: between frames in both directions, no field block in
-    /// progress (the state in which the decoder holds no buffer but the HPACK table).
+    /// progress (the state in which the decoder holds no buffer but the HPACK tables).
     pub fn is_between_frames(&self) -> bool {
         let between = |reader: &Reader| matches!(&reader.stage, Stage::Header(header) if !header.is_partial());
-        self.block.is_none() && between(&self.client) && between(&self.server)
+        let no_response_block = self
+            .responses
+            .as_ref()
+            .is_none_or(|side| side.block.is_none());
+        self.block.is_none() && no_response_block && between(&self.client) && between(&self.server)
     }
 
     fn feed(&mut self, peer: Peer, chunk: &[u8], events: &mut Vec<Event>) {
@@ -341,6 +429,8 @@ impl H2Decoder {
                     // Nothing is described any more: let go of what can be let go.
                     self.block = None;
                     self.streams = Streams::new(0);
+                    self.live = Liveness::new(0);
+                    self.responses = None;
                     events.push(Event::Tunnel(reason));
                     return;
                 }
@@ -413,15 +503,16 @@ impl H2Decoder {
                 padding_left,
             } => {
                 // The stream may have been reset or skipped since the frame began.
-                let report = report && self.streams.state(frame.stream) == StreamState::Open;
+                let report = report && self.is_described(peer, frame.stream);
                 if data_left > 0 {
                     let taken = input.len().min(data_left as usize);
                     if report {
-                        events.push(Event::Data {
-                            stream: StreamId::new(frame.stream),
-                            range: pos..pos + taken,
-                            end_stream: false,
-                        });
+                        events.push(data_event(
+                            peer,
+                            StreamId::new(frame.stream),
+                            pos..pos + taken,
+                            false,
+                        ));
                     }
                     let stage = Stage::Data {
                         frame,
@@ -448,8 +539,8 @@ impl H2Decoder {
             } => {
                 if left > 0 {
                     let taken = input.len().min(left as usize);
-                    if let Some(block) = &mut self.block {
-                        block.bytes.extend_from_slice(&input[..taken]);
+                    if let Some(bytes) = self.block_bytes(peer) {
+                        bytes.extend_from_slice(&input[..taken]);
                     }
                     let stage = Stage::Fragment {
                         frame,
@@ -476,7 +567,7 @@ impl H2Decoder {
                 (taken, stage)
             }
         };
-        let next = self.settle(next, pos + consumed, first_event, events)?;
+        let next = self.settle(peer, next, pos + consumed, first_event, events)?;
         self.reader(peer).stage = next;
         Ok(consumed)
     }
@@ -485,6 +576,7 @@ impl H2Decoder {
     /// next chunk.
     fn settle(
         &mut self,
+        peer: Peer,
         stage: Stage,
         pos: usize,
         first_event: usize,
@@ -497,11 +589,9 @@ impl H2Decoder {
                 padding_left: 0,
                 report,
             } => {
-                if *report
-                    && frame.has(flags::END_STREAM)
-                    && self.streams.state(frame.stream) == StreamState::Open
+                if *report && frame.has(flags::END_STREAM) && self.is_described(peer, frame.stream)
                 {
-                    self.end_data(frame.stream, pos, first_event, events);
+                    self.end_data(peer, frame.stream, pos, first_event, events);
                 }
                 true
             }
@@ -511,7 +601,10 @@ impl H2Decoder {
                 padding_left: 0,
             } => {
                 if frame.has(flags::END_HEADERS) {
-                    self.end_block(events)?;
+                    match peer {
+                        Peer::Client => self.end_block(events)?,
+                        Peer::Server => self.end_response_block(events)?,
+                    }
                 }
                 true
             }
@@ -542,8 +635,10 @@ impl H2Decoder {
         }
         let plan = match peer {
             Peer::Client => self.plan_client_frame(&frame, events)?,
+            Peer::Server if self.responses.is_some() => self.plan_response_frame(&frame, events)?,
             Peer::Server => self.plan_server_frame(&frame)?,
         };
+        self.live.frame(peer, &frame);
         if frame.kind == FrameType::Settings {
             if frame.has(flags::ACK) {
                 // The sender applied the other peer's oldest pending SETTINGS.
@@ -569,7 +664,7 @@ impl H2Decoder {
                 padding_left: 0,
             },
             Plan::Fragment => {
-                self.reserve_fragment(frame.length)?;
+                self.reserve_fragment(peer, frame.length)?;
                 Stage::Fragment {
                     frame,
                     left: frame.length,
@@ -616,9 +711,9 @@ impl H2Decoder {
                     StreamState::Closed => false,
                 };
                 if frame.has(flags::PADDED) {
-                    return self.padded(frame, 1);
+                    return padded(frame, 1, TunnelReason::InvalidFrameLength);
                 }
-                let report = report && self.data_start(frame, frame.length, events);
+                let report = report && self.data_start(Peer::Client, frame, frame.length, events);
                 Plan::Data { report }
             }
             FrameType::Headers => {
@@ -646,7 +741,7 @@ impl H2Decoder {
                 let prefix = usize::from(frame.has(flags::PADDED))
                     + if frame.has(flags::PRIORITY) { 5 } else { 0 };
                 if prefix > 0 {
-                    return self.padded(frame, prefix);
+                    return padded(frame, prefix, TunnelReason::InvalidFrameLength);
                 }
                 Plan::Fragment
             }
@@ -732,36 +827,57 @@ impl H2Decoder {
         })
     }
 
-    /// A DATA or HEADERS frame with a `prefix` (pad length, priority) to collect first.
-    fn padded(&mut self, frame: &FrameHeader, prefix: usize) -> Result<Plan, TunnelReason> {
-        if (frame.length as usize) < prefix {
-            return Err(TunnelReason::InvalidFrameLength);
-        }
-        Ok(Plan::Collect(prefix))
-    }
-
-    /// Starts the `data_len` data bytes of a DATA frame on an open stream: counts them against
-    /// the stream's Content-Length (as h2 does, per frame, and at END_STREAM). Returns whether
-    /// the stream is still described.
-    fn data_start(&mut self, frame: &FrameHeader, data_len: u32, events: &mut Vec<Event>) -> bool {
+    /// Starts the `data_len` data bytes of a DATA frame of `peer` on a described stream: counts
+    /// them against the Content-Length (as h2 does, per frame, and at END_STREAM). Returns
+    /// whether the stream is still described.
+    fn data_start(
+        &mut self,
+        peer: Peer,
+        frame: &FrameHeader,
+        data_len: u32,
+        events: &mut Vec<Event>,
+    ) -> bool {
         let end_stream = frame.has(flags::END_STREAM);
-        let Some(open) = self.streams.get_mut(frame.stream) else {
+        let remaining = match peer {
+            Peer::Client => self
+                .streams
+                .get_mut(frame.stream)
+                .map(|open| &mut open.content_remaining),
+            Peer::Server => self.response_body(frame.stream),
+        };
+        let Some(remaining) = remaining else {
             return false;
         };
-        let fits = match &mut open.content_remaining {
-            None => true,
-            Some(remaining) => match remaining.checked_sub(u64::from(data_len)) {
-                Some(rest) if !end_stream || rest == 0 => {
-                    *remaining = rest;
-                    true
-                }
-                _ => false,
-            },
-        };
+        let fits = count_data(remaining, data_len, end_stream);
         if !fits {
-            self.skip_stream(frame.stream, SkipReason::ContentLengthMismatch, events);
+            let reason = SkipReason::ContentLengthMismatch;
+            match peer {
+                Peer::Client => self.skip_stream(frame.stream, reason, events),
+                Peer::Server => self.skip_response(frame.stream, reason, events),
+            }
         }
         fits
+    }
+
+    /// Whether `peer`'s side of `stream` is still described: the client's request, or the
+    /// primary's response.
+    fn is_described(&mut self, peer: Peer, stream: u32) -> bool {
+        match peer {
+            Peer::Client => self.streams.state(stream) == StreamState::Open,
+            Peer::Server => self.response_body(stream).is_some(),
+        }
+    }
+
+    /// The bytes of `peer`'s field block in progress.
+    fn block_bytes(&mut self, peer: Peer) -> Option<&mut Vec<u8>> {
+        match peer {
+            Peer::Client => self.block.as_mut().map(|block| &mut block.bytes),
+            Peer::Server => self
+                .responses
+                .as_mut()
+                .and_then(|side| side.block.as_mut())
+                .map(|block| &mut block.bytes),
+        }
     }
 
     /// Handles a collected fixed-size part of a payload.
@@ -775,14 +891,14 @@ impl H2Decoder {
     ) -> Result<Stage, TunnelReason> {
         let skip_rest = Stage::Skip { frame, left };
         match (peer, frame.kind) {
-            (Peer::Client, FrameType::Data) => {
+            (_, FrameType::Data) => {
                 let padding = u32::from(bytes[0]);
                 if padding > left {
-                    return Err(TunnelReason::InvalidPadding);
+                    return Err(protocol_error(peer, TunnelReason::InvalidPadding));
                 }
                 let data_len = left - padding;
-                let report = self.streams.state(frame.stream) == StreamState::Open
-                    && self.data_start(&frame, data_len, events);
+                let report = self.is_described(peer, frame.stream)
+                    && self.data_start(peer, &frame, data_len, events);
                 Ok(Stage::Data {
                     frame,
                     report,
@@ -790,24 +906,31 @@ impl H2Decoder {
                     padding_left: padding,
                 })
             }
-            (Peer::Client, FrameType::Headers) => {
+            (_, FrameType::Headers | FrameType::PushPromise) => {
                 let mut rest = bytes;
                 let mut padding = 0;
                 if frame.has(flags::PADDED) {
                     padding = u32::from(rest[0]);
                     rest = &rest[1..];
                 }
-                if frame.has(flags::PRIORITY) {
+                if frame.kind == FrameType::Headers && frame.has(flags::PRIORITY) {
                     let dependency = read_u31(&[rest[0], rest[1], rest[2], rest[3]]);
                     if dependency == frame.stream {
-                        return Err(TunnelReason::SelfDependency);
+                        return Err(protocol_error(peer, TunnelReason::SelfDependency));
+                    }
+                }
+                if frame.kind == FrameType::PushPromise {
+                    // Only the primary's frames get here (a client's is refused when planned).
+                    let promised = read_u31(&[rest[0], rest[1], rest[2], rest[3]]);
+                    if promised == 0 || promised % 2 == 1 {
+                        return Err(TunnelReason::ServerProtocolError);
                     }
                 }
                 if padding > left {
-                    return Err(TunnelReason::InvalidPadding);
+                    return Err(protocol_error(peer, TunnelReason::InvalidPadding));
                 }
                 let fragment = left - padding;
-                self.reserve_fragment(fragment)?;
+                self.reserve_fragment(peer, fragment)?;
                 Ok(Stage::Fragment {
                     frame,
                     left: fragment,
@@ -849,6 +972,10 @@ impl H2Decoder {
                     // open will be processed to its end.
                     let processed = if code == ErrorCode::NO_ERROR { last } else { 0 };
                     self.streams.server_goaway(processed);
+                    self.live.server_goaway(processed);
+                    if let Some(side) = &mut self.responses {
+                        side.goaway(processed);
+                    }
                     if let Some(block) = &mut self.block {
                         if block.kind == BlockKind::Request && block.stream > processed {
                             block.kind = BlockKind::Ignored;
@@ -892,6 +1019,7 @@ impl H2Decoder {
             return Err(TunnelReason::ServerProtocolError);
         }
         self.streams.close(stream);
+        self.forget_response(stream);
         if let Some(block) = &mut self.block {
             if block.stream == stream {
                 block.kind = BlockKind::Ignored;
@@ -905,48 +1033,70 @@ impl H2Decoder {
         Ok(())
     }
 
-    /// Checks a fragment of `len` bytes fits the block limit, and makes room for it.
-    fn reserve_fragment(&mut self, len: u32) -> Result<(), TunnelReason> {
+    /// Checks a fragment of `len` bytes fits `peer`'s block limit, and makes room for it.
+    fn reserve_fragment(&mut self, peer: Peer, len: u32) -> Result<(), TunnelReason> {
         let limit = self.limits.max_header_bytes;
-        if let Some(block) = &mut self.block {
-            let total = block.bytes.len().saturating_add(len as usize);
+        let too_large = match peer {
+            Peer::Client => TunnelReason::HeaderBlockTooLarge,
+            Peer::Server => TunnelReason::ServerHeaderBlockTooLarge,
+        };
+        if let Some(bytes) = self.block_bytes(peer) {
+            let total = bytes.len().saturating_add(len as usize);
             if total > limit {
-                return Err(TunnelReason::HeaderBlockTooLarge);
+                return Err(too_large);
             }
-            block.bytes.reserve(len as usize);
+            bytes.reserve(len as usize);
         }
         Ok(())
     }
 
-    /// A reported stream's DATA frame with END_STREAM is all read: the request is complete.
-    fn end_data(&mut self, stream: u32, pos: usize, first_event: usize, events: &mut Vec<Event>) {
-        self.streams.close(stream);
+    /// A described stream's DATA frame with END_STREAM from `peer` is all read: the request (or
+    /// the response) is complete.
+    fn end_data(
+        &mut self,
+        peer: Peer,
+        stream: u32,
+        pos: usize,
+        first_event: usize,
+        events: &mut Vec<Event>,
+    ) {
+        match peer {
+            Peer::Client => {
+                self.streams.close(stream);
+            }
+            Peer::Server => self.forget_response(stream),
+        }
         let id = StreamId::new(stream);
         // Mark the data just reported from this chunk as the last, when it is the last event;
         // otherwise say so with an empty piece.
         if events.len() > first_event {
-            if let Some(Event::Data {
-                stream: last_stream,
-                end_stream,
-                ..
-            }) = events.last_mut()
+            if let Some(
+                Event::Data {
+                    stream: last_stream,
+                    end_stream,
+                    ..
+                }
+                | Event::ResponseData {
+                    stream: last_stream,
+                    end_stream,
+                    ..
+                },
+            ) = events.last_mut()
             {
+                // Events of one feed are all of one peer's chunk.
                 if *last_stream == id {
                     *end_stream = true;
                     return;
                 }
             }
         }
-        events.push(Event::Data {
-            stream: id,
-            range: pos..pos,
-            end_stream: true,
-        });
+        events.push(data_event(peer, id, pos..pos, true));
     }
 
     /// Stops describing `stream` and says why.
     fn skip_stream(&mut self, stream: u32, reason: SkipReason, events: &mut Vec<Event>) {
         self.streams.close(stream);
+        self.forget_response(stream);
         events.push(Event::Skipped {
             stream: StreamId::new(stream),
             reason,
@@ -980,11 +1130,13 @@ impl H2Decoder {
                                 content_remaining: head.content_length(),
                             })?;
                         }
+                        let head_request = *head.method() == Method::HEAD;
                         events.push(Event::Request {
                             stream: id,
                             head: Box::new(head),
                             end_stream: block.end_stream,
                         });
+                        self.await_response(block.stream, head_request, events);
                     }
                     Err(reason) => events.push(Event::Skipped { stream: id, reason }),
                 }
@@ -1007,16 +1159,69 @@ impl H2Decoder {
                     builder.finish()
                 };
                 self.streams.close(block.stream);
-                events.push(match result {
-                    Ok(trailers) => Event::Trailers {
+                match result {
+                    Ok(trailers) => events.push(Event::Trailers {
                         stream: id,
                         trailers,
-                    },
-                    Err(reason) => Event::Skipped { stream: id, reason },
-                });
+                    }),
+                    Err(reason) => self.skip_stream(block.stream, reason, events),
+                }
             }
         }
         Ok(())
+    }
+}
+
+/// A DATA, HEADERS or PUSH_PROMISE frame with a `prefix` (pad length, priority, promised
+/// stream) to collect first; `invalid` when the frame is too short for it.
+fn padded(frame: &FrameHeader, prefix: usize, invalid: TunnelReason) -> Result<Plan, TunnelReason> {
+    if (frame.length as usize) < prefix {
+        return Err(invalid);
+    }
+    Ok(Plan::Collect(prefix))
+}
+
+/// Counts `data_len` body bytes against the Content-Length's `remaining` bytes, if one was sent;
+/// false when they overrun it or the body ends (`end_stream`) short of it.
+fn count_data(remaining: &mut Option<u64>, data_len: u32, end_stream: bool) -> bool {
+    match remaining {
+        None => true,
+        Some(remaining) => match remaining.checked_sub(u64::from(data_len)) {
+            Some(rest) if !end_stream || rest == 0 => {
+                *remaining = rest;
+                true
+            }
+            _ => false,
+        },
+    }
+}
+
+/// Whether a body may end here: no Content-Length, or all the bytes it announced were counted.
+fn body_complete(remaining: Option<u64>) -> bool {
+    remaining.is_none_or(|left| left == 0)
+}
+
+/// A body piece of `peer`'s side.
+fn data_event(peer: Peer, stream: StreamId, range: Range<usize>, end_stream: bool) -> Event {
+    match peer {
+        Peer::Client => Event::Data {
+            stream,
+            range,
+            end_stream,
+        },
+        Peer::Server => Event::ResponseData {
+            stream,
+            range,
+            end_stream,
+        },
+    }
+}
+
+/// The primary's framing errors all end in one reason; the client's are told apart.
+fn protocol_error(peer: Peer, client_reason: TunnelReason) -> TunnelReason {
+    match peer {
+        Peer::Client => client_reason,
+        Peer::Server => TunnelReason::ServerProtocolError,
     }
 }
 

@@ -52,7 +52,7 @@ impl FieldList {
         self.0
     }
 
-    fn push(&mut self, name: HeaderName, value: HeaderValue) {
+    pub(super) fn push(&mut self, name: HeaderName, value: HeaderValue) {
         self.0.push((name, value));
     }
 }
@@ -135,17 +135,19 @@ impl RequestHead {
     }
 }
 
-/// Why the decoder stops describing one stream (the connection goes on being decoded).
+/// Why the decoder stops describing one stream's request ([`Event::Skipped`](super::Event)) or
+/// response ([`Event::ResponseSkipped`](super::Event)); the connection goes on being decoded.
+/// The last three reasons are the response's only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum SkipReason {
     /// CONNECT (and extended CONNECT with `:protocol`): a tunnel, not a request to copy.
     #[error("connect request")]
     Connect,
-    /// `:method`, `:scheme` or `:path` is missing or empty.
-    #[error("request lacks a required pseudo-header")]
+    /// `:method`, `:scheme` or `:path` is missing or empty; a response head without `:status`.
+    #[error("required pseudo-header missing")]
     MissingPseudoHeader,
-    /// A pseudo-header twice, after a regular field, or one that belongs to responses
-    /// (`:status`) or to trailers.
+    /// A pseudo-header twice, after a regular field, or one that belongs to the other direction
+    /// (`:status` in a request, a request's in a response; h2's client ignores the latter).
     #[error("misplaced or repeated pseudo-header")]
     InvalidPseudoHeader,
     /// `:scheme`, `:authority` or `:path` does not parse as a URI part.
@@ -158,7 +160,9 @@ pub enum SkipReason {
     /// Content-Length that is not a number, or several that differ.
     #[error("invalid content-length")]
     InvalidContentLength,
-    /// The DATA frames do not add up to the Content-Length (RFC 9113 section 8.1.1).
+    /// The DATA frames do not add up to the Content-Length (RFC 9113 section 8.1.1); a response
+    /// head that ends the stream with a Content-Length above 0 (but for 204 and 304, as in h2),
+    /// or body bytes answering a HEAD request.
     #[error("body length differs from content-length")]
     ContentLengthMismatch,
     /// A second field block that does not end the stream (RFC 9113 section 8.1).
@@ -177,11 +181,23 @@ pub enum SkipReason {
     /// decoding goes on for the HPACK state, but nothing more is kept.
     #[error("field section exceeds the size limit")]
     HeaderListTooLarge,
+    /// A response's `:status` that is not three digits from 100 to 999 (h2's client fails the
+    /// connection on it).
+    #[error("invalid response status")]
+    InvalidStatus,
+    /// An interim (1xx) response head that ends the stream, or carries a Content-Length (RFC
+    /// 9113 section 8.1, RFC 9110 section 8.6).
+    #[error("malformed interim response")]
+    MalformedInterim,
+    /// More responses awaited at once than [`H2Limits::max_streams`](super::H2Limits): the
+    /// request is reported, its response is not followed.
+    #[error("too many responses awaited")]
+    TooManyResponses,
 }
 
 impl SkipReason {
     /// Every reason, for registering metric label values up front.
-    pub const ALL: [SkipReason; 11] = [
+    pub const ALL: [SkipReason; 14] = [
         Self::Connect,
         Self::MissingPseudoHeader,
         Self::InvalidPseudoHeader,
@@ -193,6 +209,9 @@ impl SkipReason {
         Self::PseudoHeaderInTrailers,
         Self::InvalidField,
         Self::HeaderListTooLarge,
+        Self::InvalidStatus,
+        Self::MalformedInterim,
+        Self::TooManyResponses,
     ];
 
     /// Stable snake_case label for metrics and logs.
@@ -209,23 +228,26 @@ impl SkipReason {
             Self::PseudoHeaderInTrailers => "pseudo_header_in_trailers",
             Self::InvalidField => "invalid_field",
             Self::HeaderListTooLarge => "header_list_too_large",
+            Self::InvalidStatus => "invalid_status",
+            Self::MalformedInterim => "malformed_interim",
+            Self::TooManyResponses => "too_many_responses",
         }
     }
 }
 
-/// What both builders share: the fields so far, the section's size against its limit, and the
-/// first reason to skip the stream.
+/// What the builders (requests, responses, trailers) share: the fields so far, the section's size
+/// against its limit, and the first reason to skip the stream.
 #[derive(Debug)]
-struct Section {
-    fields: FieldList,
+pub(super) struct Section {
+    pub(super) fields: FieldList,
     /// RFC 9113 section 6.5.2 size so far (32 + name + value per field).
     size: usize,
     max_size: usize,
-    error: Option<SkipReason>,
+    pub(super) error: Option<SkipReason>,
 }
 
 impl Section {
-    fn new(max_size: usize) -> Self {
+    pub(super) fn new(max_size: usize) -> Self {
         Self {
             fields: FieldList::default(),
             size: 0,
@@ -236,7 +258,7 @@ impl Section {
 
     /// Counts a field; false once the section has failed. Nothing is kept after that, so a block
     /// of table references that decodes huge (an HPACK "bomb") costs no memory.
-    fn admit(&mut self, name: &[u8], value: &[u8]) -> bool {
+    pub(super) fn admit(&mut self, name: &[u8], value: &[u8]) -> bool {
         if self.error.is_some() {
             return false;
         }
@@ -248,7 +270,7 @@ impl Section {
         true
     }
 
-    fn fail(&mut self, reason: SkipReason) {
+    pub(super) fn fail(&mut self, reason: SkipReason) {
         self.error = Some(reason);
         self.fields = FieldList::default();
     }
@@ -412,7 +434,10 @@ impl TrailersBuilder {
 /// raw value (a grpc-core extension two peers negotiate with SETTINGS 0xFE03, which the client
 /// saw in the primary's SETTINGS). It is kept base64-encoded, the form every gRPC peer takes: the
 /// copy goes over the daemon's own connection, which never negotiates the extension.
-fn regular_field(name: &[u8], value: &[u8]) -> Result<(HeaderName, HeaderValue), SkipReason> {
+pub(super) fn regular_field(
+    name: &[u8],
+    value: &[u8],
+) -> Result<(HeaderName, HeaderValue), SkipReason> {
     // `from_lowercase` refuses uppercase, as HTTP/2 does, and accepts what h2's server accepts
     // (it is what h2 uses), which is a little more than `from_bytes` (`"`, for example).
     let name = HeaderName::from_lowercase(name).map_err(|_| SkipReason::InvalidField)?;
@@ -443,7 +468,7 @@ fn is_connection_specific(name: &HeaderName, value: &HeaderValue) -> bool {
 /// Every Content-Length must be digits (at most 19) and all must agree. As in h2, an empty value
 /// reads as 0 (RFC 9110 asks for at least one digit; h2 is what decides here, see the fuzz
 /// target `h2_differential`).
-fn content_length(fields: &FieldList) -> Result<Option<u64>, SkipReason> {
+pub(super) fn content_length(fields: &FieldList) -> Result<Option<u64>, SkipReason> {
     let mut length = None;
     for (name, value) in fields.iter() {
         if *name != CONTENT_LENGTH {

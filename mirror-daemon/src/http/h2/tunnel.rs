@@ -109,14 +109,35 @@ pub enum TunnelReason {
 
     // --- The primary's side.
     /// A primary frame the client must treat as a connection error (wrong length or stream for
-    /// RST_STREAM, GOAWAY or SETTINGS).
+    /// RST_STREAM, GOAWAY or SETTINGS). When responses are decoded, also: HEADERS, DATA or
+    /// PUSH_PROMISE on stream 0 or on a stream the client has not opened, DATA before the
+    /// response head, a pad length or priority that does not fit or depends on its own stream,
+    /// a promised stream that is not even, a frame other than CONTINUATION inside a field block
+    /// or CONTINUATION outside one.
     #[error("primary sent an invalid frame")]
     ServerProtocolError,
+    /// A field block of the primary over [`H2Limits::max_header_bytes`](super::H2Limits) on the
+    /// wire (responses decoded).
+    #[error("primary's field block exceeds the size limit")]
+    ServerHeaderBlockTooLarge,
+    /// The primary's HPACK table above what the client's SETTINGS_HEADER_TABLE_SIZE allows, or
+    /// kept above a size the client lowered and the primary acknowledged (responses decoded).
+    #[error("primary's hpack table size above the client's setting")]
+    ServerHpackTableSizeOverSetting,
+    /// The primary's HPACK table larger than [`H2Limits::max_table_size`](super::H2Limits),
+    /// though the client allows it (responses decoded).
+    #[error("primary's hpack table size above the decoder's limit")]
+    ServerHpackTableSizeOverLimit,
+    /// A field block of the primary that is not valid HPACK: an index out of the table, bad
+    /// Huffman code, integer or representation, a misplaced size update, a truncated block
+    /// (responses decoded).
+    #[error("primary sent an invalid hpack block")]
+    ServerHpackInvalid,
 }
 
 impl TunnelReason {
     /// Every reason, for registering metric label values up front.
-    pub const ALL: [TunnelReason; 28] = [
+    pub const ALL: [TunnelReason; 32] = [
         Self::ClientPreface,
         Self::ClientFirstFrameNotSettings,
         Self::ServerFirstFrameNotSettings,
@@ -145,6 +166,10 @@ impl TunnelReason {
         Self::HpackInvalidEncoding,
         Self::HpackTruncated,
         Self::ServerProtocolError,
+        Self::ServerHeaderBlockTooLarge,
+        Self::ServerHpackTableSizeOverSetting,
+        Self::ServerHpackTableSizeOverLimit,
+        Self::ServerHpackInvalid,
     ];
 
     /// Stable snake_case label for metrics and logs; never renamed once released.
@@ -178,6 +203,10 @@ impl TunnelReason {
             Self::HpackInvalidEncoding => "h2_hpack_invalid_encoding",
             Self::HpackTruncated => "h2_hpack_truncated",
             Self::ServerProtocolError => "h2_primary_protocol_error",
+            Self::ServerHeaderBlockTooLarge => "h2_primary_header_block_too_large",
+            Self::ServerHpackTableSizeOverSetting => "h2_primary_hpack_table_size_over_setting",
+            Self::ServerHpackTableSizeOverLimit => "h2_primary_hpack_table_size_over_limit",
+            Self::ServerHpackInvalid => "h2_primary_hpack_invalid",
         }
     }
 }

@@ -4,24 +4,24 @@
 use super::{decode_every_way, Seen};
 use crate::http::h2::{H2Limits, Peer, SkipReason, TunnelReason, CLIENT_PREFACE};
 
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const PRIORITY: u8 = 0x2;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const PUSH_PROMISE: u8 = 0x5;
-const PING: u8 = 0x6;
-const GOAWAY: u8 = 0x7;
-const WINDOW_UPDATE: u8 = 0x8;
-const CONTINUATION: u8 = 0x9;
+pub(super) const DATA: u8 = 0x0;
+pub(super) const HEADERS: u8 = 0x1;
+pub(super) const PRIORITY: u8 = 0x2;
+pub(super) const RST_STREAM: u8 = 0x3;
+pub(super) const SETTINGS: u8 = 0x4;
+pub(super) const PUSH_PROMISE: u8 = 0x5;
+pub(super) const PING: u8 = 0x6;
+pub(super) const GOAWAY: u8 = 0x7;
+pub(super) const WINDOW_UPDATE: u8 = 0x8;
+pub(super) const CONTINUATION: u8 = 0x9;
 
-const END_STREAM: u8 = 0x1;
-const ACK: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const PADDED: u8 = 0x8;
-const PRIORITY_FLAG: u8 = 0x20;
+pub(super) const END_STREAM: u8 = 0x1;
+pub(super) const ACK: u8 = 0x1;
+pub(super) const END_HEADERS: u8 = 0x4;
+pub(super) const PADDED: u8 = 0x8;
+pub(super) const PRIORITY_FLAG: u8 = 0x20;
 
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+pub(super) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
     let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
     out.extend_from_slice(&stream.to_be_bytes());
@@ -29,7 +29,7 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-fn settings(entries: &[(u16, u32)]) -> Vec<u8> {
+pub(super) fn settings(entries: &[(u16, u32)]) -> Vec<u8> {
     let payload: Vec<u8> = entries
         .iter()
         .flat_map(|(id, value)| [id.to_be_bytes().to_vec(), value.to_be_bytes().to_vec()].concat())
@@ -37,16 +37,16 @@ fn settings(entries: &[(u16, u32)]) -> Vec<u8> {
     frame(SETTINGS, 0, 0, &payload)
 }
 
-fn settings_ack() -> Vec<u8> {
+pub(super) fn settings_ack() -> Vec<u8> {
     frame(SETTINGS, ACK, 0, &[])
 }
 
 /// The client's preface and an empty SETTINGS frame.
-fn client_preface() -> Vec<u8> {
+pub(super) fn client_preface() -> Vec<u8> {
     [CLIENT_PREFACE.to_vec(), settings(&[])].concat()
 }
 
-fn int(value: usize, prefix_bits: u8, pattern: u8) -> Vec<u8> {
+pub(super) fn int(value: usize, prefix_bits: u8, pattern: u8) -> Vec<u8> {
     let mask = (1usize << prefix_bits) - 1;
     if value < mask {
         return vec![pattern | value as u8];
@@ -61,12 +61,12 @@ fn int(value: usize, prefix_bits: u8, pattern: u8) -> Vec<u8> {
     out
 }
 
-fn string(bytes: &[u8]) -> Vec<u8> {
+pub(super) fn string(bytes: &[u8]) -> Vec<u8> {
     [int(bytes.len(), 7, 0), bytes.to_vec()].concat()
 }
 
 /// A literal without indexing with a literal name.
-fn literal(name: &str, value: &str) -> Vec<u8> {
+pub(super) fn literal(name: &str, value: &str) -> Vec<u8> {
     [
         vec![0x00],
         string(name.as_bytes()),
@@ -76,7 +76,7 @@ fn literal(name: &str, value: &str) -> Vec<u8> {
 }
 
 /// A literal with incremental indexing with a literal name.
-fn indexed_literal(name: &str, value: &str) -> Vec<u8> {
+pub(super) fn indexed_literal(name: &str, value: &str) -> Vec<u8> {
     [
         vec![0x40],
         string(name.as_bytes()),
@@ -85,11 +85,11 @@ fn indexed_literal(name: &str, value: &str) -> Vec<u8> {
     .concat()
 }
 
-fn block(fields: &[(&str, &str)]) -> Vec<u8> {
+pub(super) fn block(fields: &[(&str, &str)]) -> Vec<u8> {
     fields.iter().flat_map(|(n, v)| literal(n, v)).collect()
 }
 
-fn request_block(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+pub(super) fn request_block(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
     let mut fields = vec![
         (":method", method),
         (":scheme", "http"),
@@ -100,7 +100,13 @@ fn request_block(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
     block(&fields)
 }
 
-fn request(stream: u32, method: &str, path: &str, extra: &[(&str, &str)], end: bool) -> Seen {
+pub(super) fn request(
+    stream: u32,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    end: bool,
+) -> Seen {
     Seen::Request {
         stream,
         method: method.into(),
@@ -115,7 +121,7 @@ fn request(stream: u32, method: &str, path: &str, extra: &[(&str, &str)], end: b
     }
 }
 
-fn data_seen(stream: u32, bytes: &[u8], end_stream: bool) -> Seen {
+pub(super) fn data_seen(stream: u32, bytes: &[u8], end_stream: bool) -> Seen {
     Seen::Data {
         stream,
         bytes: bytes.to_vec(),
@@ -123,17 +129,17 @@ fn data_seen(stream: u32, bytes: &[u8], end_stream: bool) -> Seen {
     }
 }
 
-fn client(bytes: Vec<u8>) -> (Peer, Vec<u8>) {
+pub(super) fn client(bytes: Vec<u8>) -> (Peer, Vec<u8>) {
     (Peer::Client, bytes)
 }
 
-fn server(bytes: Vec<u8>) -> (Peer, Vec<u8>) {
+pub(super) fn server(bytes: Vec<u8>) -> (Peer, Vec<u8>) {
     (Peer::Server, bytes)
 }
 
 /// A connection: the client's preface, the primary's SETTINGS and its ACK, then `client_frames`
 /// in one chunk.
-fn connection(client_frames: Vec<u8>) -> Vec<(Peer, Vec<u8>)> {
+pub(super) fn connection(client_frames: Vec<u8>) -> Vec<(Peer, Vec<u8>)> {
     vec![
         client(client_preface()),
         server([settings(&[]), settings_ack()].concat()),
@@ -141,7 +147,7 @@ fn connection(client_frames: Vec<u8>) -> Vec<(Peer, Vec<u8>)> {
     ]
 }
 
-fn run(script: Vec<(Peer, Vec<u8>)>) -> Vec<Seen> {
+pub(super) fn run(script: Vec<(Peer, Vec<u8>)>) -> Vec<Seen> {
     decode_every_way(H2Limits::default(), &script)
 }
 
@@ -717,6 +723,7 @@ fn limits_end_in_a_tunnel_or_skip() {
         max_header_bytes: 200,
         max_streams: 2,
         max_table_size: 4096,
+        ..H2Limits::default()
     };
     let script = |frames: Vec<u8>| connection(frames);
     let post = |stream| {

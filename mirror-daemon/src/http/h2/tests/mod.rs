@@ -1,10 +1,12 @@
-//! Behaviour tests for the HTTP/2 decoder: hand-written connections (`cases`) and connections
-//! written by the `h2` crate's client and answered by its server (`real_client`). Every
-//! connection is decoded whole, split at every byte and fed byte by byte, and all must describe
-//! it identically.
+//! Behaviour tests for the HTTP/2 decoder: hand-written connections (`cases`, and `responses`
+//! for the primary's side, `idle` for when a connection is idle) and connections written by the `h2` crate's client and answered by
+//! its server (`real_client`). Every connection is decoded whole, split at every byte and fed
+//! byte by byte, and all must describe it identically.
 
 mod cases;
+mod idle;
 mod real_client;
+mod responses;
 
 use super::{Event, H2Decoder, H2Limits, Peer, SkipReason, TunnelReason};
 
@@ -44,7 +46,83 @@ pub(super) enum Seen {
         last: u32,
         code: u32,
     },
+    Interim {
+        stream: u32,
+        status: u16,
+        fields: Vec<(String, Vec<u8>)>,
+    },
+    Response {
+        stream: u32,
+        status: u16,
+        fields: Vec<(String, Vec<u8>)>,
+        end_stream: bool,
+    },
+    ResponseData {
+        stream: u32,
+        bytes: Vec<u8>,
+        end_stream: bool,
+    },
+    ResponseTrailers {
+        stream: u32,
+        fields: Vec<(String, Vec<u8>)>,
+    },
+    ResponseSkipped {
+        stream: u32,
+        reason: SkipReason,
+    },
     Tunnel(TunnelReason),
+}
+
+impl Seen {
+    /// Whether the event is of the primary's responses.
+    pub(super) fn is_response(&self) -> bool {
+        matches!(
+            self,
+            Seen::Interim { .. }
+                | Seen::Response { .. }
+                | Seen::ResponseData { .. }
+                | Seen::ResponseTrailers { .. }
+                | Seen::ResponseSkipped { .. }
+        )
+    }
+}
+
+/// Appends body bytes to `seen`, merged with the same stream's piece just before.
+fn push_data(seen: &mut Vec<Seen>, response: bool, stream: u32, bytes: &[u8], end_stream: bool) {
+    match seen.last_mut() {
+        Some(Seen::Data {
+            stream: last,
+            bytes: earlier,
+            end_stream: ended,
+        }) if !response && *last == stream && !*ended => {
+            earlier.extend_from_slice(bytes);
+            *ended = end_stream;
+        }
+        Some(Seen::ResponseData {
+            stream: last,
+            bytes: earlier,
+            end_stream: ended,
+        }) if response && *last == stream && !*ended => {
+            earlier.extend_from_slice(bytes);
+            *ended = end_stream;
+        }
+        _ => {
+            let (stream, bytes) = (stream, bytes.to_vec());
+            seen.push(if response {
+                Seen::ResponseData {
+                    stream,
+                    bytes,
+                    end_stream,
+                }
+            } else {
+                Seen::Data {
+                    stream,
+                    bytes,
+                    end_stream,
+                }
+            });
+        }
+    }
 }
 
 /// Feeds `chunks` in order to one decoder, checking the event API's promises, and returns what
@@ -67,6 +145,7 @@ pub(super) fn decode_chunks<'a>(
         let count = events.len();
         let mut floor = 0;
         for (i, event) in events.drain(..).enumerate() {
+            let response_data = matches!(event, Event::ResponseData { .. });
             match event {
                 Event::Request {
                     stream,
@@ -85,8 +164,14 @@ pub(super) fn decode_chunks<'a>(
                     stream,
                     range,
                     end_stream,
+                }
+                | Event::ResponseData {
+                    stream,
+                    range,
+                    end_stream,
                 } => {
-                    assert_eq!(peer, Peer::Client, "data from the primary's side");
+                    let response = peer == Peer::Server;
+                    assert_eq!(response, response_data, "data of the other side's kind");
                     assert!(
                         range.start >= floor && range.end <= chunk.len(),
                         "range {range:?} in {} bytes",
@@ -94,23 +179,37 @@ pub(super) fn decode_chunks<'a>(
                     );
                     assert!(!range.is_empty() || end_stream, "empty data without end");
                     floor = range.end;
-                    let stream = stream.value();
-                    match seen.last_mut() {
-                        Some(Seen::Data {
-                            stream: last,
-                            bytes,
-                            end_stream: ended,
-                        }) if *last == stream && !*ended => {
-                            bytes.extend_from_slice(&chunk[range]);
-                            *ended = end_stream;
-                        }
-                        _ => seen.push(Seen::Data {
-                            stream,
-                            bytes: chunk[range].to_vec(),
-                            end_stream,
-                        }),
-                    }
+                    push_data(
+                        &mut seen,
+                        response,
+                        stream.value(),
+                        &chunk[range],
+                        end_stream,
+                    );
                 }
+                Event::Interim { stream, head } => seen.push(Seen::Interim {
+                    stream: stream.value(),
+                    status: head.status().as_u16(),
+                    fields: fields(head.fields().iter()),
+                }),
+                Event::Response {
+                    stream,
+                    head,
+                    end_stream,
+                } => seen.push(Seen::Response {
+                    stream: stream.value(),
+                    status: head.status().as_u16(),
+                    fields: fields(head.fields().iter()),
+                    end_stream,
+                }),
+                Event::ResponseTrailers { stream, trailers } => seen.push(Seen::ResponseTrailers {
+                    stream: stream.value(),
+                    fields: fields(trailers.iter()),
+                }),
+                Event::ResponseSkipped { stream, reason } => seen.push(Seen::ResponseSkipped {
+                    stream: stream.value(),
+                    reason,
+                }),
                 Event::Trailers { stream, trailers } => seen.push(Seen::Trailers {
                     stream: stream.value(),
                     fields: fields(trailers.iter()),
@@ -153,8 +252,56 @@ fn fields<'a>(
 
 /// Decodes a script whole, with each chunk split in two at every position, and byte by byte;
 /// all must agree. Returns the events.
+///
+/// Without responses decoded, the script is decoded with them too, whole: the request side
+/// must be described alike (decoding responses changes nothing of it), up to a tunnel the
+/// primary's side, now checked more closely, may end in.
 pub(super) fn decode_every_way(limits: H2Limits, script: &[(Peer, Vec<u8>)]) -> Vec<Seen> {
     let whole = decode_chunks(limits, script.iter().map(|(p, c)| (*p, &c[..])));
+    if !limits.decode_responses {
+        let with_responses = H2Limits {
+            decode_responses: true,
+            ..limits
+        };
+        let mut seen = decode_chunks(with_responses, script.iter().map(|(p, c)| (*p, &c[..])));
+        seen.retain(|event| !event.is_response());
+        if let Some(Seen::Tunnel(
+            TunnelReason::ServerProtocolError
+            | TunnelReason::ServerHeaderBlockTooLarge
+            | TunnelReason::ServerHpackTableSizeOverSetting
+            | TunnelReason::ServerHpackTableSizeOverLimit
+            | TunnelReason::ServerHpackInvalid,
+        )) = seen.last()
+        {
+            // The primary's side stopped the decoding early: up to there, the same (a request
+            // body it cut short ends in a prefix of its last piece).
+            seen.pop();
+            if let (
+                Some(Seen::Data {
+                    stream, bytes: cut, ..
+                }),
+                Some(Seen::Data {
+                    stream: same,
+                    bytes: all,
+                    ..
+                }),
+            ) = (seen.last(), whole.get(seen.len().wrapping_sub(1)))
+            {
+                if stream == same && all.starts_with(cut) {
+                    seen.pop();
+                }
+            }
+            assert!(
+                whole.starts_with(&seen),
+                "decoding responses changed the requests' events: {seen:?}"
+            );
+        } else {
+            assert_eq!(
+                seen, whole,
+                "decoding responses changed the requests' events"
+            );
+        }
+    }
     for (index, (_, chunk)) in script.iter().enumerate() {
         for split in 1..chunk.len() {
             let pieces = script.iter().enumerate().flat_map(|(i, (peer, c))| {

@@ -1,12 +1,15 @@
 //! Connections written by a real HTTP/2 client (the `h2` crate's) to a real server (h2's), the
 //! bytes of both directions captured in the order a relay passes them on, then decoded: the
-//! decoder must see exactly the requests the client sent and the server received.
+//! decoder must see exactly the requests the client sent and the server received, and, with
+//! responses decoded, exactly the answers the server sent and the client received (interim
+//! heads, status, fields, body, trailers; Trailers-Only answers; pushes, which are not
+//! reported).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, Request, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::{decode_chunks, Seen};
@@ -20,6 +23,18 @@ struct Seen1 {
     method: String,
     path: String,
     /// Sorted: h2's server hands fields over as a `HeaderMap`, which groups names.
+    fields: Vec<(String, Vec<u8>)>,
+    body: Vec<u8>,
+    trailers: Vec<(String, Vec<u8>)>,
+    complete: bool,
+}
+
+/// What one side saw of one response.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Answer {
+    interim: Vec<u16>,
+    status: u16,
+    /// Sorted: h2's client hands fields over as a `HeaderMap`.
     fields: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
     trailers: Vec<(String, Vec<u8>)>,
@@ -108,7 +123,7 @@ async fn serve(io: DuplexStream, header_table_size: u32) -> BTreeMap<u32, Seen1>
                 }
             }
             if !failed {
-                let _ = respond.send_response(Response::new(()), true);
+                answer(&mut respond, (id as usize - 1) / 2);
             }
             seen.lock().expect("seen").insert(id, record);
         }));
@@ -119,6 +134,159 @@ async fn serve(io: DuplexStream, header_table_size: u32) -> BTreeMap<u32, Seen1>
     }
     let seen = seen.lock().expect("seen").clone();
     seen
+}
+
+/// The server's answer to request `i` of the mix.
+struct PlannedAnswer {
+    interim: Vec<u16>,
+    status: u16,
+    fields: Vec<(String, String)>,
+    body: Vec<u8>,
+    trailers: Option<Vec<(String, String)>>,
+    /// The server pushes a resource with it (not reported by the decoder).
+    push: bool,
+}
+
+fn plan_answer(i: usize) -> PlannedAnswer {
+    let mut fields = vec![
+        ("content-type".to_string(), "application/grpc".to_string()),
+        ("x-answer-id".to_string(), format!("answer-{i:06}")),
+    ];
+    // Fields repeated across answers (indexed by the primary's encoder) and new ones.
+    for k in 0..(i % 5) * 3 {
+        fields.push((format!("x-answer-{k}"), format!("value {k} of {}", i % 2)));
+    }
+    if i.is_multiple_of(4) {
+        fields.push((
+            "set-cookie".to_string(),
+            format!("id={}", "0123456789".repeat(100 + i)),
+        ));
+    }
+    let grpc_ok = Some(vec![
+        ("grpc-status".to_string(), "0".to_string()),
+        ("grpc-message".to_string(), String::new()),
+    ]);
+    let mut planned = PlannedAnswer {
+        interim: vec![],
+        status: 200,
+        fields,
+        body: vec![],
+        trailers: None,
+        push: false,
+    };
+    match i % 6 {
+        // A gRPC answer: a length-prefixed message, then the status in trailers.
+        0 => {
+            let message: Vec<u8> = (0..300 + i).map(|b| (b * 3 + i) as u8).collect();
+            planned.body = [&[0][..], &(message.len() as u32).to_be_bytes(), &message].concat();
+            planned.trailers = grpc_ok;
+        }
+        // Trailers-Only: the status in the head, which ends the stream.
+        1 => planned.fields.extend([
+            ("grpc-status".to_string(), "5".to_string()),
+            ("grpc-message".to_string(), format!("no such thing {i}")),
+        ]),
+        2 => {
+            planned.interim = vec![100, 103];
+            planned.body = format!("answer {i:012}").into_bytes();
+            planned
+                .fields
+                .push(("content-length".to_string(), planned.body.len().to_string()));
+        }
+        3 => planned.status = 204,
+        4 => {
+            planned.status = 404;
+            planned.body = format!("not found: {i}").into_bytes();
+        }
+        _ => {
+            planned.body = (0..3 * 16_384 + i).map(|b| (b * 11 + i) as u8).collect();
+            planned.trailers = Some(vec![("x-checksum".to_string(), format!("{i:x}"))]);
+            planned.push = true;
+        }
+    }
+    planned
+}
+
+fn header_map(fields: &[(String, String)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in fields {
+        map.append(
+            http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+            value.parse().expect("value"),
+        );
+    }
+    map
+}
+
+/// Sends the planned answer to request `i` (errors: the client went away).
+fn answer(respond: &mut h2::server::SendResponse<Bytes>, i: usize) {
+    let planned = plan_answer(i);
+    for status in &planned.interim {
+        let interim = Response::builder()
+            .status(*status)
+            .body(())
+            .expect("interim");
+        let _ = respond.send_informational(interim);
+    }
+    if planned.push {
+        let pushed = Request::get(format!("http://service.test/pushed/{i}"))
+            .header("x-pushed", i.to_string())
+            .body(())
+            .expect("pushed request");
+        if let Ok(mut pushed) = respond.push_request(pushed) {
+            let mut head = Response::new(());
+            head.headers_mut()
+                .insert("x-pushed-answer", i.to_string().parse().expect("value"));
+            if let Ok(mut body) = pushed.send_response(head, false) {
+                let _ = body.send_data(Bytes::from(vec![b'p'; 100 + i]), true);
+            }
+        }
+    }
+    let mut head = Response::new(());
+    *head.status_mut() = StatusCode::from_u16(planned.status).expect("status");
+    *head.headers_mut() = header_map(&planned.fields);
+    let ends_with_head = planned.body.is_empty() && planned.trailers.is_none();
+    let Ok(mut send) = respond.send_response(head, ends_with_head) else {
+        return;
+    };
+    if !planned.body.is_empty() {
+        let _ = send.send_data(Bytes::from(planned.body), planned.trailers.is_none());
+    }
+    if let Some(trailers) = planned.trailers {
+        let _ = send.send_trailers(header_map(&trailers));
+    }
+}
+
+/// Reads one answer as h2's client hands it over: interim heads, head, body, trailers.
+async fn receive(mut response: h2::client::ResponseFuture) -> (u32, Answer) {
+    let id = response.stream_id().as_u32();
+    let mut answer = Answer::default();
+    loop {
+        match std::future::poll_fn(|cx| response.poll_informational(cx)).await {
+            Some(Ok(interim)) => answer.interim.push(interim.status().as_u16()),
+            Some(Err(_)) => return (id, answer),
+            None => break,
+        }
+    }
+    let Ok(response) = response.await else {
+        return (id, answer);
+    };
+    let (parts, mut body) = response.into_parts();
+    answer.status = parts.status.as_u16();
+    answer.fields = sorted(&parts.headers);
+    while let Some(chunk) = body.data().await {
+        let Ok(chunk) = chunk else {
+            return (id, answer);
+        };
+        let _ = body.flow_control().release_capacity(chunk.len());
+        answer.body.extend_from_slice(&chunk);
+    }
+    let Ok(trailers) = body.trailers().await else {
+        return (id, answer);
+    };
+    answer.trailers = trailers.as_ref().map(sorted).unwrap_or_default();
+    answer.complete = true;
+    (id, answer)
 }
 
 /// A request of the mix: index `i` picks method, fields, body size and trailers.
@@ -174,12 +342,18 @@ fn plan(i: usize) -> Planned {
     }
 }
 
-/// Runs a client and a server through a capturing relay; returns the capture and what the
-/// server saw.
-async fn run_connection(
-    count: usize,
-    header_table_size: u32,
-) -> (Vec<(Peer, Vec<u8>)>, BTreeMap<u32, Seen1>) {
+/// What a connection carried: the relay's capture, the requests the server saw, the answers the
+/// client saw.
+struct Run {
+    capture: Vec<(Peer, Vec<u8>)>,
+    served: BTreeMap<u32, Seen1>,
+    received: BTreeMap<u32, Answer>,
+}
+
+/// Runs a client and a server through a capturing relay. `header_table_size`: the server's
+/// SETTINGS_HEADER_TABLE_SIZE (bounds the client's encoder); `client_table_size`: the client's
+/// (bounds the server's).
+async fn run_connection(count: usize, header_table_size: u32, client_table_size: u32) -> Run {
     let (client_io, relay_client) = tokio::io::duplex(1 << 20);
     let (relay_server, server_io) = tokio::io::duplex(1 << 20);
     let capture: Capture = Arc::default();
@@ -188,6 +362,9 @@ async fn run_connection(
 
     let (mut client, connection) = h2::client::Builder::new()
         .initial_window_size(1 << 20)
+        .initial_connection_window_size(1 << 24)
+        .header_table_size(client_table_size)
+        .enable_push(true)
         .handshake::<_, Bytes>(client_io)
         .await
         .expect("client handshake");
@@ -225,10 +402,12 @@ async fn run_connection(
             }
             send.send_trailers(map).expect("trailers");
         }
-        responses.push(response);
+        responses.push(tokio::spawn(receive(response)));
     }
+    let mut received = BTreeMap::new();
     for response in responses {
-        response.await.expect("response");
+        let (id, answer) = response.await.expect("receiver");
+        received.insert(id, answer);
     }
     drop(client);
     driver.abort();
@@ -237,7 +416,11 @@ async fn run_connection(
     relay.abort();
     let _ = relay.await;
     let capture = capture.lock().expect("capture").clone();
-    (capture, seen)
+    Run {
+        capture,
+        served: seen,
+        received,
+    }
 }
 
 /// The decoder's events folded into requests by stream id.
@@ -284,30 +467,93 @@ fn decoded_requests(events: &[Seen]) -> (BTreeMap<u32, Seen1>, Vec<u32>) {
                 request.complete = true;
             }
             Seen::Reset { stream, .. } => resets.push(*stream),
+            other if other.is_response() => {}
             other => panic!("unexpected event {other:?}"),
         }
     }
     (requests, resets)
 }
 
-async fn check_connection(count: usize, header_table_size: u32) {
-    let (capture, server_seen) = run_connection(count, header_table_size).await;
+/// The decoder's response events folded into answers by stream id.
+fn decoded_answers(events: &[Seen]) -> BTreeMap<u32, Answer> {
+    let mut answers: BTreeMap<u32, Answer> = BTreeMap::new();
+    for event in events {
+        match event {
+            Seen::Interim { stream, status, .. } => {
+                answers.entry(*stream).or_default().interim.push(*status);
+            }
+            Seen::Response {
+                stream,
+                status,
+                fields,
+                end_stream,
+            } => {
+                let answer = answers.entry(*stream).or_default();
+                let mut fields = fields.clone();
+                fields.sort();
+                answer.status = *status;
+                answer.fields = fields;
+                answer.complete = *end_stream;
+            }
+            Seen::ResponseData {
+                stream,
+                bytes,
+                end_stream,
+            } => {
+                let answer = answers.get_mut(stream).expect("data of an answer");
+                answer.body.extend_from_slice(bytes);
+                answer.complete |= *end_stream;
+            }
+            Seen::ResponseTrailers { stream, fields } => {
+                let answer = answers.get_mut(stream).expect("trailers of an answer");
+                let mut fields = fields.clone();
+                fields.sort();
+                answer.trailers = fields;
+                answer.complete = true;
+            }
+            Seen::ResponseSkipped { stream, reason } => {
+                panic!("stream {stream}: answer skipped ({reason:?})")
+            }
+            _ => {}
+        }
+    }
+    answers
+}
+
+async fn check_connection(count: usize, header_table_size: u32, client_table_size: u32) {
+    let Run {
+        capture,
+        served: server_seen,
+        received,
+    } = run_connection(count, header_table_size, client_table_size).await;
     let script = || capture.iter().map(|(p, c)| (*p, &c[..]));
-    let whole = decode_chunks(H2Limits::default(), script());
-    let bytes = decode_chunks(
-        H2Limits::default(),
-        capture
-            .iter()
-            .flat_map(|(p, c)| c.chunks(1).map(move |b| (*p, b))),
+    let limits = H2Limits {
+        decode_responses: true,
+        ..H2Limits::default()
+    };
+    let whole = decode_chunks(limits, script());
+    for pieces in [1, 7, 1000] {
+        let split = decode_chunks(
+            limits,
+            capture
+                .iter()
+                .flat_map(|(p, c)| c.chunks(pieces).map(move |b| (*p, b))),
+        );
+        assert_eq!(split, whole, "in pieces of {pieces}");
+    }
+    // Without responses decoded, the requests are described alike.
+    let mut requests_only = whole.clone();
+    requests_only.retain(|event| !event.is_response());
+    assert_eq!(decode_chunks(H2Limits::default(), script()), requests_only);
+    check_answers(count, &whole, received);
+    let pushes = (0..count)
+        .filter(|&i| plan_answer(i).push && !plan(i).reset)
+        .count();
+    assert_eq!(
+        server_frames_of_type(&capture, 0x5),
+        pushes,
+        "push promises sent"
     );
-    assert_eq!(bytes, whole, "byte by byte");
-    let odd = decode_chunks(
-        H2Limits::default(),
-        capture
-            .iter()
-            .flat_map(|(p, c)| c.chunks(1000).map(move |b| (*p, b))),
-    );
-    assert_eq!(odd, whole, "in pieces of 1000");
 
     let (decoded, resets) = decoded_requests(&whole);
     let expected_resets: Vec<u32> = (0..count)
@@ -339,13 +585,65 @@ async fn check_connection(count: usize, header_table_size: u32) {
     assert_eq!(complete, served);
 }
 
+/// How many frames of `kind` the primary sent.
+fn server_frames_of_type(capture: &[(Peer, Vec<u8>)], kind: u8) -> usize {
+    let bytes: Vec<u8> = capture
+        .iter()
+        .filter(|(peer, _)| *peer == Peer::Server)
+        .flat_map(|(_, chunk)| chunk.iter().copied())
+        .collect();
+    let (mut pos, mut count) = (0, 0);
+    while pos + 9 <= bytes.len() {
+        let length = u32::from_be_bytes([0, bytes[pos], bytes[pos + 1], bytes[pos + 2]]) as usize;
+        count += usize::from(bytes[pos + 3] == kind);
+        pos += 9 + length;
+    }
+    count
+}
+
+/// The answers the decoder reports are those the client received, complete, as planned.
+fn check_answers(count: usize, events: &[Seen], received: BTreeMap<u32, Answer>) {
+    let decoded = decoded_answers(events);
+    let answered: Vec<u32> = (0..count)
+        .filter(|&i| !plan(i).reset)
+        .map(|i| 2 * i as u32 + 1)
+        .collect();
+    assert_eq!(decoded.keys().copied().collect::<Vec<_>>(), answered);
+    for (id, answer) in &decoded {
+        let planned = plan_answer((*id as usize - 1) / 2);
+        assert!(answer.complete, "stream {id}: answer incomplete");
+        assert_eq!(answer.interim, planned.interim, "stream {id}");
+        assert_eq!(answer.status, planned.status, "stream {id}");
+        assert_eq!(answer.body, planned.body, "stream {id}");
+        assert_eq!(
+            Some(answer),
+            received.get(id),
+            "stream {id}: decoder and h2 client differ"
+        );
+    }
+    let received_whole: BTreeMap<u32, Answer> = received
+        .into_iter()
+        .filter(|(_, answer)| answer.complete)
+        .collect();
+    assert_eq!(decoded, received_whole);
+}
+
 #[tokio::test]
 async fn many_requests_from_a_real_client_are_seen_exactly() {
-    check_connection(60, 4096).await;
+    check_connection(60, 4096, 4096).await;
 }
 
 #[tokio::test]
 async fn small_and_zero_tables_set_by_the_primary_are_followed() {
-    check_connection(25, 256).await;
-    check_connection(10, 0).await;
+    check_connection(25, 256, 4096).await;
+    check_connection(10, 0, 4096).await;
+}
+
+/// The client's SETTINGS_HEADER_TABLE_SIZE changes the primary's table from the initial 4096
+/// bytes: smaller (entries evicted, or none kept) and larger.
+#[tokio::test]
+async fn tables_the_client_sets_for_the_primary_are_followed() {
+    check_connection(25, 4096, 256).await;
+    check_connection(12, 4096, 0).await;
+    check_connection(25, 4096, 16384).await;
 }

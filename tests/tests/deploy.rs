@@ -558,8 +558,21 @@ fn names_images_and_mounts_agree_across_the_manifests() -> Result<()> {
         "the daemon is not run with --config {config_path}: {args:?}"
     );
 
-    // Never two daemons on one node (admin port, routing table, attachments).
-    let rolling = &daemonset["spec"]["updateStrategy"]["rollingUpdate"];
+    // A rolling update, one node at a time (the node's new flows go direct while its daemon
+    // drains), and never two daemons on one node (admin port, routing table, attachments).
+    let strategy = &daemonset["spec"]["updateStrategy"];
+    assert_eq!(
+        strategy["type"].as_str(),
+        Some("RollingUpdate"),
+        "the DaemonSet's updateStrategy must be RollingUpdate: {strategy:?}"
+    );
+    let rolling = &strategy["rollingUpdate"];
+    assert_eq!(
+        rolling["maxUnavailable"].as_u64(),
+        Some(1),
+        "maxUnavailable must be stated, and 1: {:?}",
+        rolling["maxUnavailable"]
+    );
     assert!(
         matches!(rolling["maxSurge"].as_u64(), None | Some(0)),
         "maxSurge must be 0: {:?}",

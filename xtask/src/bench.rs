@@ -1,9 +1,15 @@
-//! `cargo xtask bench`: setup (as for the demo, plus wrk and nginx from Debian; the setup already
-//! brings h2load and the Python venv the HTTP/2 scenarios use), build the daemon,
-//! then run the node-level load bench (`mirror-tests --bin bench`) against it. Not part of
-//! `cargo xtask test`. The bench prints a markdown report and writes it to
-//! `target/bench/results-<date>.md`, with its pictures beside it (`results-<date>-latency.svg`,
-//! `-throughput.svg`, `-cpu.svg`); `cargo xtask bench -- --help` lists its options.
+//! `cargo xtask bench` and `cargo xtask restart-bench`: setup (as for the demo, plus wrk and
+//! nginx from Debian; the setup already brings h2load and the Python venv the HTTP/2 scenarios
+//! and the restart bench's sessions use), build the daemon, then run a node-level bench against
+//! it. Neither is part of `cargo xtask test`.
+//!
+//! - `bench` (`mirror-tests --bin bench`): the daemon's cost on the primary path. It prints a
+//!   markdown report and writes it to `target/bench/results-<date>.md`, with its pictures beside
+//!   it (`results-<date>-latency.svg`, `-throughput.svg`, `-cpu.svg`).
+//! - `restart-bench` (`mirror-tests --bin restart`): what a restart does to keep-alive clients
+//!   (wrk and Python `requests` sessions, from the test venv); `target/bench/restart-<date>.md`.
+//!
+//! `cargo xtask bench -- --help` (`restart-bench -- --help`) lists each one's options.
 
 use std::{ffi::OsString, process::Command};
 
@@ -22,16 +28,36 @@ const BENCH_TOOLS: &[(&str, &str)] = &[
     ("taskset", "util-linux"),
 ];
 
-pub fn run(args: &[OsString]) -> Result<()> {
+/// The two benches, by the harness binary that runs each.
+#[derive(Clone, Copy, Debug)]
+pub enum Bench {
+    /// `cargo xtask bench`.
+    Cost,
+    /// `cargo xtask restart-bench`.
+    Restart,
+}
+
+impl Bench {
+    fn binary(self) -> &'static str {
+        match self {
+            Bench::Cost => "bench",
+            Bench::Restart => "restart",
+        }
+    }
+}
+
+pub fn run(bench: Bench, args: &[OsString]) -> Result<()> {
+    // The demo's scope includes the test venv (the restart bench's Python sessions).
     let toolchain = setup::run(Scope::Demo, false)?;
     install_bench_tools()?;
     let built = build::all(&toolchain, Profile::Release)?;
-    let mut cargo = build::harness_binary(&built, "bench");
+    let mut cargo = build::harness_binary(&built, bench.binary());
     cargo
+        .env(setup::venv::H2_VENV_ENV, setup::venv::h2_venv())
         .arg("--out")
         .arg(build::target_dir().join("bench"))
         .args(args);
-    eprintln!("bench: {}", cmd::display(&cargo));
+    eprintln!("{}: {}", bench.binary(), cmd::display(&cargo));
     cmd::run(&mut cargo)
 }
 

@@ -85,6 +85,16 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Build, then measure what a restart of the daemon (a DaemonSet's rolling update on one
+    /// node) does to keep-alive clients (`mirror-tests --bin restart`): wrk and Python
+    /// `requests` sessions, failed requests before, during and after; writes
+    /// target/bench/restart-<date>.md.
+    RestartBench {
+        /// Passed to the restart bench (`-- --help` lists them), e.g. `--daemon PATH` twice
+        /// to compare two builds.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
     /// Run the cargo-fuzz targets in fuzz/ for a bounded time each (needs nightly; not in CI).
     Fuzz {
         /// Fuzzing time per target, in seconds.
@@ -150,7 +160,8 @@ fn run(command: Command) -> anyhow::Result<()> {
                 &host_step,
             )
         }
-        Command::Bench { args } => bench::run(&args),
+        Command::Bench { args } => bench::run(bench::Bench::Cost, &args),
+        Command::RestartBench { args } => bench::run(bench::Bench::Restart, &args),
         Command::Fuzz {
             seconds,
             skip_known,

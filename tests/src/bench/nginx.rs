@@ -26,6 +26,10 @@ use super::procstat;
 pub const BODY_BYTES: usize = 1024;
 /// Where the shadow nginx serves its counters (inside the shadow namespace).
 pub const STATUS_PATH: &str = "/__bench_status";
+/// A request field the primary copies into its answer when a request carries it (nginx adds no
+/// field for an empty value, so answers to other requests are unchanged): the restart bench
+/// tags each wrk request with its send time and reads it back from the answer.
+pub const ECHOED_FIELD: &str = "X-Sent-At";
 
 /// A shadow the proxy mirrors to: the name of its nginx location and its address.
 #[derive(Clone, Debug)]
@@ -94,9 +98,11 @@ pub fn config(role: &Role<'_>, prefix: &Path) -> String {
                 let _ = writeln!(text, "    {}", listen_h2_directive(*address));
             }
             let body = "x".repeat(BODY_BYTES - 1);
+            let variable = ECHOED_FIELD.to_ascii_lowercase().replace('-', "_");
             let _ = writeln!(
                 text,
-                "    default_type text/plain;\n    location / {{ return 200 \"{body}\\n\"; }}\n  }}"
+                "    default_type text/plain;\n    add_header {ECHOED_FIELD} $http_{variable};\n\
+                 location / {{ return 200 \"{body}\\n\"; }}\n  }}"
             );
         }
         Role::Shadow { listen, listen_h2 } => {
@@ -404,5 +410,9 @@ mod tests {
             .and_then(|rest| rest.split('"').next())
             .unwrap_or_default();
         assert_eq!(body.replace("\\n", "\n").len(), BODY_BYTES);
+        assert!(
+            text.contains("add_header X-Sent-At $http_x_sent_at;"),
+            "{text}"
+        );
     }
 }

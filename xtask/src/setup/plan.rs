@@ -136,7 +136,8 @@ impl Action {
                 )
             }
             Self::CreateH2Venv => {
-                "creating the HTTP/2 tests' Python venv (grpcio, h2; about 10 s)...".to_owned()
+                "creating the test programs' Python venv (grpcio, h2, requests; about 10 s)..."
+                    .to_owned()
             }
         }
     }

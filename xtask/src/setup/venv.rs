@@ -1,7 +1,8 @@
 //! Python virtual environments under `<target>/tools`, each installed from a requirements file
-//! with exact pins: the deploy test's manifest validator, and the HTTP/2 tests' programs
-//! (`tests/h2/`: grpcio, h2). A venv is current when its stamp (a copy of the requirements it
-//! was installed from) equals the requirements file, so checking costs no Python start.
+//! with exact pins: the deploy test's manifest validator, and the test programs of `tests/h2/`
+//! (the HTTP/2 tests' on grpcio and h2, the restart bench's keep-alive client on requests). A
+//! venv is current when its stamp (a copy of the requirements it was installed from) equals the
+//! requirements file, so checking costs no Python start.
 
 use std::{
     fs,
@@ -120,6 +121,7 @@ mod tests {
             .collect();
         assert!(pins.iter().any(|p| p.starts_with("grpcio==")));
         assert!(pins.iter().any(|p| p.starts_with("h2==")));
+        assert!(pins.iter().any(|p| p.starts_with("requests==")));
         assert!(pins.iter().all(|p| p.contains("==")), "{pins:?}");
         Ok(())
     }

@@ -27,8 +27,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
 use crate::{
-    admin, config::Config, connection, interception, interception::Interception, listener, metrics,
-    mirror, reload, workers,
+    admin, compare, config::Config, connection, interception, interception::Interception, listener,
+    metrics, mirror, reload, workers,
 };
 
 /// Kernel set-up that takes longer than this is given up (and undone at the next start).
@@ -69,6 +69,8 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), Error> {
     let kernel = metrics::KernelCollector::default();
     registry.register_collector(Box::new(kernel.clone()));
     let mirror_metrics = mirror::Metrics::register(&mut registry);
+    // Filled by the engine from each config's `[mirror.rules.compare]` sections.
+    let comparisons = compare::Reports::new(compare::Metrics::register(&mut registry));
     // Registered now: metrics cannot be added once the registry serves.
     let reloads = reload::Metrics::register(&mut registry);
     let mirror = if config.mirror.rules.is_empty() {
@@ -99,6 +101,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), Error> {
         registry,
         config: shared_config.clone(),
         ready: Default::default(),
+        comparisons,
     });
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn(admin::serve(

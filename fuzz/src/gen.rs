@@ -289,28 +289,33 @@ impl Case {
             request.write(&mut out);
         }
         out.extend_from_slice(&self.trailing);
-        for mutation in &self.mutations {
-            if out.is_empty() {
-                break;
+        apply(&self.mutations, &mut out);
+        out
+    }
+}
+
+/// Applies `mutations` to `out` in order (positions wrap around its length).
+pub fn apply(mutations: &[Mutation], out: &mut Vec<u8>) {
+    for mutation in mutations {
+        if out.is_empty() {
+            break;
+        }
+        let at = usize::from(mutation.at) % (out.len() + 1);
+        match mutation.kind {
+            MutationKind::Insert(byte) => out.insert(at, byte),
+            MutationKind::Delete if at < out.len() => {
+                out.remove(at);
             }
-            let at = usize::from(mutation.at) % (out.len() + 1);
-            match mutation.kind {
-                MutationKind::Insert(byte) => out.insert(at, byte),
-                MutationKind::Delete if at < out.len() => {
-                    out.remove(at);
-                }
-                MutationKind::Delete => {
-                    out.pop();
-                }
-                MutationKind::Replace(byte) if at < out.len() => out[at] = byte,
-                MutationKind::Replace(byte) => out.push(byte),
-                MutationKind::InsertText(i) => {
-                    let text = INSERTS[usize::from(i) % INSERTS.len()];
-                    out.splice(at..at, text.iter().copied());
-                }
+            MutationKind::Delete => {
+                out.pop();
+            }
+            MutationKind::Replace(byte) if at < out.len() => out[at] = byte,
+            MutationKind::Replace(byte) => out.push(byte),
+            MutationKind::InsertText(i) => {
+                let text = INSERTS[usize::from(i) % INSERTS.len()];
+                out.splice(at..at, text.iter().copied());
             }
         }
-        out
     }
 }
 
@@ -350,54 +355,62 @@ impl Request {
         };
         out.extend_from_slice(format!(" {version}\r\n").as_bytes());
         for field in &self.fields {
-            out.extend_from_slice(field.name.text().as_bytes());
-            out.push(b':');
-            out.extend_from_slice(field.before.text().as_bytes());
-            match &field.value {
-                Value::Length => out.extend_from_slice(body.len().to_string().as_bytes()),
-                Value::LengthOff(off) => {
-                    let length = body.len() as i64 + i64::from(*off);
-                    out.extend_from_slice(length.to_string().as_bytes());
-                }
-                Value::Padded(zeros, n) => {
-                    let zeros = "0".repeat(usize::from(zeros % 4));
-                    out.extend_from_slice(format!("{zeros}{n}").as_bytes());
-                }
-                Value::Chunked(case) => {
-                    let text: String = "chunked"
-                        .chars()
-                        .enumerate()
-                        .map(|(i, c)| {
-                            if case >> (i % 8) & 1 == 1 {
-                                c.to_ascii_uppercase()
-                            } else {
-                                c
-                            }
-                        })
-                        .collect();
-                    out.extend_from_slice(text.as_bytes());
-                }
-                Value::List(items) => {
-                    let items: Vec<&str> = items
-                        .iter()
-                        .take(4)
-                        .map(|i| LIST_ITEMS[usize::from(*i) % LIST_ITEMS.len()])
-                        .collect();
-                    out.extend_from_slice(items.join(", ").as_bytes());
-                }
-                Value::HostName(token) => out.extend_from_slice(token.0.as_bytes()),
-                Value::Raw(raw) => out.extend_from_slice(raw),
-            }
-            out.extend_from_slice(field.after.text().as_bytes());
-            out.extend_from_slice(b"\r\n");
+            field.write(body.len(), out);
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&body);
     }
 }
 
+impl Field {
+    /// Writes the field line; a [`Value::Length`] is `body_len`.
+    pub fn write(&self, body_len: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.name.text().as_bytes());
+        out.push(b':');
+        out.extend_from_slice(self.before.text().as_bytes());
+        match &self.value {
+            Value::Length => out.extend_from_slice(body_len.to_string().as_bytes()),
+            Value::LengthOff(off) => {
+                let length = body_len as i64 + i64::from(*off);
+                out.extend_from_slice(length.to_string().as_bytes());
+            }
+            Value::Padded(zeros, n) => {
+                let zeros = "0".repeat(usize::from(zeros % 4));
+                out.extend_from_slice(format!("{zeros}{n}").as_bytes());
+            }
+            Value::Chunked(case) => {
+                let text: String = "chunked"
+                    .chars()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        if case >> (i % 8) & 1 == 1 {
+                            c.to_ascii_uppercase()
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
+                out.extend_from_slice(text.as_bytes());
+            }
+            Value::List(items) => {
+                let items: Vec<&str> = items
+                    .iter()
+                    .take(4)
+                    .map(|i| LIST_ITEMS[usize::from(*i) % LIST_ITEMS.len()])
+                    .collect();
+                out.extend_from_slice(items.join(", ").as_bytes());
+            }
+            Value::HostName(token) => out.extend_from_slice(token.0.as_bytes()),
+            Value::Raw(raw) => out.extend_from_slice(raw),
+        }
+        out.extend_from_slice(self.after.text().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 impl Body {
-    fn bytes(&self) -> Vec<u8> {
+    /// The body as written: raw bytes, or chunked with its sizes, extensions and trailers.
+    pub fn bytes(&self) -> Vec<u8> {
         match self {
             Body::None => Vec::new(),
             Body::Bytes(bytes) => bytes.clone(),

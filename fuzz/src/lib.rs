@@ -12,7 +12,11 @@
 //! - [`h2`]: feeds an HTTP/2 connection to the daemon's `H2Decoder`, checking its event API,
 //!   into a normal form and the requests it describes.
 //! - [`known`]: findings already reported, skipped on request so fuzzing can go past them.
+//! - [`answers`], [`response_differential`], [`response_reference`], [`response_gen`]: the same
+//!   four roles for the daemon's `ResponseFramer` (the primary's answers).
+//! - [`memory`]: a global allocator that counts live heap bytes, for the memory bounds.
 
+pub mod answers;
 pub mod copy;
 pub mod differential;
 pub mod events;
@@ -20,4 +24,8 @@ pub mod gen;
 pub mod h2;
 pub mod input;
 pub mod known;
+pub mod memory;
 pub mod reference;
+pub mod response_differential;
+pub mod response_gen;
+pub mod response_reference;

@@ -200,7 +200,7 @@ fn parse_request_line(line: &[u8]) -> Result<(Vec<u8>, Vec<u8>, u8), &'static st
 }
 
 /// `token ":" OWS value OWS`, returning the name and the value without the OWS.
-fn parse_field_line(line: &[u8]) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
+pub fn parse_field_line(line: &[u8]) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
     let Some(colon) = line.iter().position(|b| *b == b':') else {
         return Err("field line without a colon");
     };
@@ -300,6 +300,16 @@ fn framing(
 
 /// The length of the chunked body at the start of `body`; `None` when it has not ended yet.
 fn chunked_length(body: &[u8], limits: FramingLimits) -> Result<Option<usize>, &'static str> {
+    Ok(chunked_body(body, limits)?.map(|(length, _)| length))
+}
+
+/// The length and the payload (the chunk data, concatenated) of the chunked body at the start of
+/// `body`; `None` when it has not ended yet.
+pub fn chunked_body(
+    body: &[u8],
+    limits: FramingLimits,
+) -> Result<Option<(usize, Vec<u8>)>, &'static str> {
+    let mut payload = Vec::new();
     let mut at = 0;
     loop {
         // The chunk-size line.
@@ -318,6 +328,7 @@ fn chunked_length(body: &[u8], limits: FramingLimits) -> Result<Option<usize>, &
         if after_data > body.len() {
             return Ok(None);
         }
+        payload.extend_from_slice(&body[at..after_data]);
         at = after_data;
         let crlf = &body[at..body.len().min(at + 2)];
         if !b"\r\n".starts_with(crlf) {
@@ -348,7 +359,7 @@ fn chunked_length(body: &[u8], limits: FramingLimits) -> Result<Option<usize>, &
             return Err("trailer section too large");
         }
         if line.is_empty() {
-            return Ok(Some(at));
+            return Ok(Some((at, payload)));
         }
         parse_field_line(line).map_err(|_| "bad trailer line")?;
         fields += 1;
@@ -358,7 +369,7 @@ fn chunked_length(body: &[u8], limits: FramingLimits) -> Result<Option<usize>, &
     }
 }
 
-fn partial(valid_so_far: bool, why: &'static str) -> Result<Option<usize>, &'static str> {
+fn partial<T>(valid_so_far: bool, why: &'static str) -> Result<Option<T>, &'static str> {
     if valid_so_far {
         Ok(None)
     } else {
@@ -424,7 +435,7 @@ pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// The lines of `text`, split at CRLF; a line may still hold a bare CR or LF.
-fn split_lines(text: &[u8]) -> Vec<&[u8]> {
+pub fn split_lines(text: &[u8]) -> Vec<&[u8]> {
     let mut lines = Vec::new();
     let mut rest = text;
     while let Some(end) = find(rest, b"\r\n") {

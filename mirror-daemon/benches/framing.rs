@@ -1,6 +1,7 @@
-//! Micro-benchmarks of the framing of the client-to-primary stream (`http::RequestFramer`) and of
-//! building a copy's head (`mirror::copy::build_head`), on realistic request mixes, in bytes/s
-//! and requests/s: `cargo bench -p mirror-daemon --bench framing`.
+//! Micro-benchmarks of the framing of the client-to-primary stream (`http::RequestFramer`), of
+//! the primary's answers (`http::response::ResponseFramer`) and of building a copy's head
+//! (`mirror::copy::build_head`), on realistic mixes, in bytes/s and requests (answers)/s:
+//! `cargo bench -p mirror-daemon --bench framing`.
 //!
 //! The streams are fed the way the relay feeds them: one framer per connection, kept across
 //! requests, in reads of at most 16 KiB (the default `relay.buffer_size`), with the frames vector
@@ -8,7 +9,10 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mirror_daemon::{
-    http::{Frame, FramingLimits, RequestFramer},
+    http::{
+        response::{Expected, ResponseFrame, ResponseFramer},
+        Frame, FramingLimits, RequestFramer,
+    },
     mirror::copy::{build_head, Edits, HostRewrite},
 };
 
@@ -84,34 +88,52 @@ fn chunked_upload(i: usize) -> Vec<u8> {
 struct Workload {
     name: &'static str,
     reads: Vec<Vec<u8>>,
+    /// For answers: how many requests the relay has framed (and announces to the response
+    /// framer) before each read.
+    announced: Vec<usize>,
     bytes: u64,
+    /// Requests, or answers.
     requests: u64,
 }
 
 impl Workload {
-    /// `requests` written one per read (a client waiting for each response).
+    /// `requests` (or answers) written one per read (a client waiting for each response); each
+    /// answer's request is announced just before its first read.
     fn one_per_read(name: &'static str, requests: Vec<Vec<u8>>) -> Workload {
         let n = requests.len() as u64;
-        let reads: Vec<Vec<u8>> = requests
-            .into_iter()
-            .flat_map(|r| r.chunks(READ).map(<[u8]>::to_vec).collect::<Vec<_>>())
-            .collect();
-        Workload::new(name, reads, n)
+        let (announced, reads) = requests
+            .iter()
+            .flat_map(|r| {
+                r.chunks(READ)
+                    .enumerate()
+                    .map(|(i, read)| (usize::from(i == 0), read.to_vec()))
+            })
+            .unzip();
+        Workload::new(name, reads, announced, n)
     }
 
-    /// `requests` written back to back (pipelined), cut into reads of [`READ`] bytes.
+    /// `requests` (or answers) written back to back (pipelined), cut into reads of [`READ`]
+    /// bytes; all their requests are announced before the first read.
     fn pipelined(name: &'static str, requests: Vec<Vec<u8>>) -> Workload {
-        let n = requests.len() as u64;
+        let n = requests.len();
         let stream = requests.concat();
-        let reads = stream.chunks(READ).map(<[u8]>::to_vec).collect();
-        Workload::new(name, reads, n)
+        let reads: Vec<Vec<u8>> = stream.chunks(READ).map(<[u8]>::to_vec).collect();
+        let mut announced = vec![0; reads.len()];
+        announced[0] = n;
+        Workload::new(name, reads, announced, n as u64)
     }
 
-    fn new(name: &'static str, reads: Vec<Vec<u8>>, requests: u64) -> Workload {
+    fn new(
+        name: &'static str,
+        reads: Vec<Vec<u8>>,
+        announced: Vec<usize>,
+        requests: u64,
+    ) -> Workload {
         let bytes = reads.iter().map(|r| r.len() as u64).sum();
         Workload {
             name,
             reads,
+            announced,
             bytes,
             requests,
         }
@@ -137,6 +159,7 @@ fn workloads() -> Vec<Workload> {
         Workload::new(
             "small_get_7_byte_reads",
             small_get(0).chunks(7).map(<[u8]>::to_vec).collect(),
+            Vec::new(),
             1,
         ),
     ]
@@ -222,12 +245,150 @@ fn copy_head(c: &mut Criterion) {
     group.finish();
 }
 
+/// A 1 KiB JSON body, as an API answers.
+fn json_1k(i: usize) -> String {
+    let mut body = format!("{{\"order\":{i},\"status\":\"confirmed\",\"items\":[");
+    while body.len() < 1000 {
+        body.push_str("{\"sku\":\"SKU-0001\",\"qty\":1,\"price\":\"12.50\"},");
+    }
+    body.truncate(1022);
+    body.push_str("]}");
+    body
+}
+
+/// A 200 with a 1 KiB JSON body and a Content-Length, with the fields a Go or Java service sends.
+fn answer_json(i: usize) -> Vec<u8> {
+    let body = json_1k(i);
+    format!(
+        "HTTP/1.1 200 OK\r\n\
+         Content-Type: application/json; charset=utf-8\r\n\
+         Date: Wed, 02 Dec 2026 10:00:00 GMT\r\n\
+         Cache-Control: no-store\r\n\
+         X-Request-Id: 7f1c2a9e-3b4d-4c5e-8f60-{i:012x}\r\n\
+         Vary: Accept-Encoding\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A chunked 200 streaming 8 KiB of JSON in 8 chunks of 1 KiB, with a trailer.
+fn answer_chunked(i: usize) -> Vec<u8> {
+    let mut answer = b"HTTP/1.1 200 OK\r\n\
+         Content-Type: application/json\r\n\
+         Date: Wed, 02 Dec 2026 10:00:00 GMT\r\n\
+         Transfer-Encoding: chunked\r\n\
+         Trailer: X-Checksum\r\n\r\n"
+        .to_vec();
+    for _ in 0..8 {
+        let chunk = json_1k(i);
+        answer.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        answer.extend_from_slice(chunk.as_bytes());
+        answer.extend_from_slice(b"\r\n");
+    }
+    answer.extend_from_slice(b"0\r\nX-Checksum: 1234abcd\r\n\r\n");
+    answer
+}
+
+/// A 304 to a conditional GET: a head alone.
+fn answer_not_modified(i: usize) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 304 Not Modified\r\n\
+         Date: Wed, 02 Dec 2026 10:00:00 GMT\r\n\
+         ETag: \"{i:016x}\"\r\n\
+         Cache-Control: max-age=60\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+fn answer_workloads() -> Vec<Workload> {
+    // Mostly JSON answers, some streamed, some cache hits.
+    let mix: Vec<Vec<u8>> = (0..100)
+        .map(|i| match i % 20 {
+            0..=14 => answer_json(i),
+            15..=17 => answer_not_modified(i),
+            _ => answer_chunked(i),
+        })
+        .collect();
+    vec![
+        Workload::one_per_read("json_1k", (0..64).map(answer_json).collect()),
+        Workload::one_per_read("chunked_8k", (0..16).map(answer_chunked).collect()),
+        Workload::pipelined("pipelined_json_1k_x16", (0..16).map(answer_json).collect()),
+        Workload::one_per_read("mix", mix),
+    ]
+}
+
+/// Feeds every read to one framer, announcing requests as the relay would; returns the frames.
+fn frame_answers(
+    framer: &mut ResponseFramer,
+    frames: &mut Vec<ResponseFrame>,
+    workload: &Workload,
+) -> usize {
+    let mut seen = 0;
+    for (read, announced) in workload.reads.iter().zip(&workload.announced) {
+        for _ in 0..*announced {
+            framer.expect(Expected::plain());
+        }
+        framer.feed(read, frames);
+        seen += frames.len();
+        frames.clear();
+    }
+    seen
+}
+
+fn response_framing(c: &mut Criterion) {
+    let workloads = answer_workloads();
+    for workload in &workloads {
+        let mut framer = ResponseFramer::new(FramingLimits::default());
+        let mut frames = Vec::new();
+        let mut ends = 0;
+        for (read, announced) in workload.reads.iter().zip(&workload.announced) {
+            for _ in 0..*announced {
+                framer.expect(Expected::plain());
+            }
+            framer.feed(read, &mut frames);
+            ends += frames
+                .iter()
+                .filter(|f| matches!(f, ResponseFrame::End { reusable: true }))
+                .count() as u64;
+            frames.clear();
+        }
+        assert_eq!(ends, workload.requests, "{}: answers framed", workload.name);
+        assert!(framer.is_idle(), "{}: idle at the end", workload.name);
+    }
+    for (group_name, per_answer) in [
+        ("response_framing_bytes", false),
+        ("response_framing_answers", true),
+    ] {
+        let mut group = c.benchmark_group(group_name);
+        for workload in &workloads {
+            group.throughput(if per_answer {
+                Throughput::Elements(workload.requests)
+            } else {
+                Throughput::Bytes(workload.bytes)
+            });
+            group.bench_with_input(
+                BenchmarkId::from_parameter(workload.name),
+                workload,
+                |b, workload| {
+                    let mut framer = ResponseFramer::new(FramingLimits::default());
+                    let mut frames = Vec::new();
+                    b.iter(|| {
+                        black_box(frame_answers(&mut framer, &mut frames, black_box(workload)))
+                    });
+                },
+            );
+        }
+        group.finish();
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_secs(1))
         .measurement_time(std::time::Duration::from_secs(2))
         .sample_size(30);
-    targets = framing, copy_head
+    targets = framing, response_framing, copy_head
 }
 criterion_main!(benches);

@@ -2,6 +2,7 @@
 //! effective config, as TOML), `/comparisons` (the shadow verdicts report, as JSON).
 //!
 //! It runs on its own address (loopback by default), never on the intercepted path.
+//! Readiness is served twice: as `/readyz` for probes and as the `mirror_ready` gauge for alerts.
 
 use std::{
     convert::Infallible,
@@ -16,7 +17,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
-use prometheus_client::registry::Registry;
+use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -27,9 +28,42 @@ pub struct State {
     /// The config in force, for `/config`.
     pub config: Arc<arc_swap::ArcSwap<crate::config::Config>>,
     /// Programs attached and listeners registered.
-    pub ready: AtomicBool,
+    pub ready: Readiness,
     /// The comparisons of shadows' answers with the primaries', for `/comparisons`.
     pub comparisons: Arc<crate::compare::Reports>,
+}
+
+/// Whether the daemon intercepts new flows now (programs attached, listeners registered, no
+/// SIGTERM yet): `/readyz` answers 200 exactly while the `mirror_ready` gauge reads 1.
+#[derive(Debug)]
+pub struct Readiness {
+    ready: AtomicBool,
+    gauge: Gauge,
+}
+
+impl Readiness {
+    /// Not ready, with the gauge registered (at 0) in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let gauge = Gauge::default();
+        registry.register(
+            "mirror_ready",
+            "1 while new flows are intercepted (what /readyz answers 200 for), 0 while starting and from SIGTERM on",
+            gauge.clone(),
+        );
+        Self {
+            ready: AtomicBool::new(false),
+            gauge,
+        }
+    }
+
+    pub fn set(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+        self.gauge.set(i64::from(ready));
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
 }
 
 /// Serves until `stop` is cancelled.
@@ -86,7 +120,7 @@ fn respond(request: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> 
             "application/json",
         ),
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" if state.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready\n"),
+        "/readyz" if state.ready.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
@@ -109,4 +143,30 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exposition(registry: &Registry) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry)
+            .expect("encoding a registry of gauges cannot fail");
+        text
+    }
+
+    #[test]
+    fn the_ready_gauge_follows_readiness() {
+        let mut registry = Registry::default();
+        let readiness = Readiness::register(&mut registry);
+        assert!(!readiness.is_ready());
+        assert!(exposition(&registry).contains("\nmirror_ready 0\n"));
+        readiness.set(true);
+        assert!(readiness.is_ready());
+        assert!(exposition(&registry).contains("\nmirror_ready 1\n"));
+        readiness.set(false);
+        assert!(!readiness.is_ready());
+        assert!(exposition(&registry).contains("\nmirror_ready 0\n"));
+    }
 }

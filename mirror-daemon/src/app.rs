@@ -11,13 +11,7 @@
 //!
 //! This runs on the control thread's runtime; connections and copies run on the workers.
 
-use std::{
-    io,
-    os::fd::AsRawFd,
-    path::PathBuf,
-    sync::{atomic::Ordering, Arc},
-    time::Duration,
-};
+use std::{io, os::fd::AsRawFd, path::PathBuf, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
 
@@ -73,6 +67,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), Error> {
     let comparisons = compare::Reports::new(compare::Metrics::register(&mut registry));
     // Registered now: metrics cannot be added once the registry serves.
     let reloads = reload::Metrics::register(&mut registry);
+    let ready = admin::Readiness::register(&mut registry);
     let mirror = if config.mirror.rules.is_empty() {
         None
     } else {
@@ -90,6 +85,8 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), Error> {
         metrics,
         mirror: Arc::new(arc_swap::ArcSwapOption::new(mirror)),
         abort: abort.clone(),
+        drain: CancellationToken::new(),
+        framing: config.mirror.framing.limits(),
     };
     let admin_listener = tokio::net::TcpListener::bind(config.admin.address)
         .await
@@ -100,7 +97,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), Error> {
     let admin_state = Arc::new(admin::State {
         registry,
         config: shared_config.clone(),
-        ready: Default::default(),
+        ready,
         comparisons,
     });
     let admin_stop = CancellationToken::new();
@@ -198,12 +195,14 @@ async fn serve(
         })
         .collect();
     let reloader = tokio::spawn(reload::watch(path, live.clone(), stop.clone()));
-    admin_state.ready.store(true, Ordering::Release);
+    admin_state.ready.set(true);
     info!(admin = %live.config.load().admin.address, "ready");
 
     stop.cancelled().await;
-    admin_state.ready.store(false, Ordering::Release);
+    admin_state.ready.set(false);
     stop_accepting.cancel();
+    // Open connections close at their next idle point from now on.
+    live.connection.load().drain.cancel();
     for task in accept_loops {
         let _ = task.await;
     }

@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, Instrument};
 
-use crate::{config, metrics::Metrics, mirror, relay};
+use crate::{config, http::FramingLimits, metrics::Metrics, mirror, relay};
 
 /// The pod's address, as seen on an intercepted connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,10 @@ pub struct Context {
     pub mirror: Arc<arc_swap::ArcSwapOption<mirror::Engine>>,
     /// Cancelled when the drain deadline passes: remaining connections are reset.
     pub abort: CancellationToken,
+    /// Cancelled at SIGTERM: connections close at their next idle point.
+    pub drain: CancellationToken,
+    /// How HTTP/1.1 is framed (`mirror.framing`), on every connection.
+    pub framing: FramingLimits,
 }
 
 /// Serves one accepted connection to its end.
@@ -72,11 +76,12 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, context: Arc<Context>) {
         let result = proxy(client, orig_dst, &context).await;
         context.metrics.active_connections.dec();
         match result {
-            Ok(totals) => debug!(
+            Ok(relay::Ended::Closed(totals)) => debug!(
                 client_to_primary = totals.client_to_primary,
                 primary_to_client = totals.primary_to_client,
                 "closed"
             ),
+            Ok(relay::Ended::Idle) => debug!("closed at an idle point while draining"),
             Err(e) => debug!(error = %e, "ended with an error"),
         }
     }
@@ -88,7 +93,7 @@ async fn proxy(
     mut client: TcpStream,
     orig_dst: OrigDstAddr,
     context: &Context,
-) -> Result<relay::Totals, Error> {
+) -> Result<relay::Ended, Error> {
     let _ = client.set_nodelay(true);
     let timeout = context.relay.connect_timeout;
     let connect = tokio::time::timeout(timeout, TcpStream::connect(orig_dst.0));
@@ -107,14 +112,15 @@ async fn proxy(
         }
     };
     let _ = primary.set_nodelay(true);
-    let mut tap = mirror::Tap::new(&context.mirror, orig_dst.0);
+    let mut tap = mirror::Tap::new(&context.mirror, orig_dst.0, context.framing);
     Ok(relay::relay(
         &mut client,
         &mut primary,
         context.relay.buffer_size,
         &context.metrics,
         &context.abort,
-        tap.as_mut(),
+        &context.drain,
+        Some(&mut tap),
     )
     .await?)
 }

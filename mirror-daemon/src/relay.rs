@@ -9,8 +9,17 @@
 //!   readable with no buffer, and gives the buffer back once a read drains the socket. An idle
 //!   keep-alive connection therefore costs its sockets and task, not `2 x buffer_size`.
 
-use std::{fmt, io, sync::PoisonError, time::Duration};
+use std::{
+    fmt, io,
+    os::fd::{AsRawFd, RawFd},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        PoisonError,
+    },
+    time::Duration,
+};
 
+use tokio::sync::Notify;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{
@@ -53,7 +62,20 @@ pub struct Totals {
     pub primary_to_client: u64,
 }
 
-/// Relays until both directions have ended, one side fails, or `abort` is cancelled.
+/// How a relay ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Both directions ended (EOF both ways).
+    Closed(Totals),
+    /// Closed by the daemon at an idle point while draining.
+    Idle,
+}
+
+/// Relays until both directions have ended, one side fails, `abort` is cancelled, or, once
+/// `drain` is cancelled, the connection is at an idle point: no request or answer under way and
+/// no byte in hand (see [`Tap::is_idle`]); it is then closed gracefully, both ways, so that a
+/// keep-alive client opens its next connection (direct, once the daemon's listeners are gone)
+/// instead of seeing a reset.
 ///
 /// `tap`, when given, sees every client chunk right after it was written to the primary, and
 /// every primary chunk right after it was written to the client.
@@ -63,12 +85,18 @@ pub async fn relay(
     buffer_size: usize,
     metrics: &Metrics,
     abort: &CancellationToken,
+    drain: &CancellationToken,
     tap: Option<&mut Tap>,
-) -> Result<Totals, Error> {
+) -> Result<Ended, Error> {
     // Both directions run in this one task, one at a time: each holds the tap only for the
     // moment it describes a chunk, so the lock is never contended (a `RefCell` would do, but
     // the task must be `Send`).
     let tap = std::sync::Mutex::new(tap);
+    // Bytes read but not yet written and described, per direction; and a wake-up for the drain
+    // when either direction moved.
+    let in_hand = [AtomicBool::new(false), AtomicBool::new(false)];
+    let moved = Notify::new();
+    let client_fd = client.as_raw_fd();
     let result = {
         let (client_read, client_write) = client.split();
         let (primary_read, primary_write) = primary.split();
@@ -78,11 +106,13 @@ pub async fn relay(
             Side::Client,
             Side::Primary,
             buffer_size,
+            &in_hand[0],
             |bytes| {
                 metrics.client_to_primary_bytes.inc_by(bytes.len() as u64);
                 if let Some(tap) = tap.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
                     tap.observe(bytes);
                 }
+                moved.notify_one();
             },
         );
         let downstream = pump(
@@ -91,19 +121,38 @@ pub async fn relay(
             Side::Primary,
             Side::Client,
             buffer_size,
+            &in_hand[1],
             |bytes| {
                 metrics.primary_to_client_bytes.inc_by(bytes.len() as u64);
                 if let Some(tap) = tap.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
                     tap.observe_answer(bytes);
                 }
+                moved.notify_one();
             },
         );
+        let idle = async {
+            drain.cancelled().await;
+            loop {
+                let idle = !in_hand.iter().any(|b| b.load(Ordering::Acquire))
+                    && tap
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .as_ref()
+                        .is_some_and(|tap| tap.is_idle())
+                    && !has_unread_bytes(client_fd);
+                if idle {
+                    return;
+                }
+                moved.notified().await;
+            }
+        };
         tokio::select! {
-            result = async { tokio::try_join!(upstream, downstream) } => result.map(|(c, p)| Totals {
+            result = async { tokio::try_join!(upstream, downstream) } => result.map(|(c, p)| Ended::Closed(Totals {
                 client_to_primary: c,
                 primary_to_client: p,
-            }),
+            })),
             _ = abort.cancelled() => Err(Error::Drained),
+            () = idle => Ok(Ended::Idle),
         }
     };
     if result.is_err() {
@@ -113,6 +162,23 @@ pub async fn relay(
     result
 }
 
+/// Whether bytes from the client wait unread on `fd` (a request just begun: the connection is
+/// not idle after all).
+fn has_unread_bytes(fd: RawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: `fd` is the client socket, open for the whole relay; the buffer is one byte we
+    // own; MSG_PEEK leaves the byte for the relay, MSG_DONTWAIT never blocks.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            std::ptr::addr_of_mut!(byte).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0
+}
+
 /// Copies `from` to `to` until EOF, then half-closes `to`. Returns the bytes copied.
 async fn pump(
     mut from: ReadHalf<'_>,
@@ -120,6 +186,7 @@ async fn pump(
     from_side: Side,
     to_side: Side,
     buffer_size: usize,
+    in_hand: &AtomicBool,
     mut on_bytes: impl FnMut(&[u8]),
 ) -> Result<u64, Error> {
     let read_error = |source| Error::Io {
@@ -164,9 +231,11 @@ async fn pump(
             to.shutdown().await.map_err(write_error)?;
             return Ok(total);
         }
+        in_hand.store(true, Ordering::Release);
         to.write_all(&buffer[..n]).await.map_err(write_error)?;
         total += n as u64;
         on_bytes(&buffer[..n]);
+        in_hand.store(false, Ordering::Release);
         drained = n < buffer.capacity();
         if drained {
             // Don't hold the buffer while the peer is quiet.

@@ -70,6 +70,11 @@ impl Metrics {
             "Configuration reloads, by result (success, failure)",
             metrics.0.clone(),
         );
+        // Both series exist from the start, at 0: an alert on `increase(...)` then sees the
+        // first failure too (a series born at 1 shows no increase).
+        for result in ["success", "failure"] {
+            let _created = metrics.0.get_or_create(&[("result", result)]);
+        }
         metrics
     }
 }
@@ -141,6 +146,8 @@ impl Live {
             metrics: current.metrics.clone(),
             mirror: current.mirror.clone(),
             abort: current.abort.clone(),
+            drain: current.drain.clone(),
+            framing: new.mirror.framing.limits(),
         }));
         self.admission
             .set_max(new.relay.max_connections, shadow_connections(&new));
@@ -223,6 +230,28 @@ pub async fn watch(path: Option<PathBuf>, live: Arc<Live>, stop: CancellationTok
                 live.count("failure");
                 warn!(error = %e, "config reload failed: the running config stays in force");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_reload_results_are_exposed_at_zero_before_any_reload() {
+        let mut registry = Registry::default();
+        Metrics::register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+            .expect("encoding a registry of counters cannot fail");
+        for result in ["success", "failure"] {
+            assert!(
+                text.contains(&format!(
+                    "mirror_config_reloads_total{{result=\"{result}\"}} 0\n"
+                )),
+                "{text}"
+            );
         }
     }
 }

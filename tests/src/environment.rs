@@ -156,6 +156,25 @@ pub fn require_daemon(test: &str) -> Option<PathBuf> {
     require_daemon_binary(test)
 }
 
+/// For tests that run a program `cargo xtask setup` installs (Prometheus, promtool): its path
+/// when it is on `PATH` or in a system directory.
+pub fn require_program(test: &str, program: &str, package: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/local/bin", "/usr/bin", "/usr/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file());
+    if found.is_none() {
+        cannot_run(
+            test,
+            &format!(
+                "{program} not found (Debian package {package}; `cargo xtask setup` installs it)"
+            ),
+        );
+    }
+    found
+}
+
 /// For tests that only run the daemon's binary (no namespaces, no privileges): its path.
 pub fn require_daemon_binary(test: &str) -> Option<PathBuf> {
     let binary = daemon_binary();

@@ -1,7 +1,10 @@
 //! `h2load` (Debian's nghttp2-client) run from a pod's namespace against an h2c server, and its
 //! summary parsed: request counts by outcome and status class, throughput, and the latency
-//! rows (request, connect, first byte). Bounded: by a request count, or by a duration.
+//! rows (request, connect, first byte). Bounded: by a request count, or by a duration. On
+//! request it paces each connection (`--rps`), opens connections at a rate (`-r`), keeps its
+//! per-request log (`--log-file`, parsed into [`LoggedRequest`]s) and runs pinned to CPUs.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -27,6 +30,14 @@ pub struct H2Load {
     pub headers: Vec<(String, String)>,
     /// `-d`: a body for every request (h2load then sends POST).
     pub data: Option<Vec<u8>>,
+    /// `--rps`: requests per second of each connection.
+    pub rps_per_client: Option<f64>,
+    /// `-r` and `--rate-period`: open this many connections per period (not with a duration).
+    pub connection_rate: Option<(u32, Duration)>,
+    /// `--log-file`: keep one line per request ([`H2LoadSummary::logged`]).
+    pub log: bool,
+    /// Run under `taskset -c` with this CPU list.
+    pub cpus: Option<String>,
 }
 
 impl H2Load {
@@ -41,6 +52,10 @@ impl H2Load {
             duration: None,
             headers: Vec::new(),
             data: None,
+            rps_per_client: None,
+            connection_rate: None,
+            log: false,
+            cpus: None,
         }
     }
 
@@ -86,35 +101,91 @@ impl H2Load {
         self
     }
 
-    /// Runs the load inside `netns` (a pod's) and parses the summary. Fails when h2load cannot
-    /// run or prints no summary, not when requests fail (those are counted).
-    pub fn run(&self, netns: &Netns) -> Result<H2LoadSummary> {
-        ensure!(!self.urls.is_empty(), "h2load needs a URL");
-        let dir = ScratchDir::new(netns, "h2load")?;
+    /// Paces each connection at `rps` requests per second (h2load's `--rps`: a timer per
+    /// connection that fires every `max(1 / rps, 10 ms)` and sends what is due).
+    pub fn rps_per_client(mut self, rps: f64) -> H2Load {
+        self.rps_per_client = Some(rps);
+        self
+    }
+
+    /// Opens `connections` connections every `period` rather than all at once.
+    pub fn connection_rate(mut self, connections: u32, period: Duration) -> H2Load {
+        self.connection_rate = Some((connections, period));
+        self
+    }
+
+    /// Keeps h2load's per-request log ([`H2LoadSummary::logged`]).
+    pub fn log(mut self) -> H2Load {
+        self.log = true;
+        self
+    }
+
+    /// Runs h2load pinned to `cpus` (a `taskset -c` list).
+    pub fn cpus(mut self, cpus: &str) -> H2Load {
+        self.cpus = Some(cpus.to_owned());
+        self
+    }
+
+    /// How long the run may take before it is stopped as hung.
+    fn time_limit(&self) -> Duration {
+        let slack = Duration::from_secs(30);
+        match (self.duration, self.rps_per_client) {
+            (Some(duration), _) => duration + slack,
+            (None, Some(rps)) if rps > 0.0 => {
+                let per_client = self.requests as f64 / f64::from(self.clients.max(1));
+                Duration::from_secs_f64(per_client / rps) + slack
+            }
+            (None, _) => Duration::from_secs(120),
+        }
+    }
+
+    /// h2load's arguments: its options, the log at `log_file` when kept, then
+    /// `header_and_data` (see [`header_and_data_args`]) and the URLs.
+    fn args(&self, log_file: &Path, header_and_data: Vec<String>) -> Vec<String> {
         let mut args: Vec<String> = vec![
             format!("--clients={}", self.clients),
             format!("--max-concurrent-streams={}", self.streams),
             format!("--threads={}", self.threads),
         ];
-        // Bounded either way: by the count, or by the duration (plus h2load's own limit).
-        let limit = match self.duration {
-            Some(duration) => {
-                args.push(format!("--duration={}", duration.as_secs_f64()));
-                duration + Duration::from_secs(30)
-            }
-            None => {
-                args.push(format!("--requests={}", self.requests));
-                Duration::from_secs(120)
-            }
-        };
-        args.extend(header_and_data_args(
-            &dir,
-            &self.headers,
-            self.data.as_deref(),
-        )?);
+        // Bounded either way: by the count, or by the duration (whole milliseconds: h2load takes
+        // integers with a unit, not "1.5").
+        match self.duration {
+            Some(duration) => args.push(format!("--duration={}ms", duration.as_millis().max(1))),
+            None => args.push(format!("--requests={}", self.requests)),
+        }
+        if let Some(rps) = self.rps_per_client {
+            args.push(format!("--rps={rps}"));
+        }
+        if let Some((connections, period)) = self.connection_rate {
+            args.push(format!("--rate={connections}"));
+            args.push(format!("--rate-period={}ms", period.as_millis().max(1)));
+        }
+        if self.log {
+            args.push(format!("--log-file={}", log_file.display()));
+        }
+        args.extend(header_and_data);
         args.extend(self.urls.iter().cloned());
+        args
+    }
+
+    /// Runs the load inside `netns` (a pod's) and parses the summary (and the per-request log,
+    /// when kept). Fails when h2load cannot run or prints no summary, not when requests fail
+    /// (those are counted).
+    pub fn run(&self, netns: &Netns) -> Result<H2LoadSummary> {
+        ensure!(!self.urls.is_empty(), "h2load needs a URL");
+        let dir = ScratchDir::new(netns, "h2load")?;
+        let log_file = dir.join(LOG_FILE);
+        let header_and_data = header_and_data_args(&dir, &self.headers, self.data.as_deref())?;
+        let mut args = self.args(&log_file, header_and_data);
+        let program = match &self.cpus {
+            Some(cpus) => {
+                args.splice(0..0, ["-c".to_owned(), cpus.clone(), "h2load".to_owned()]);
+                "taskset"
+            }
+            None => "h2load",
+        };
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let output = netns.exec_output("h2load", &args, None, limit)?;
+        let output = netns.exec_output(program, &args, None, self.time_limit())?;
         ensure!(
             output.success,
             "h2load (pod side) {:?} failed: {}{}",
@@ -122,8 +193,65 @@ impl H2Load {
             output.stderr.trim(),
             output.stdout.trim()
         );
-        H2LoadSummary::parse(&output.stdout)
-            .with_context(|| format!("h2load printed:\n{}", output.stdout))
+        let mut summary = H2LoadSummary::parse(&output.stdout)
+            .with_context(|| format!("h2load printed:\n{}", output.stdout))?;
+        if self.log {
+            let text = std::fs::read_to_string(&log_file)
+                .with_context(|| format!("h2load wrote no log at {}", log_file.display()))?;
+            summary.logged = LoggedRequest::parse_log(&text)?;
+        }
+        Ok(summary)
+    }
+}
+
+/// The per-request log's name in the run's scratch directory.
+const LOG_FILE: &str = "requests.log";
+
+/// One line of h2load's `--log-file`: when the request's HEADERS went out, its status (`None`:
+/// the stream failed), and the time from then to the end of its response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoggedRequest {
+    /// Microseconds since the Unix epoch (wall clock) when the request was sent.
+    pub sent_micros: u64,
+    pub status: Option<u16>,
+    /// Microseconds from sending the request to the end of its response.
+    pub micros: u64,
+}
+
+impl LoggedRequest {
+    /// Parses the log: tab-separated `start µs`, `status` (`-1` for a failed stream) and
+    /// `µs until the end of the response`, one request a line; columns after the third (later
+    /// h2load versions may add some) are ignored.
+    pub fn parse_log(text: &str) -> Result<Vec<LoggedRequest>> {
+        text.lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(number, line)| {
+                Self::parse_line(line)
+                    .with_context(|| format!("h2load log line {}: {line:?}", number + 1))
+            })
+            .collect()
+    }
+
+    fn parse_line(line: &str) -> Result<LoggedRequest> {
+        let mut fields = line.trim().split('\t');
+        let mut next = |what: &str| fields.next().with_context(|| format!("no {what}"));
+        let sent_micros = next("start time")?.parse()?;
+        let status = match next("status")?.parse::<i32>()? {
+            -1 => None,
+            code => Some(u16::try_from(code).with_context(|| format!("status {code}"))?),
+        };
+        let micros = next("duration")?.parse()?;
+        Ok(LoggedRequest {
+            sent_micros,
+            status,
+            micros,
+        })
+    }
+
+    /// A 2xx answer.
+    pub fn succeeded(&self) -> bool {
+        self.status.is_some_and(|code| (200..300).contains(&code))
     }
 }
 
@@ -161,6 +289,8 @@ pub struct H2LoadSummary {
     pub first_byte_time: Latency,
     /// The application protocol h2load negotiated (`h2c`).
     pub protocol: String,
+    /// Every request, from `--log-file` (empty unless [`H2Load::log`]), in the order they ended.
+    pub logged: Vec<LoggedRequest>,
 }
 
 impl H2LoadSummary {
@@ -324,6 +454,82 @@ req/s           :    2365.63     2540.29     2452.96      123.51   100.00%
         assert_eq!(summary.request_time.max, Duration::from_micros(8_220));
         assert_eq!(summary.connect_time.min, Duration::from_micros(158));
         assert_eq!(summary.first_byte_time.max, Duration::from_millis(1_020));
+        Ok(())
+    }
+
+    #[test]
+    fn the_request_log_is_read_line_by_line() -> Result<()> {
+        let log = "1796256425973095\t200\t201\n1796256425973334\t-1\t89\n\
+                   1796256425974263\t503\t1169\t7\n\n";
+        let logged = LoggedRequest::parse_log(log)?;
+        assert_eq!(
+            logged,
+            vec![
+                LoggedRequest {
+                    sent_micros: 1_796_256_425_973_095,
+                    status: Some(200),
+                    micros: 201
+                },
+                LoggedRequest {
+                    sent_micros: 1_796_256_425_973_334,
+                    status: None,
+                    micros: 89
+                },
+                LoggedRequest {
+                    sent_micros: 1_796_256_425_974_263,
+                    status: Some(503),
+                    micros: 1169
+                },
+            ]
+        );
+        let succeeded: Vec<bool> = logged.iter().map(LoggedRequest::succeeded).collect();
+        assert_eq!(succeeded, [true, false, false]);
+        let error =
+            LoggedRequest::parse_log("1\t200\t5\n2\t200\n").expect_err("a line without a duration");
+        assert!(format!("{error:#}").contains("line 2"), "{error:#}");
+        assert!(LoggedRequest::parse_log("x\t200\t5\n").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn arguments_pace_stagger_log_and_bound_the_run() -> Result<()> {
+        let log_file = Path::new("/tmp/requests.log");
+        let paced = H2Load::new("http://10.96.0.10:8090/api")
+            .requests(4000)
+            .clients(10)
+            .streams(64)
+            .rps_per_client(100.0)
+            .connection_rate(1, Duration::from_millis(11))
+            .log();
+        let args = paced.args(log_file, vec!["--header=:authority: orders".into()]);
+        for expected in [
+            "--clients=10",
+            "--max-concurrent-streams=64",
+            "--requests=4000",
+            "--rps=100",
+            "--rate=1",
+            "--rate-period=11ms",
+            "--log-file=/tmp/requests.log",
+            "--header=:authority: orders",
+        ] {
+            assert!(args.iter().any(|a| a == expected), "{expected}: {args:?}");
+        }
+        assert_eq!(
+            args.last().map(String::as_str),
+            Some("http://10.96.0.10:8090/api")
+        );
+        // 400 requests a connection at 100/s: 4 s, plus slack.
+        assert_eq!(paced.time_limit(), Duration::from_secs(34));
+        let timed = H2Load::new("http://x/").duration(Duration::from_millis(2500));
+        let args = timed.args(log_file, Vec::new());
+        assert!(args.iter().any(|a| a == "--duration=2500ms"), "{args:?}");
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.starts_with("--requests") || a.starts_with("--log-file")),
+            "{args:?}"
+        );
+        assert_eq!(timed.time_limit(), Duration::from_millis(32_500));
         Ok(())
     }
 

@@ -9,6 +9,8 @@
 //!   servers and daemon set up for mirroring.
 //! - [`daemon`]: the daemon's config, process, log and admin endpoint; [`metrics`] parses scrapes;
 //!   [`config_file`]: a config file rewritten while the daemon runs (plain or ConfigMap-style).
+//! - [`prometheus`]: a real Prometheus scraping the daemon; [`dashboard`]: the Grafana
+//!   dashboard's queries and variables.
 //! - [`kernel_state`]: before/after snapshots of what the daemon adds to the node's kernel.
 //! - [`environment`]: run, skip loudly, or (under `CI=true`) fail when privileges are missing.
 //! - HTTP/2: [`grpc`] (a recording `grpcio` server, a scripted client, expected answers),
@@ -28,6 +30,7 @@ pub mod command;
 pub mod config_file;
 pub mod config_patch;
 pub mod daemon;
+pub mod dashboard;
 pub mod environment;
 pub mod grpc;
 pub mod h2c;
@@ -42,6 +45,7 @@ pub mod netns;
 pub mod node;
 pub mod primary;
 pub mod process;
+pub mod prometheus;
 pub mod python;
 pub mod recording;
 pub mod scenario;

@@ -418,6 +418,18 @@ pub fn tcp_state(stream: &TcpStream) -> io::Result<u8> {
 }
 
 /// `len` bytes from the kernel's random source.
+/// A TLS client's first bytes, which the daemon tunnels: a TLS 1.0 handshake record header
+/// (0x16 0x03 0x01, length) and the start of a ClientHello, then `random` random bytes and
+/// `trailer` (e.g. bytes that would frame as a request if the daemon kept framing).
+pub fn tls_looking_stream(random: usize, trailer: &[u8]) -> Result<Vec<u8>> {
+    let mut stream = vec![
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ];
+    stream.extend(random_bytes(random)?);
+    stream.extend_from_slice(trailer);
+    Ok(stream)
+}
+
 pub fn random_bytes(len: usize) -> Result<Vec<u8>> {
     let mut bytes = vec![0; len];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;

@@ -54,6 +54,23 @@ impl Setup {
         self.node.shadow().addr(Family::V4, PORT)
     }
 
+    /// gRPC servers: the primary (normal) and the shadow behaving as `shadow`.
+    fn grpc_servers(&self, shadow: GrpcBehaviour) -> Result<(GrpcServer, GrpcServer)> {
+        let primary = GrpcServer::start(
+            "primary",
+            self.node.primary().netns(),
+            &self.primary_addresses(),
+            GrpcBehaviour::Normal,
+        )?;
+        let shadow = GrpcServer::start(
+            "shadow",
+            self.node.shadow().netns(),
+            &[self.shadow_address()],
+            shadow,
+        )?;
+        Ok((primary, shadow))
+    }
+
     fn copies(&self, outcome: &str) -> Result<u64> {
         self.daemon.metrics()?.copies(TARGET, outcome)
     }
@@ -75,18 +92,7 @@ fn grpc_calls_of_every_kind_answer_as_without_the_daemon_and_reach_the_shadow_on
         return Ok(());
     }
     let setup = Setup::start(&binary, target(SocketAddr::from(([172, 20, 0, 10], PORT))))?;
-    let primary = GrpcServer::start(
-        "primary",
-        setup.node.primary().netns(),
-        &setup.primary_addresses(),
-        GrpcBehaviour::Normal,
-    )?;
-    let shadow = GrpcServer::start(
-        "shadow",
-        setup.node.shadow().netns(),
-        &[setup.shadow_address()],
-        GrpcBehaviour::Normal,
-    )?;
+    let (primary, shadow) = setup.grpc_servers(GrpcBehaviour::Normal)?;
     let script: Script = grpc::every_kind_script(AUTHORITY);
     let pod = setup.node.pod("a");
     let before = setup.daemon.counters()?;
@@ -534,18 +540,7 @@ fn a_slow_refusing_or_blackholed_grpc_shadow_never_holds_up_the_callers() -> Res
                 .connect_timeout("1s")
                 .request_timeout("2s"),
         )?;
-        let _primary = GrpcServer::start(
-            "primary",
-            setup.node.primary().netns(),
-            &setup.primary_addresses(),
-            GrpcBehaviour::Normal,
-        )?;
-        let _shadow = GrpcServer::start(
-            "shadow",
-            setup.node.shadow().netns(),
-            &[setup.shadow_address()],
-            behaviour.clone(),
-        )?;
+        let _servers = setup.grpc_servers(behaviour.clone())?;
         let script = short_script(Duration::from_secs(5));
         for _ in 0..3 {
             let run = run_client(
@@ -585,18 +580,7 @@ fn a_streaming_call_over_the_body_cap_is_cancelled_towards_the_shadow_only() -> 
         &binary,
         target(SocketAddr::from(([172, 20, 0, 10], PORT))).max_body_bytes(50_000),
     )?;
-    let _primary = GrpcServer::start(
-        "primary",
-        setup.node.primary().netns(),
-        &setup.primary_addresses(),
-        GrpcBehaviour::Normal,
-    )?;
-    let shadow = GrpcServer::start(
-        "shadow",
-        setup.node.shadow().netns(),
-        &[setup.shadow_address()],
-        GrpcBehaviour::Normal,
-    )?;
+    let (_primary, shadow) = setup.grpc_servers(GrpcBehaviour::Normal)?;
     let big = grpc::Call::bidi(
         "chat-over-cap",
         vec![

@@ -11,7 +11,7 @@ use mirror_tests::environment::require_daemon;
 use mirror_tests::metrics::{names, Counters, Metrics, MirrorCounters};
 use mirror_tests::node::Family;
 use mirror_tests::scenario::{shadow_address, Mirroring, PRIMARY_PORT, TARGET};
-use mirror_tests::tcp::{first_difference, random_bytes, write_while_reading};
+use mirror_tests::tcp::{self, first_difference, write_while_reading};
 use mirror_tests::{wait, Behaviour, Client, MirrorRule, Request, Server, ShadowTarget};
 
 const HOST: &str = "orders.prod:8080";
@@ -40,15 +40,12 @@ fn config() -> mirror_tests::DaemonConfig {
         .mirror_rule(MirrorRule::to(&[NOTHING_TARGET]).path_prefix("/sampled/"))
 }
 
-/// A TLS record header of a handshake and the start of a ClientHello, then bytes that would
-/// frame as a request if the daemon kept framing.
+/// A TLS-looking stream, then bytes that would frame as a request if the daemon kept framing.
 fn tls_looking_stream() -> Result<Vec<u8>> {
-    let mut stream = vec![
-        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
-    ];
-    stream.extend(random_bytes(4096)?);
-    stream.extend_from_slice(b"GET /api/hidden HTTP/1.1\r\nHost: orders.prod:8080\r\n\r\n");
-    Ok(stream)
+    tcp::tls_looking_stream(
+        4096,
+        b"GET /api/hidden HTTP/1.1\r\nHost: orders.prod:8080\r\n\r\n",
+    )
 }
 
 /// Bytes the client sent and received through the daemon.

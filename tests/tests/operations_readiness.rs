@@ -66,6 +66,14 @@ fn readyz_explained(daemon: &Daemon) -> (Seen, Option<anyhow::Error>) {
     }
 }
 
+/// The `mirror_ready` gauge, which alerts read where probes read `/readyz`.
+fn ready_gauge(daemon: &Daemon) -> Result<f64> {
+    daemon
+        .metrics()?
+        .get("mirror_ready", &[])
+        .context("the daemon exposes no mirror_ready")
+}
+
 /// Consecutive equal observations, collapsed: `[(refused, 212), (503, 31), (200, 1)]`.
 #[derive(Default)]
 struct Runs(Vec<(Seen, usize)>);
@@ -268,15 +276,25 @@ fn after_sigterm_readyz_stops_answering_200_while_connections_drain() -> Result<
         node.primary().netns(),
         &[node.primary().addr(Family::V4, PRIMARY_PORT)],
     )?;
-    // A long drain: the open connection below keeps the daemon draining, and running, until
-    // the test closes it.
+    // A long drain: the open connection below, with a request begun, keeps the daemon draining,
+    // and running, until the request is complete and answered (an idle keep-alive connection
+    // would be closed at once).
     let config = DaemonConfig::intercepting_primary(&[PRIMARY_PORT]).drain_timeout("30s");
     let mut daemon = Daemon::start(&binary, node.netns(), &config)?;
     assert_eq!(readyz(&daemon), Seen::Status(200));
+    assert_eq!(
+        ready_gauge(&daemon)?,
+        1.0,
+        "mirror_ready while /readyz answers 200"
+    );
     let before = daemon.counters()?;
     let mut client = Client::connect(node.pod("a"), primary.address())?;
     client.exchange_checked(&Request::get(HOST, "/before-sigterm"))?;
     assert_eq!(daemon.counters()?.since(&before).intercepted, 1);
+    let request = Request::get(HOST, "/while-draining");
+    let bytes = request.to_bytes();
+    let (begun, rest) = bytes.split_at(10);
+    client.send(begun)?;
 
     daemon.signal(nix::sys::signal::Signal::SIGTERM)?;
     let first = wait::until(
@@ -303,10 +321,17 @@ fn after_sigterm_readyz_stops_answering_200_while_connections_drain() -> Result<
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(runs.order(), [Seen::Status(503)], "while draining: {runs}");
+    assert_eq!(
+        ready_gauge(&daemon)?,
+        0.0,
+        "mirror_ready while /readyz answers 503"
+    );
     assert!(daemon.is_running(), "the daemon drains the open connection");
-    // The open connection is served to its end.
-    client.exchange_checked(&Request::get(HOST, "/while-draining"))?;
-    drop(client);
+    // The request begun before SIGTERM is served to its end; then the connection is idle and
+    // closed.
+    client.send(rest)?;
+    let response = client.read_response("GET")?;
+    assert_eq!(response.raw(), request.expected_response().as_slice());
 
     let status = daemon.wait_exit(Duration::from_secs(10))?;
     assert_eq!(status.code(), Some(0), "exit status after the drain");

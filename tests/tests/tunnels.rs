@@ -12,23 +12,20 @@ use mirror_tests::environment::require_daemon;
 use mirror_tests::node::Family;
 use mirror_tests::primary::UPGRADE_RESPONSE;
 use mirror_tests::scenario::Mirroring;
-use mirror_tests::tcp::{first_difference, random_bytes, read_to_eof, write_while_reading};
+use mirror_tests::tcp::{self, first_difference, random_bytes, read_to_eof, write_while_reading};
 use mirror_tests::{Behaviour, Client, Request, Server};
 
 const HOST: &str = "orders.prod:8080";
 /// The port of the TLS-looking stream (an echo server on the primary).
 const TLS_PORT: u16 = 8443;
 
-/// A TLS 1.0 record header of a handshake (0x16 0x03 0x01, length) and the start of a
-/// ClientHello, as a TLS client's first bytes look.
+/// A TLS-looking stream ending in bytes that would frame as a request if the daemon had not
+/// stopped framing.
 fn tls_looking_stream() -> Result<Vec<u8>> {
-    let mut stream = vec![
-        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
-    ];
-    stream.extend(random_bytes(32 << 10)?);
-    // Bytes that would frame as a request if the daemon had not stopped framing.
-    stream.extend_from_slice(b"GET /hidden-in-tls HTTP/1.1\r\nHost: orders.prod:8080\r\n\r\n");
-    Ok(stream)
+    tcp::tls_looking_stream(
+        32 << 10,
+        b"GET /hidden-in-tls HTTP/1.1\r\nHost: orders.prod:8080\r\n\r\n",
+    )
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: setup (as for the demo, plus wrk and nginx from Debian), build the daemon,
+//! `cargo xtask bench`: setup (as for the demo, plus wrk and nginx from Debian; the setup already
+//! brings h2load and the Python venv the HTTP/2 scenarios use), build the daemon,
 //! then run the node-level load bench (`mirror-tests --bin bench`) against it. Not part of
 //! `cargo xtask test`. The bench prints a markdown report and writes it to
 //! `target/bench/results-<date>.md`, with its pictures beside it (`results-<date>-latency.svg`,
@@ -22,7 +23,7 @@ const BENCH_TOOLS: &[(&str, &str)] = &[
 ];
 
 pub fn run(args: &[OsString]) -> Result<()> {
-    let toolchain = setup::run(Scope::Everything, false)?;
+    let toolchain = setup::run(Scope::Demo, false)?;
     install_bench_tools()?;
     let built = build::all(&toolchain, Profile::Release)?;
     let mut cargo = build::harness_binary(&built, "bench");
@@ -47,16 +48,23 @@ fn install_bench_tools() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("setup: installing {} for the bench...", missing.join(" "));
-    cmd::run(
+    let log = setup::log_path();
+    eprintln!(
+        "setup: installing {} for the bench (about 20 s; output in {})...",
+        missing.join(" "),
+        log.display()
+    );
+    cmd::run_logged(
         Command::new("apt-get")
             .arg("update")
             .env("DEBIAN_FRONTEND", "noninteractive"),
+        &log,
     )?;
-    cmd::run(
+    cmd::run_logged(
         Command::new("apt-get")
             .args(["install", "-y"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
+        &log,
     )
 }

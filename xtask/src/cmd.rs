@@ -1,11 +1,14 @@
 //! Running external programs: echoing what runs, turning failures into errors that name the
-//! command, and finding programs that may live outside `PATH` (sbin, `~/.cargo/bin`).
+//! command, keeping installers' chatter in a log file, and finding programs that may live outside
+//! `PATH` (sbin, `~/.cargo/bin`).
 
 use std::{
     env,
     ffi::OsStr,
+    fs,
+    io::Write,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
 };
 
 use anyhow::{bail, Context, Result};
@@ -28,6 +31,46 @@ pub fn run(cmd: &mut Command) -> Result<()> {
         bail!("`{}` failed ({status})", display(cmd));
     }
     Ok(())
+}
+
+/// Lines of a failed command's log shown on the console.
+const LOG_TAIL_LINES: usize = 25;
+
+/// Runs `cmd` with its stdout and stderr appended to `log` (after a line naming the command), so
+/// the console keeps one line per step; an error names the command, the log, and quotes the
+/// log's last lines.
+pub fn run_logged(cmd: &mut Command, log: &Path) -> Result<()> {
+    if let Some(dir) = log.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening the log {}", log.display()))?;
+    writeln!(file, "\n$ {}", display(cmd))?;
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .status()
+        .with_context(|| format!("could not start `{}`", display(cmd)))?;
+    if !status.success() {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        bail!(
+            "`{}` failed ({status}); its output is in {}, ending:\n{}",
+            display(cmd),
+            log.display(),
+            tail(&text, LOG_TAIL_LINES)
+        );
+    }
+    Ok(())
+}
+
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Stdout of `cmd` when it starts and succeeds; `None` otherwise (this is for probing).
@@ -77,4 +120,33 @@ pub fn system_dirs() -> Vec<PathBuf> {
     .iter()
     .map(PathBuf::from)
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_logged_command_keeps_its_output_out_of_the_console_and_a_failure_quotes_it() -> Result<()>
+    {
+        let dir = env::temp_dir().join(format!("xtask-cmd-log-{}", std::process::id()));
+        let log = dir.join("setup.log");
+        run_logged(
+            Command::new("sh").args(["-c", "echo chatter; echo more >&2"]),
+            &log,
+        )?;
+        let error = run_logged(
+            Command::new("sh").args(["-c", "echo why it broke; exit 3"]),
+            &log,
+        )
+        .expect_err("exit 3 is a failure");
+        let text = fs::read_to_string(&log)?;
+        fs::remove_dir_all(&dir)?;
+        assert!(text.contains("$ sh -c echo chatter; echo more >&2\nchatter\nmore\n"));
+        let message = format!("{error:#}");
+        assert!(message.contains(&log.display().to_string()), "{message}");
+        assert!(message.ends_with("why it broke"), "{message}");
+        assert_eq!(tail("a\nb\nc", 2), "b\nc");
+        Ok(())
+    }
 }

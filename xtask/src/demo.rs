@@ -11,7 +11,7 @@ use crate::{
 };
 
 pub fn run(args: &[OsString]) -> Result<()> {
-    let toolchain = setup::run(Scope::Everything, false)?;
+    let toolchain = setup::run(Scope::Demo, false)?;
     let built = build::all(&toolchain, Profile::Release)?;
     let mut cargo = build::harness_binary(&built, "demo");
     cargo.args(args);

@@ -29,7 +29,7 @@ struct Target {
     max_len: usize,
 }
 
-const TARGETS: [Target; 6] = [
+const TARGETS: [Target; 8] = [
     Target {
         name: "framer_chunks",
         dict: Some("http.dict"),
@@ -57,6 +57,16 @@ const TARGETS: [Target; 6] = [
     },
     Target {
         name: "h2_differential",
+        dict: None,
+        max_len: 4096,
+    },
+    Target {
+        name: "response_framer_chunks",
+        dict: Some("http.dict"),
+        max_len: 4096,
+    },
+    Target {
+        name: "response_framer_differential",
         dict: None,
         max_len: 4096,
     },

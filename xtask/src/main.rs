@@ -63,9 +63,9 @@ enum Command {
         args: Vec<OsString>,
     },
     /// Build, then run the privileged integration tests on Debian kernels in QEMU (TCG) and
-    /// print a summary per kernel. Kernels: 5.10, 6.1, 6.12 (default), newest, all.
+    /// print a summary per kernel. Kernels: 5.10, 6.1, 6.12, newest (the default matrix), all.
     VmTest {
-        /// Matrix entries to run (default: 5.10 6.1 6.12).
+        /// Matrix entries to run (default: 5.10 6.1 6.12 newest).
         kernels: Vec<String>,
         /// Time limit per kernel (boot and suite), in minutes.
         #[arg(long, default_value_t = vm::DEFAULT_TIMEOUT.as_secs() / 60)]
@@ -78,7 +78,8 @@ enum Command {
         args: Vec<OsString>,
     },
     /// Build, then run the load bench (`mirror-tests --bin bench`): direct, through the daemon
-    /// and nginx's `mirror`, on a simulated node; writes target/bench/results-<date>.md.
+    /// and nginx's `mirror`, on a simulated node (`-- --scenarios all` adds HTTP/2 with
+    /// h2load); writes target/bench/results-<date>.md.
     Bench {
         /// Passed to the bench (`-- --help` lists them).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -41,6 +41,16 @@ pub struct Framing {
     pub max_headers: usize,
 }
 
+impl Framing {
+    /// The framers' limits.
+    pub fn limits(&self) -> crate::http::FramingLimits {
+        crate::http::FramingLimits {
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+        }
+    }
+}
+
 impl Default for Framing {
     fn default() -> Self {
         Self {

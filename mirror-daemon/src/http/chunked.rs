@@ -1,11 +1,14 @@
 //! A validating pass over a chunked body (RFC 9112 section 7.1), one chunk of input at a time.
 //!
 //! The body is never buffered or decoded: [`ChunkedBody::advance`] only says how many of the
-//! bytes it was given belong to the body and whether the body ended or broke the grammar. Chunk
-//! data is skipped by its declared length without looking at it; only size lines, extensions,
+//! bytes it was given belong to the body and whether the body ended or broke the grammar
+//! ([`ChunkedBody::advance_reporting_data`] also says where the chunk data is, for readers of
+//! the payload). Chunk data is skipped by its declared length without looking at it; only size lines, extensions,
 //! the CRLF after data and the trailer section are read byte by byte. The grammar is taken
 //! strictly: sizes are 1 to 16 hex digits directly followed by `;` or CRLF (no whitespace, no
 //! sign, no `0x`), every line ends in CRLF, trailer lines are `name: value`.
+
+use std::ops::Range;
 
 use super::head::{is_control, is_tchar};
 use super::{FramingLimits, TunnelReason};
@@ -82,11 +85,23 @@ impl Default for ChunkedBody {
 impl ChunkedBody {
     /// Walks `input`, the next bytes of the body.
     pub(crate) fn advance(&mut self, input: &[u8], limits: &FramingLimits) -> Advance {
+        self.advance_reporting_data(input, limits, |_| {})
+    }
+
+    /// Walks `input` like [`advance`](Self::advance), calling `on_data` with each non-empty
+    /// range of `input` that is chunk data (the payload), in order.
+    pub(crate) fn advance_reporting_data(
+        &mut self,
+        input: &[u8],
+        limits: &FramingLimits,
+        mut on_data: impl FnMut(Range<usize>),
+    ) -> Advance {
         let mut i = 0;
         while i < input.len() {
             if let State::Data { remaining } = self.state {
                 let available = input.len() - i;
                 let skipped = usize::try_from(remaining).map_or(available, |r| r.min(available));
+                on_data(i..i + skipped);
                 i += skipped;
                 self.state = match remaining - skipped as u64 {
                     0 => State::DataCr,

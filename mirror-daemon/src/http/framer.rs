@@ -96,6 +96,12 @@ impl RequestFramer {
     }
 
     /// Whether the framer has given up on this connection.
+    /// Whether the stream is between requests: the last one (if any) is complete and no byte of
+    /// another has arrived.
+    pub fn is_between_requests(&self) -> bool {
+        matches!(&self.state, State::Head(scanner) if scanner.is_empty())
+    }
+
     pub fn is_tunnel(&self) -> bool {
         matches!(self.state, State::Tunnel(_))
     }

@@ -1,6 +1,8 @@
 //! Request heads: finding their end in a stream of arbitrary chunks, then parsing and validating.
 //!
-//! [`HeadScanner`] looks at each byte of a head once, as it arrives, and buffers only the head.
+//! [`HeadScanner`] looks at each byte of a head once, as it arrives, and buffers only the head;
+//! it also finds response heads (their status line checked instead of a request line), and
+//! [`RawHead`] indexes the fields of either kind for `response`.
 //! It rejects early what is not HTTP/1.x at all (TLS, the HTTP/2 preface, binary protocols) and
 //! what RFC 9112 forbids in the line syntax even where httparse is lenient: a bare CR or LF, obs-fold,
 //! whitespace before a colon, control bytes, and heads over the configured limits. When the blank
@@ -24,11 +26,10 @@ pub enum BodyKind {
 /// A complete, validated request head; owns its raw bytes and indexes into them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
-    raw: Bytes,
+    head: RawHead,
     method: Span,
     target: Span,
     version: u8,
-    fields: Vec<Field>,
     body: BodyKind,
     keeps_connection_open: bool,
 }
@@ -36,12 +37,12 @@ pub struct RequestHead {
 impl RequestHead {
     /// The method token, e.g. `GET`.
     pub fn method(&self) -> &str {
-        self.text(self.method)
+        self.head.text(self.method)
     }
 
     /// The request-target exactly as sent (origin-form `/a?b`, absolute-form, or `*`).
     pub fn target(&self) -> &str {
-        self.text(self.target)
+        self.head.text(self.target)
     }
 
     /// The path of the target without the query (`/a` for `/a?b` and `http://h/a?b`; `/` when an
@@ -72,16 +73,12 @@ impl RequestHead {
     /// The value of the first field called `name` (ASCII case-insensitive), without surrounding
     /// whitespace.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers()
-            .find(|(field, _)| field.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value)
+        self.head.header(name)
     }
 
     /// All fields in the order they were sent, names as sent.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
-        self.fields
-            .iter()
-            .map(|field| (self.text(field.name), self.bytes(field.value)))
+        self.head.headers()
     }
 
     /// The Host field (the framer guarantees there is at most one).
@@ -91,12 +88,12 @@ impl RequestHead {
 
     /// The head exactly as received: request line, fields and the blank line.
     pub fn raw(&self) -> &[u8] {
-        &self.raw
+        &self.head.raw
     }
 
     /// The raw head as a cheaply cloneable buffer, for building the shadow copy.
     pub fn raw_bytes(&self) -> Bytes {
-        self.raw.clone()
+        self.head.raw.clone()
     }
 
     /// How the body that follows is delimited.
@@ -108,33 +105,96 @@ impl RequestHead {
     pub fn keeps_connection_open(&self) -> bool {
         self.keeps_connection_open
     }
+}
 
-    fn bytes(&self, span: Span) -> &[u8] {
+/// A head's bytes exactly as received and where its fields are in them; shared by request and
+/// response heads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RawHead {
+    pub(crate) raw: Bytes,
+    fields: Vec<Field>,
+}
+
+impl RawHead {
+    /// A head of `raw` bytes whose fields are at `fields` (see [`index_fields`]).
+    pub(crate) fn new(raw: Vec<u8>, fields: Vec<Field>) -> Self {
+        Self {
+            raw: Bytes::from(raw),
+            fields,
+        }
+    }
+
+    pub(crate) fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()
+            .find(|(field, _)| field.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    }
+
+    pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.fields
+            .iter()
+            .map(|field| (self.text(field.name), self.bytes(field.value)))
+    }
+
+    pub(crate) fn bytes(&self, span: Span) -> &[u8] {
         self.raw.get(span.start..span.end).unwrap_or_default()
     }
 
-    fn text(&self, span: Span) -> &str {
-        // Method, target and names were checked to be ASCII when the head was parsed.
+    pub(crate) fn text(&self, span: Span) -> &str {
+        // Methods, targets and names were checked to be ASCII when the head was parsed.
         std::str::from_utf8(self.bytes(span)).unwrap_or_default()
     }
 }
 
-/// A byte range in [`RequestHead::raw`]; `Copy`, unlike `Range<usize>`.
+/// A byte range in a head's raw bytes; `Copy`, unlike `Range<usize>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Span {
-    start: usize,
-    end: usize,
+pub(crate) struct Span {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
 }
 
+impl Span {
+    /// Where `part`, a slice of `raw`, lies in it.
+    pub(crate) fn of(raw: &[u8], part: &[u8]) -> Result<Self, TunnelReason> {
+        let start = (part.as_ptr() as usize)
+            .checked_sub(raw.as_ptr() as usize)
+            .filter(|start| start + part.len() <= raw.len())
+            .ok_or(TunnelReason::ParseError)?;
+        Ok(Self {
+            start,
+            end: start + part.len(),
+        })
+    }
+}
+
+/// Where one field's name and value are in a head's raw bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Field {
+pub(crate) struct Field {
     name: Span,
     value: Span,
+}
+
+/// Where the `fields` httparse found in `raw`, the buffer it parsed, are.
+pub(crate) fn index_fields(
+    raw: &[u8],
+    fields: &[httparse::Header<'_>],
+) -> Result<Vec<Field>, TunnelReason> {
+    fields
+        .iter()
+        .map(|field| {
+            Ok(Field {
+                name: Span::of(raw, field.name.as_bytes())?,
+                value: Span::of(raw, field.value)?,
+            })
+        })
+        .collect()
 }
 
 /// Incremental search for the end of a head, with the line-level checks httparse does not make.
 #[derive(Debug, Default)]
 pub(crate) struct HeadScanner {
+    /// Whether heads start with a request line or a status line.
+    start_line: StartLine,
     /// Head bytes received so far (only while the head is incomplete).
     buf: Vec<u8>,
     /// The previous byte was a CR, so this one must be LF.
@@ -145,6 +205,16 @@ pub(crate) struct HeadScanner {
     lines: usize,
     /// Where we are inside the current line.
     line: LinePart,
+}
+
+/// The first line of the heads a [`HeadScanner`] looks for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StartLine {
+    /// `method SP target SP HTTP-version`: the client's direction.
+    #[default]
+    Request,
+    /// `HTTP-version SP status-code [SP reason]`: the primary's direction.
+    Status,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +242,24 @@ enum ByteEvent {
 }
 
 impl HeadScanner {
+    /// A scanner for heads that start with `start_line`.
+    pub(crate) fn new(start_line: StartLine) -> Self {
+        Self {
+            start_line,
+            ..Self::default()
+        }
+    }
+
+    /// Whether no byte of a head has arrived yet.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Heap bytes held for the partial head.
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Scans `input`, the next bytes of the head, buffering the part that belongs to the head.
     pub(crate) fn scan(
         &mut self,
@@ -187,7 +275,11 @@ impl HeadScanner {
                 ByteEvent::RequestLineEnd => {
                     self.buf.extend_from_slice(&input[copied..=i]);
                     copied = i + 1;
-                    check_request_line(&self.buf[..self.buf.len() - 2])?;
+                    let line = &self.buf[..self.buf.len() - 2];
+                    match self.start_line {
+                        StartLine::Request => check_request_line(line)?,
+                        StartLine::Status => check_status_line(line)?,
+                    }
                 }
                 ByteEvent::HeadEnd => {
                     self.buf.extend_from_slice(&input[copied..=i]);
@@ -203,7 +295,7 @@ impl HeadScanner {
     pub(crate) fn take(&mut self) -> (Vec<u8>, usize) {
         let fields = self.lines.saturating_sub(1);
         let raw = std::mem::take(&mut self.buf);
-        *self = Self::default();
+        *self = Self::new(self.start_line);
         (raw, fields)
     }
 
@@ -317,18 +409,65 @@ fn check_request_line(line: &[u8]) -> Result<(), TunnelReason> {
     }
 }
 
+/// Checks a complete status line (without CRLF): `HTTP/1.0` or `HTTP/1.1`, one SP, three digits,
+/// then the end of the line or one SP and a reason phrase (RFC 9112 section 4).
+fn check_status_line(line: &[u8]) -> Result<(), TunnelReason> {
+    let Some(rest) = line.strip_prefix(b"HTTP/") else {
+        return Err(TunnelReason::NotHttp);
+    };
+    let version_len = rest.iter().position(|b| *b == b' ').unwrap_or(rest.len());
+    match &rest[..version_len] {
+        b"1.1" | b"1.0" => {}
+        version if version.iter().all(|b| b.is_ascii_digit() || *b == b'.') => {
+            return Err(TunnelReason::UnsupportedVersion)
+        }
+        _ => return Err(TunnelReason::ParseError),
+    }
+    match &rest[version_len..] {
+        [b' ', a, b, c, after @ ..]
+            if [a, b, c].iter().all(|d| d.is_ascii_digit())
+                && matches!(after.first(), None | Some(b' ')) =>
+        {
+            Ok(())
+        }
+        _ => Err(TunnelReason::ParseError),
+    }
+}
+
+/// Runs `parse` with room for `field_count` httparse headers: on the stack for the usual heads.
+pub(crate) fn with_field_storage<'a, R>(
+    field_count: usize,
+    parse: impl FnOnce(&mut [httparse::Header<'a>]) -> R,
+) -> R {
+    let mut on_stack = [httparse::EMPTY_HEADER; 32];
+    if field_count <= on_stack.len() {
+        parse(&mut on_stack[..field_count])
+    } else {
+        parse(&mut vec![httparse::EMPTY_HEADER; field_count])
+    }
+}
+
 /// Parses a complete head (as collected by [`HeadScanner`]) and decides how its body is framed.
 pub(crate) fn parse(raw: Vec<u8>, field_count: usize) -> Result<RequestHead, TunnelReason> {
-    let mut on_stack = [httparse::EMPTY_HEADER; 32];
-    let mut on_heap = Vec::new();
-    let storage = if field_count <= on_stack.len() {
-        &mut on_stack[..field_count]
-    } else {
-        on_heap.resize(field_count, httparse::EMPTY_HEADER);
-        &mut on_heap[..]
-    };
+    with_field_storage(field_count, |storage| parse_into(&raw, storage))
+        .map(|parsed| parsed.into_head(raw))
+}
+
+/// What [`parse`] found in a request head, before the head takes ownership of its bytes.
+struct ParsedRequest {
+    method: Span,
+    target: Span,
+    version: u8,
+    framing: Framing,
+    fields: Vec<Field>,
+}
+
+fn parse_into<'a>(
+    raw: &'a [u8],
+    storage: &mut [httparse::Header<'a>],
+) -> Result<ParsedRequest, TunnelReason> {
     let mut request = httparse::Request::new(storage);
-    match request.parse(&raw) {
+    match request.parse(raw) {
         Ok(httparse::Status::Complete(len)) if len == raw.len() => {}
         Err(httparse::Error::Version) => return Err(TunnelReason::UnsupportedVersion),
         Ok(_) | Err(_) => return Err(TunnelReason::ParseError),
@@ -343,35 +482,27 @@ pub(crate) fn parse(raw: Vec<u8>, field_count: usize) -> Result<RequestHead, Tun
         return Err(TunnelReason::ParseError);
     }
 
-    let span_of = |part: &[u8]| -> Result<Span, TunnelReason> {
-        let start = (part.as_ptr() as usize)
-            .checked_sub(raw.as_ptr() as usize)
-            .filter(|start| start + part.len() <= raw.len())
-            .ok_or(TunnelReason::ParseError)?;
-        Ok(Span {
-            start,
-            end: start + part.len(),
-        })
-    };
-    let mut fields = Vec::with_capacity(request.headers.len());
-    for header in request.headers.iter() {
-        fields.push(Field {
-            name: span_of(header.name.as_bytes())?,
-            value: span_of(header.value)?,
-        });
-    }
     let framing = Framing::of(method, version, request.headers)?;
-    let method = span_of(method.as_bytes())?;
-    let target = span_of(target.as_bytes())?;
-    Ok(RequestHead {
-        raw: Bytes::from(raw),
-        method,
-        target,
+    Ok(ParsedRequest {
+        method: Span::of(raw, method.as_bytes())?,
+        target: Span::of(raw, target.as_bytes())?,
         version,
-        fields,
-        body: framing.body,
-        keeps_connection_open: framing.keeps_connection_open,
+        framing,
+        fields: index_fields(raw, request.headers)?,
     })
+}
+
+impl ParsedRequest {
+    fn into_head(self, raw: Vec<u8>) -> RequestHead {
+        RequestHead {
+            head: RawHead::new(raw, self.fields),
+            method: self.method,
+            target: self.target,
+            version: self.version,
+            body: self.framing.body,
+            keeps_connection_open: self.framing.keeps_connection_open,
+        }
+    }
 }
 
 /// What the framing-relevant fields of a head decide.
@@ -469,22 +600,24 @@ fn check_transfer_codings(value: &[u8]) -> Result<(), TunnelReason> {
 
 /// `1*DIGIT` that fits in u64; leading zeros are allowed by the grammar and read the same everywhere.
 fn parse_content_length(value: &[u8]) -> Result<u64, TunnelReason> {
+    parse_decimal(value).ok_or(TunnelReason::InvalidContentLength)
+}
+
+/// `1*DIGIT` that fits in u64, or `None`.
+pub(crate) fn parse_decimal(value: &[u8]) -> Option<u64> {
     if value.is_empty() {
-        return Err(TunnelReason::InvalidContentLength);
+        return None;
     }
-    value
-        .iter()
-        .try_fold(0u64, |length, &digit| {
-            if !digit.is_ascii_digit() {
-                return None;
-            }
-            length.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
-        })
-        .ok_or(TunnelReason::InvalidContentLength)
+    value.iter().try_fold(0u64, |length, &digit| {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        length.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    })
 }
 
 /// Elements of a comma-separated field value with the OWS around each trimmed.
-fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|b| *b == b',').map(|element| {
         let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
         let start = element

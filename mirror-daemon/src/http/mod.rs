@@ -8,11 +8,13 @@
 //! The path is: `head` finds and validates request heads, `chunked` walks chunked bodies,
 //! `framer` ties them into the per-connection state machine, `tunnel` names the ways out.
 //! Connections that open with the HTTP/2 preface are decoded by [`h2`] instead.
+//! [`response`] frames the other direction, the primary's answers, with the same pieces.
 
 mod chunked;
 mod framer;
 pub mod h2;
 mod head;
+pub mod response;
 mod tunnel;
 
 #[cfg(test)]

@@ -11,7 +11,10 @@ use tokio::sync::mpsc;
 
 use super::{copy, tap::Context, BODY_CHANNEL_SLOTS};
 use crate::{
-    http::{BodyKind, Frame, FramingLimits, RequestFramer, RequestHead, TunnelReason},
+    http::{
+        response::{Expected, ResponseFrame, ResponseFramer},
+        BodyKind, Frame, FramingLimits, RequestFramer, RequestHead, TunnelReason,
+    },
     shadow::{self, BodyChunk, BodyFraming, ShadowRequest},
 };
 
@@ -36,6 +39,9 @@ struct InFlight {
 pub(super) struct Copies {
     framer: RequestFramer,
     frames: Vec<Frame>,
+    /// The primary's answers, framed in request order: where the connection is idle.
+    answers: ResponseFramer,
+    answer_frames: Vec<ResponseFrame>,
     starting: Vec<Starting>,
     copies: Vec<InFlight>,
     /// The engine the copies in progress were made under (their targets' indices are its).
@@ -47,6 +53,8 @@ impl Copies {
         Self {
             framer: RequestFramer::new(limits),
             frames: Vec::new(),
+            answers: ResponseFramer::new(limits),
+            answer_frames: Vec::new(),
             starting: Vec::new(),
             copies: Vec::new(),
             engine: None,
@@ -61,10 +69,14 @@ impl Copies {
         let mut tunnel = None;
         for frame in frames.drain(..) {
             match frame {
-                Frame::Head(head) => self.start(context, &head),
+                Frame::Head(head) => {
+                    self.answers.expect(Expected::of(&head));
+                    self.start(context, &head);
+                }
                 Frame::Body(range) => self.body(chunk.get(range).unwrap_or_default()),
                 Frame::End => self.end(),
                 Frame::Tunnel(reason) => {
+                    self.answers.requests_opaque();
                     self.abandon_copies();
                     tunnel = Some(reason);
                 }
@@ -76,13 +88,27 @@ impl Copies {
         tunnel
     }
 
-    fn start(&mut self, context: &mut Context, head: &RequestHead) {
-        self.abandon_copies();
-        if !context.refresh_engine() {
-            self.engine = None;
+    /// Describes `chunk` from the primary.
+    pub fn observe_answer(&mut self, chunk: &[u8]) {
+        if self.answers.is_stopped() {
             return;
         }
-        let engine = context.engine.clone();
+        self.answers.feed(chunk, &mut self.answer_frames);
+        self.answer_frames.clear();
+    }
+
+    /// Whether the connection is at an idle point: every request has its complete answer, the
+    /// connection stays open after it, and no byte of another request or answer has arrived.
+    pub fn is_idle(&self) -> bool {
+        self.framer.is_between_requests() && self.answers.is_idle()
+    }
+
+    fn start(&mut self, context: &mut Context, head: &RequestHead) {
+        self.abandon_copies();
+        let Some(engine) = context.refresh_engine() else {
+            self.engine = None;
+            return;
+        };
         // HTTP/1.1 requires a Host (RFC 9112 section 3.2): the primary refuses such a request
         // with 400, and its copy could not carry the shadow's Host.
         let no_host = head.version() == 1 && head.host().is_none_or(<[u8]>::is_empty);

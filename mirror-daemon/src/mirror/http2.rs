@@ -64,10 +64,10 @@ pub(super) struct Copies {
 }
 
 impl Copies {
-    pub fn new(engine: &Engine) -> Self {
+    pub fn new(max_header_bytes: usize) -> Self {
         Self {
             decoder: H2Decoder::new(H2Limits {
-                max_header_bytes: engine.limits.max_header_bytes,
+                max_header_bytes,
                 ..H2Limits::default()
             }),
             events: Vec::new(),
@@ -123,12 +123,7 @@ impl Copies {
                     self.finish(stream, Some(trailers.to_header_map()));
                 }
                 Event::Skipped { stream, reason } => {
-                    context
-                        .engine
-                        .metrics
-                        .requests_skipped
-                        .get_or_create(&[("reason", reason.as_str())])
-                        .inc();
+                    context.count_skipped(reason.as_str());
                     self.abandon(stream.value());
                 }
                 Event::Reset { stream, .. } => self.abandon(stream.value()),
@@ -164,10 +159,9 @@ impl Copies {
 
     fn start(&mut self, context: &mut Context, stream: StreamId, head: &RequestHead) {
         self.abandon(stream.value());
-        if !context.refresh_engine() {
+        let Some(engine) = context.refresh_engine() else {
             return;
-        }
-        let engine = context.engine.clone();
+        };
         let no_host = head.host().is_none_or(str::is_empty);
         let chosen = engine.choose(&context.rules, head, no_host, head.content_length());
         let mut copies = Vec::with_capacity(chosen.len());

@@ -37,7 +37,7 @@ use prometheus_client::{
 
 pub use tap::Tap;
 
-use crate::{config, http::FramingLimits, shadow};
+use crate::{config, shadow};
 use request::RequestView;
 
 /// Body chunks a copy may have queued towards its sender. Memory is bounded in bytes elsewhere
@@ -161,7 +161,6 @@ pub struct Engine {
     targets: Vec<Target>,
     /// The configuration each target's sender was started with, to reuse it on reload.
     target_configs: Vec<config::Target>,
-    limits: FramingLimits,
     budget: Arc<budget::Budget>,
     metrics: Arc<Metrics>,
 }
@@ -225,10 +224,6 @@ impl Engine {
             rules,
             targets,
             target_configs: config.targets.clone(),
-            limits: FramingLimits {
-                max_header_bytes: config.framing.max_header_bytes,
-                max_headers: config.framing.max_headers,
-            },
             budget,
             metrics: metrics.clone(),
         })

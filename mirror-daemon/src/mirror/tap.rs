@@ -12,43 +12,64 @@ use std::{net::SocketAddr, sync::Arc};
 use arc_swap::ArcSwapOption;
 
 use super::{http1, http2, Engine};
-use crate::http::{h2::CLIENT_PREFACE, TunnelReason};
+use crate::http::{h2::CLIENT_PREFACE, FramingLimits, TunnelReason};
 
 /// What both protocols' copiers need: the engine in force and the rules of this connection.
 pub(super) struct Context {
     /// Where the engine in force is published; checked at each request.
     source: Arc<ArcSwapOption<Engine>>,
     orig_dst: SocketAddr,
-    pub engine: Arc<Engine>,
+    /// The engine of the last request, with the rules that may match this connection under it.
+    engine: Option<Arc<Engine>>,
     pub rules: Vec<usize>,
 }
 
 impl Context {
-    /// Follows a reload: the next request uses the engine in force now. Returns false when
-    /// mirroring is off now.
-    pub fn refresh_engine(&mut self) -> bool {
+    /// The engine a request starting now is mirrored under (following reloads), or `None` when no
+    /// rule may match this connection now: the request is framed but not decided, nor counted.
+    pub fn refresh_engine(&mut self) -> Option<Arc<Engine>> {
         let current = self.source.load();
-        match current.as_ref() {
-            Some(engine) if Arc::ptr_eq(engine, &self.engine) => true,
-            Some(engine) => {
-                self.engine = engine.clone();
+        match (current.as_ref(), &self.engine) {
+            (Some(engine), Some(mine)) if Arc::ptr_eq(engine, mine) => {}
+            (Some(engine), _) => {
                 self.rules = engine.rules_for(self.orig_dst);
-                true
+                self.engine = Some(engine.clone());
             }
-            None => false,
+            (None, _) => {
+                self.engine = None;
+                self.rules.clear();
+            }
+        }
+        self.engine.clone().filter(|_| !self.rules.is_empty())
+    }
+
+    /// Counts an HTTP/2 stream whose request could not be copied (if the connection is mirrored).
+    pub fn count_skipped(&self, reason: &'static str) {
+        if let Some(engine) = self.engine.as_ref().filter(|_| !self.rules.is_empty()) {
+            engine
+                .metrics
+                .requests_skipped
+                .get_or_create(&[("reason", reason)])
+                .inc();
         }
     }
 
-    /// Counts a connection that is relayed unmirrored from now on.
+    /// Counts a connection that is relayed unmirrored from now on (if it is mirrored at all).
     pub fn count_tunnel(&self, reason: &'static str) {
-        self.engine
-            .metrics
-            .tunnels
-            .get_or_create(&[("reason", reason)])
-            .inc();
+        if let Some(engine) = self.engine.as_ref().filter(|_| !self.rules.is_empty()) {
+            engine
+                .metrics
+                .tunnels
+                .get_or_create(&[("reason", reason)])
+                .inc();
+        }
     }
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the HTTP/1.1 framers are what nearly every connection holds, inside its task's one allocation"
+)]
 enum Protocol {
     Http1(http1::Copies),
     Http2(Box<http2::Copies>),
@@ -60,40 +81,45 @@ enum Protocol {
 pub struct Tap {
     context: Context,
     protocol: Protocol,
+    limits: FramingLimits,
     /// Client bytes seen so far, counted while they may still be the HTTP/2 preface.
     seen: usize,
     /// The primary's bytes forwarded while the client's may still be the HTTP/2 preface: an
     /// HTTP/2 server may send its SETTINGS first, and the decoder must see them before the
-    /// client's acknowledgement. At most [`EARLY_ANSWER_BYTES`].
-    early_answer: Vec<u8>,
+    /// client's acknowledgement. At most [`EARLY_ANSWER_BYTES`]; `None` once the primary said
+    /// more than that.
+    early_answer: Option<Vec<u8>>,
 }
 
 /// The most bytes of the primary's kept before the protocol is known (an HTTP/2 server's first
 /// SETTINGS frame is far smaller).
 const EARLY_ANSWER_BYTES: usize = 16 * 1024;
-/// The tunnel reason when the primary says more than that before the client's first bytes.
+/// The tunnel reason when the primary said more than that before the client's preface.
 const EARLY_ANSWER_TOO_LARGE: &str = "primary_spoke_first";
 
 impl Tap {
-    /// A tap for a connection to `orig_dst`, or `None` when no engine is in force or no rule can
-    /// match the connection (it is then relayed without framing at all).
-    pub fn new(source: &Arc<ArcSwapOption<Engine>>, orig_dst: SocketAddr) -> Option<Self> {
-        let engine = source.load_full()?;
-        let rules = engine.rules_for(orig_dst);
-        if rules.is_empty() {
-            return None;
-        }
-        Some(Self {
-            protocol: Protocol::Http1(http1::Copies::new(engine.limits)),
-            context: Context {
-                source: source.clone(),
-                orig_dst,
-                engine,
-                rules,
-            },
+    /// A tap for a connection to `orig_dst`. It frames the connection whether or not a rule may
+    /// match it now (a reload may add one, and a drain needs to know where the connection is
+    /// idle), framing HTTP/1.1 within `limits`.
+    pub fn new(
+        source: &Arc<ArcSwapOption<Engine>>,
+        orig_dst: SocketAddr,
+        limits: FramingLimits,
+    ) -> Self {
+        let mut context = Context {
+            source: source.clone(),
+            orig_dst,
+            engine: None,
+            rules: Vec::new(),
+        };
+        let _ = context.refresh_engine();
+        Self {
+            protocol: Protocol::Http1(http1::Copies::new(limits)),
+            context,
+            limits,
             seen: 0,
-            early_answer: Vec::new(),
-        })
+            early_answer: Some(Vec::new()),
+        }
     }
 
     /// Describes `chunk` from the client, which the caller has already forwarded to the
@@ -116,8 +142,14 @@ impl Tap {
             // The HTTP/1.1 framer knows the preface by its first line, before more than the
             // preface has been seen: what came before this chunk was the preface's start.
             Some(TunnelReason::Http2) if before <= CLIENT_PREFACE.len() => {
-                let mut copies = Box::new(http2::Copies::new(&self.context.engine));
-                let early = std::mem::take(&mut self.early_answer);
+                let Some(early) = self.early_answer.take() else {
+                    // What an HTTP/2 server says first is far smaller: the decoder would lack
+                    // the start of the primary's side.
+                    self.context.count_tunnel(EARLY_ANSWER_TOO_LARGE);
+                    self.protocol = Protocol::Tunnel;
+                    return;
+                };
+                let mut copies = Box::new(http2::Copies::new(self.limits.max_header_bytes));
                 let tunnelled = copies.observe_server(&mut self.context, &early)
                     || copies.observe_client(&mut self.context, &CLIENT_PREFACE[..before])
                     || copies.observe_client(&mut self.context, chunk);
@@ -133,7 +165,7 @@ impl Tap {
             }
         }
         if self.seen > CLIENT_PREFACE.len() {
-            self.early_answer = Vec::new();
+            self.early_answer = None;
         }
     }
 
@@ -146,17 +178,27 @@ impl Tap {
                     self.protocol = Protocol::Tunnel;
                 }
             }
-            Protocol::Http1(_) if self.seen <= CLIENT_PREFACE.len() => {
-                if self.early_answer.len() + chunk.len() <= EARLY_ANSWER_BYTES {
-                    self.early_answer.extend_from_slice(chunk);
-                } else {
-                    // Not what an HTTP/2 server sends first; and were the client's bytes still to
-                    // turn into the preface, the decoder would lack these.
-                    self.context.count_tunnel(EARLY_ANSWER_TOO_LARGE);
-                    self.protocol = Protocol::Tunnel;
+            Protocol::Http1(copies) if self.seen <= CLIENT_PREFACE.len() => {
+                copies.observe_answer(chunk);
+                if let Some(early) = &mut self.early_answer {
+                    if early.len() + chunk.len() <= EARLY_ANSWER_BYTES {
+                        early.extend_from_slice(chunk);
+                    } else {
+                        self.early_answer = None;
+                    }
                 }
             }
-            Protocol::Http1(_) | Protocol::Tunnel => {}
+            Protocol::Http1(copies) => copies.observe_answer(chunk),
+            Protocol::Tunnel => {}
+        }
+    }
+
+    /// Whether the connection is at a point where closing it loses nothing: no request or answer
+    /// under way. Never for a tunnel, whose bytes say nothing.
+    pub fn is_idle(&self) -> bool {
+        match &self.protocol {
+            Protocol::Http1(copies) => copies.is_idle(),
+            Protocol::Http2(_) | Protocol::Tunnel => false,
         }
     }
 }

@@ -19,7 +19,6 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc,
     },
-    time::Duration,
 };
 
 use bytes::Bytes;
@@ -33,11 +32,10 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    dial::{Dialer, Protocol},
-    error::{Abort, CopyError, Failure, Phase},
-    health::Health,
-    metrics::{GrpcStatus, TargetMetrics},
-    pool::Pool,
+    dial::Protocol,
+    error::{Abort, Failure, Phase},
+    metrics::GrpcStatus,
+    sender::Delivery,
 };
 
 /// One HTTP/2 request copy, produced by the mirror engine while the original streams.
@@ -88,13 +86,7 @@ pub(super) struct H2Answer {
 /// A lane's HTTP/2 connection to its target, made when the first copy needs it.
 #[derive(Debug)]
 pub(super) struct H2Sender {
-    name: Arc<str>,
-    address: String,
-    dialer: Arc<Dialer>,
-    request_timeout: Duration,
-    pool: Arc<Pool>,
-    health: Arc<Health>,
-    metrics: TargetMetrics,
+    parts: Arc<Delivery>,
     tasks: TaskTracker,
     /// Ends the connection's driver at shutdown's deadline.
     aborting: CancellationToken,
@@ -120,29 +112,9 @@ impl Drop for OpenStream {
 }
 
 impl H2Sender {
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the lane's parts, handed over once"
-    )]
-    pub fn new(
-        name: Arc<str>,
-        address: String,
-        dialer: Arc<Dialer>,
-        request_timeout: Duration,
-        pool: Arc<Pool>,
-        health: Arc<Health>,
-        metrics: TargetMetrics,
-        tasks: TaskTracker,
-        aborting: CancellationToken,
-    ) -> Self {
+    pub fn new(parts: Arc<Delivery>, tasks: TaskTracker, aborting: CancellationToken) -> Self {
         Self {
-            name,
-            address,
-            dialer,
-            request_timeout,
-            pool,
-            health,
-            metrics,
+            parts,
             tasks,
             aborting,
             connection: Mutex::new(None),
@@ -153,30 +125,16 @@ impl H2Sender {
     pub async fn deliver(&self, copy: H2Copy, dequeued: Instant) {
         let mut peer = None;
         let result = timeout_at(
-            dequeued + self.request_timeout,
+            dequeued + self.parts.request_timeout,
             self.exchange(copy, &mut peer),
         )
         .await
-        .unwrap_or(Err(Failure::Timeout(self.request_timeout)));
+        .unwrap_or(Err(Failure::Timeout(self.parts.request_timeout)));
         match result {
-            Ok(answer) => {
-                let latency = dequeued.elapsed();
-                self.metrics.latency.observe(latency.as_secs_f64());
-                self.metrics.response(answer.status).inc();
-                if let Some(grpc) = answer.grpc {
-                    self.metrics.grpc(grpc).inc();
-                }
-                self.health.answered(&self.name);
-            }
-            Err(failure) => {
-                let error = CopyError {
-                    target: self.name.clone(),
-                    peer: peer.map_or_else(|| self.address.clone(), |p| p.to_string()),
-                    failure,
-                };
-                self.metrics.error(error.kind()).inc();
-                self.health.failed(&error);
-            }
+            Ok(answer) => self
+                .parts
+                .answered(answer.status, answer.grpc, dequeued.elapsed()),
+            Err(failure) => self.parts.failed(failure, peer),
         }
     }
 
@@ -225,14 +183,14 @@ impl H2Sender {
             if !ends_with_head {
                 write_body(&mut stream, body_ready, trailers, rest).await?;
             }
-            self.metrics.requests.inc();
+            self.parts.metrics.requests.inc();
             Ok::<_, Failure>(())
         };
         let read = read_answer(response);
         tokio::pin!(write, read);
         let mut written = ends_with_head;
         if written {
-            self.metrics.requests.inc();
+            self.parts.metrics.requests.inc();
         }
         loop {
             tokio::select! {
@@ -253,11 +211,12 @@ impl H2Sender {
         if let Some(live) = connection.as_ref() {
             return Ok(live.clone());
         }
-        let slot = match self.pool.try_slot() {
+        let slot = match self.parts.pool.try_slot() {
             Some(slot) => slot,
-            None => self.pool.freed_slot().await,
+            None => self.parts.pool.freed_slot().await,
         };
         let (stream, address) = self
+            .parts
             .dialer
             .dial_for(Protocol::Http2)
             .await
@@ -272,8 +231,8 @@ impl H2Sender {
                 phase: Phase::Sending,
                 source: std::io::Error::other(e),
             })?;
-        let held = self.pool.held(slot);
-        let name = self.name.clone();
+        let held = self.parts.pool.held(slot);
+        let name = self.parts.name.clone();
         let aborting = self.aborting.clone();
         // Runs until every handle to the connection is gone (the lane's and its copies'), or the
         // shutdown's deadline.

@@ -86,9 +86,20 @@ async fn read_head<R: AsyncRead + Unpin>(
     // Parsed only once the bytes hold an end of head: re-parsing after every read would cost
     // quadratic CPU on a head trickled a byte at a time (a remote shadow could do that).
     let mut scanned: usize = 0;
+    // httparse skips empty lines before a head, so a blank line among them ends nothing: the
+    // end is looked for from the head's first byte only. (Fuzz finding 5: a parse triggered by
+    // such a blank line saw more or fewer bytes depending on how they were split into reads.)
+    let mut head_start = None;
     loop {
+        if head_start.is_none() {
+            head_start = buf[scanned..]
+                .iter()
+                .position(|b| !matches!(b, b'\r' | b'\n'))
+                .map(|i| scanned + i);
+        }
         // The new bytes, with 3 before them: a CRLF CRLF may straddle two reads.
-        let ended = has_end_of_head(&buf[scanned.saturating_sub(3)..]);
+        let ended = head_start
+            .is_some_and(|start| has_end_of_head(&buf[scanned.saturating_sub(3).max(start)..]));
         scanned = buf.len();
         if ended {
             if let Some((length, head)) = parse_head(buf, is_head).map_err(Failure::Protocol)? {
@@ -420,6 +431,45 @@ mod tests {
             let (response, _) = read(wire, false).await;
             let error = response.expect_err("not a complete response");
             assert!(error.to_string().starts_with(message), "{error}");
+        }
+    }
+
+    /// Fuzz finding 5 (found by `shadow_response`; inputs `\n\n\r\nHTTP/1.1 2 \n00 OK\r\n`
+    /// and `HTTP/1.1 100 \n\n\n\n...`): a blank line among the empty lines before a head made
+    /// the reader parse early, so a malformed head read whole failed as malformed, and read in
+    /// pieces as closed. Both must be read alike.
+    #[tokio::test]
+    async fn empty_lines_before_a_head_end_nothing_however_split() {
+        for wire in [
+            &b"\n\n\r\nHTTP/1.1 2 \n00 OK\r\n"[..],
+            b"HTTP/1.1 100 \n\n\n\n\n\n\n\nHTTP/1.1 200 OK\r\nX\x00: y",
+            b"\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+        ] {
+            let mut whole = Whole(Some(wire));
+            let whole = read_response(&mut whole, false).await;
+            let (pieces, _) = read(wire, false).await;
+            assert_eq!(
+                format!("{whole:?}"),
+                format!("{pieces:?}"),
+                "{:?}",
+                String::from_utf8_lossy(wire)
+            );
+        }
+    }
+
+    /// Hands out the wire in one read, then EOF.
+    struct Whole<'a>(Option<&'a [u8]>);
+
+    impl AsyncRead for Whole<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if let Some(wire) = self.0.take() {
+                buf.put_slice(wire);
+            }
+            std::task::Poll::Ready(Ok(()))
         }
     }
 

@@ -18,24 +18,69 @@ use super::{
     error::{CopyError, Failure, Phase},
     exchange::{exchange, exchange_batch, Answers},
     health::Health,
-    metrics::TargetMetrics,
+    metrics::{GrpcStatus, TargetMetrics},
     pool::{Connection, Pool, Slot},
     request::ShadowRequest,
-    response::Response,
 };
 
-/// What every copy of one lane needs on its way.
+/// What every copy of one lane needs on its way, HTTP/1.1 and HTTP/2 alike, and how each copy's
+/// end is counted: its answer's status class (and gRPC status) and latency, or its error's kind;
+/// a failing shadow is logged once per target, not once per copy or worker ([`Health`]).
+#[derive(Debug)]
+pub(super) struct Delivery {
+    pub name: Arc<str>,
+    /// As configured, for messages before there is a connected address.
+    pub address: String,
+    pub dialer: Arc<Dialer>,
+    pub request_timeout: Duration,
+    pub pool: Arc<Pool>,
+    /// Shared by the target's lanes.
+    pub health: Arc<Health>,
+    pub metrics: TargetMetrics,
+}
+
+impl Delivery {
+    /// Counts a copy answered by the shadow after `latency`.
+    pub fn answered(&self, status: u16, grpc: Option<GrpcStatus>, latency: Duration) {
+        self.metrics.latency.observe(latency.as_secs_f64());
+        self.metrics.response(status).inc();
+        if let Some(grpc) = grpc {
+            self.metrics.grpc(grpc).inc();
+        }
+        self.health.answered(&self.name);
+        tracing::debug!(
+            target_name = %self.name,
+            status,
+            ?latency,
+            "shadow copy answered"
+        );
+    }
+
+    /// Counts a copy that failed on its way to `peer` (the configured address if none yet).
+    pub fn failed(&self, failure: Failure, peer: Option<SocketAddr>) {
+        let error = CopyError {
+            target: self.name.clone(),
+            peer: peer.map_or_else(|| self.address.clone(), |p| p.to_string()),
+            failure,
+        };
+        self.metrics.error(error.kind()).inc();
+        self.health.failed(&error);
+    }
+
+    /// Counts `copies` copies cut off by one `failure` (logged once).
+    fn failed_many(&self, failure: Failure, peer: Option<SocketAddr>, copies: usize) {
+        if copies == 0 {
+            return;
+        }
+        self.metrics.error(failure.kind()).inc_by(copies as u64 - 1);
+        self.failed(failure, peer);
+    }
+}
+
+/// HTTP/1.1 copies' way: alone when their body streams, in pipelined batches otherwise.
 #[derive(Debug)]
 pub(super) struct Sender {
-    name: Arc<str>,
-    /// As configured, for messages before there is a connected address.
-    address: String,
-    dialer: Arc<Dialer>,
-    request_timeout: Duration,
-    pool: Arc<Pool>,
-    /// Shared by the target's lanes: a failing shadow is logged once, not once per worker.
-    health: Arc<Health>,
-    metrics: TargetMetrics,
+    parts: Arc<Delivery>,
 }
 
 /// A connection to send on: one from the pool, or a slot to dial one.
@@ -53,56 +98,43 @@ pub(super) struct Queued {
 }
 
 impl Sender {
-    pub fn new(
-        name: Arc<str>,
-        address: String,
-        dialer: Arc<Dialer>,
-        request_timeout: Duration,
-        pool: Arc<Pool>,
-        health: Arc<Health>,
-        metrics: TargetMetrics,
-    ) -> Self {
-        Self {
-            name,
-            address,
-            dialer,
-            request_timeout,
-            pool,
-            health,
-            metrics,
-        }
+    pub fn new(parts: Arc<Delivery>) -> Self {
+        Self { parts }
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        &self.parts.name
     }
 
     pub fn pool(&self) -> &Pool {
-        &self.pool
+        &self.parts.pool
     }
 
     /// Copies waiting in the target's queue.
     pub fn queue_depth(&self) -> &Gauge {
-        &self.metrics.queue_depth
+        &self.parts.metrics.queue_depth
     }
 
     /// Sends one copy whose body still streams, alone on its connection, and counts how it went.
     pub async fn deliver_one(&self, mut copy: ShadowRequest, way: Way, dequeued: Instant) {
         let mut peer = None;
-        let deadline = dequeued + self.request_timeout;
+        let deadline = dequeued + self.parts.request_timeout;
         let result = timeout_at(deadline, async {
             let mut connection = self.connection(way, &mut peer).await?;
-            let exchanged = exchange(&mut connection, &mut copy, &self.metrics.requests).await?;
+            let exchanged =
+                exchange(&mut connection, &mut copy, &self.parts.metrics.requests).await?;
             if exchanged.reusable {
-                self.pool.put(connection);
+                self.parts.pool.put(connection);
             }
             Ok(exchanged.response)
         })
         .await
-        .unwrap_or(Err(Failure::Timeout(self.request_timeout)));
+        .unwrap_or(Err(Failure::Timeout(self.parts.request_timeout)));
         match result {
-            Ok(response) => self.answered(response, dequeued.elapsed()),
-            Err(failure) => self.failed(failure, peer),
+            Ok(response) => self
+                .parts
+                .answered(response.status, None, dequeued.elapsed()),
+            Err(failure) => self.parts.failed(failure, peer),
         }
     }
 
@@ -118,27 +150,28 @@ impl Sender {
         let mut answers = Answers::default();
         let mut peer = None;
         let mut reused = false;
-        let result = timeout_at(dequeued + self.request_timeout, async {
+        let result = timeout_at(dequeued + self.parts.request_timeout, async {
             let mut connection = self.connection(way, &mut peer).await?;
             reused = connection.reused;
             let reusable = exchange_batch(
                 &mut connection,
                 &copies,
-                &self.metrics.requests,
+                &self.parts.metrics.requests,
                 &mut answers,
             )
             .await?;
             if reusable {
-                self.pool.put(connection);
+                self.parts.pool.put(connection);
             }
             Ok(())
         })
         .await
-        .unwrap_or(Err(Failure::Timeout(self.request_timeout)));
+        .unwrap_or(Err(Failure::Timeout(self.parts.request_timeout)));
         drop(copies);
         let answered = answers.responses.len();
         for (response, at) in answers.responses.drain(..) {
-            self.answered(response, at.duration_since(dequeued));
+            self.parts
+                .answered(response.status, None, at.duration_since(dequeued));
         }
         let mut again = Vec::new();
         let rest = batch.into_iter().skip(answered);
@@ -149,17 +182,17 @@ impl Sender {
             // A pooled connection the shadow had closed just as we used it, or one that broke
             // after answering some: copies without a body go again, once.
             if (reused || answered > 0) && closed_under_us(&failure) {
-                tracing::debug!(target_name = %self.name, %failure, "shadow connection closed under a batch; sending its copies again");
+                tracing::debug!(target_name = %self.parts.name, %failure, "shadow connection closed under a batch; sending its copies again");
                 let (mut retry, lost): (Vec<_>, Vec<_>) =
                     rest.partition(|q| !q.retried && !q.copy.body.has_body());
                 for queued in &mut retry {
                     queued.retried = true;
                 }
                 again = retry;
-                self.failed_many(failure, peer, lost.len());
+                self.parts.failed_many(failure, peer, lost.len());
             } else {
                 let lost = rest.count();
-                self.failed_many(failure, peer, lost);
+                self.parts.failed_many(failure, peer, lost);
             }
         }
         again
@@ -174,46 +207,19 @@ impl Sender {
             Way::Pooled(connection) => connection,
             Way::Dial(slot) => {
                 let (stream, address) =
-                    self.dialer.dial().await.map_err(|(failure, address)| {
-                        *peer = address;
-                        failure
-                    })?;
-                self.pool.opened(stream, address, slot)
+                    self.parts
+                        .dialer
+                        .dial()
+                        .await
+                        .map_err(|(failure, address)| {
+                            *peer = address;
+                            failure
+                        })?;
+                self.parts.pool.opened(stream, address, slot)
             }
         };
         *peer = Some(connection.peer);
         Ok(connection)
-    }
-
-    fn answered(&self, response: Response, latency: Duration) {
-        self.metrics.latency.observe(latency.as_secs_f64());
-        self.metrics.response(response.status).inc();
-        self.health.answered(&self.name);
-        tracing::debug!(
-            target_name = %self.name,
-            status = response.status,
-            ?latency,
-            "shadow copy answered"
-        );
-    }
-
-    fn failed(&self, failure: Failure, peer: Option<SocketAddr>) {
-        let error = CopyError {
-            target: self.name.clone(),
-            peer: peer.map_or_else(|| self.address.clone(), |p| p.to_string()),
-            failure,
-        };
-        self.metrics.error(error.kind()).inc();
-        self.health.failed(&error);
-    }
-
-    /// Counts `copies` copies cut off by one `failure` (logged once).
-    fn failed_many(&self, failure: Failure, peer: Option<SocketAddr>, copies: usize) {
-        if copies == 0 {
-            return;
-        }
-        self.metrics.error(failure.kind()).inc_by(copies as u64 - 1);
-        self.failed(failure, peer);
     }
 }
 

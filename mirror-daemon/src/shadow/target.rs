@@ -24,7 +24,7 @@ use super::{
     metrics::ShadowMetrics,
     pool::{Pool, Slots},
     request::{ShadowRequest, Submitted},
-    sender::Sender,
+    sender::{Delivery, Sender},
     tls::TlsClient,
 };
 use crate::config;
@@ -137,26 +137,17 @@ impl Target {
                 config.connect_timeout,
                 config.allow_local_addresses,
             ));
-            let sender = Arc::new(Sender::new(
-                name.clone(),
-                config.address.clone(),
-                dialer.clone(),
-                config.request_timeout,
-                pool.clone(),
-                health.clone(),
-                metrics.clone(),
-            ));
-            let h2 = Arc::new(H2Sender::new(
-                name.clone(),
-                config.address.clone(),
+            let parts = Arc::new(Delivery {
+                name: name.clone(),
+                address: config.address.clone(),
                 dialer,
-                config.request_timeout,
-                pool.clone(),
-                health.clone(),
-                metrics.clone(),
-                tasks.clone(),
-                aborting.clone(),
-            ));
+                request_timeout: config.request_timeout,
+                pool: pool.clone(),
+                health: health.clone(),
+                metrics: metrics.clone(),
+            });
+            let sender = Arc::new(Sender::new(parts.clone()));
+            let h2 = Arc::new(H2Sender::new(parts, tasks.clone(), aborting.clone()));
             let (queue, waiting) = mpsc::unbounded_channel();
             lanes.push(queue);
             let _guard = runtime.enter();

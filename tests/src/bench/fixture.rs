@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use super::load::{self, LoadResult, Mode};
-use super::scenario::{Kind, Phase, Run, Scenario};
+use super::load::{self, LoadResult};
+use super::scenario::{Kind, Phase, Protocol, Run, Scenario};
 
 /// What one run of one scenario measured, in the units the goals use.
 #[derive(Clone, Copy, Debug)]
@@ -43,7 +43,10 @@ pub fn runs(
 
 fn run(scenario: Scenario, loadavg: f64, m: Measured) -> Run {
     let mut phases = Vec::new();
-    for mode in Mode::ALL {
+    // As h2load gives them: no client lateness but the rate it sent; no saturation percentiles.
+    let http2 = scenario.protocol() == Protocol::Http2;
+    let h2load_hides = |value: f64| if http2 { f64::NAN } else { value };
+    for &mode in scenario.modes() {
         // Latencies spread evenly up to the p99 and a little beyond, sorted.
         let latencies: Vec<u32> = (1..=RATE_REQUESTS)
             .map(|i| (m.p99 * i as f64 / (RATE_REQUESTS as f64 * 0.99)) as u32)
@@ -58,6 +61,8 @@ fn run(scenario: Scenario, loadavg: f64, m: Measured) -> Run {
                 p90: load::percentile(&latencies, 90.0),
                 p99: m.p99,
                 max: f64::from(latencies.last().copied().unwrap_or(0)),
+                send_lag_p99: h2load_hides(0.0),
+                schedule_kept: http2.then_some(1.0),
                 distribution: load::distribution(&latencies),
                 ..LoadResult::default()
             },
@@ -78,9 +83,9 @@ fn run(scenario: Scenario, loadavg: f64, m: Measured) -> Run {
             load: LoadResult {
                 completed,
                 elapsed: Duration::from_secs(1),
-                p50: 500.0,
-                p90: 900.0,
-                p99: 1500.0,
+                p50: h2load_hides(500.0),
+                p90: h2load_hides(900.0),
+                p99: h2load_hides(1500.0),
                 max: 3000.0,
                 ..LoadResult::default()
             },
@@ -94,13 +99,15 @@ fn run(scenario: Scenario, loadavg: f64, m: Measured) -> Run {
             machine_busy: 1.0,
         });
     }
+    let has_proxy = scenario != scenario.baseline();
     Run {
         scenario,
         loadavg,
         phases,
-        rss_at_rate: (scenario != Scenario::Direct).then_some(14 << 20),
-        rss_at_saturation: (scenario != Scenario::Direct).then_some(15 << 20),
-        peak_rss: (scenario != Scenario::Direct).then_some(26 << 20),
+        rss_at_rate: has_proxy.then_some(14 << 20),
+        rss_at_saturation: has_proxy.then_some(15 << 20),
+        peak_rss: has_proxy.then_some(26 << 20),
         daemon_drops: Vec::new(),
+        shadow_errors: Vec::new(),
     }
 }

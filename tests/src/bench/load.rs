@@ -8,9 +8,18 @@
 //!   omission). Requests still due when the run ends are counted with the time they have waited
 //!   (a lower bound).
 //!
-//! Both send the same request (a small GET with typical headers) and, in new-connection mode,
-//! `Connection: close` with a fresh connection per request. The constant-rate client also keeps
-//! its whole latency distribution ([`Distribution`]) for the report's percentile picture.
+//! - [`h2load_rate`] and [`h2load_saturation`]: Debian's h2load (nghttp2-client) for the HTTP/2
+//!   scenarios, h2c with prior knowledge, keep-alive only (HTTP/2 keeps its connections). At a
+//!   fixed rate h2load paces each connection with a timer of at least 10 ms (`--rps`), so the
+//!   rate is spread over several connections opened one after another ([`H2RatePlan`]), and
+//!   the latencies come from its per-request log: from the moment each request's HEADERS went
+//!   out, not from an intended send time. At saturation it runs closed loop (connections ×
+//!   streams in flight) and gives throughput and the largest request time only (its log would
+//!   cost the client a write per request).
+//!
+//! All send the same request (a small GET with typical headers) and, in new-connection mode,
+//! `Connection: close` with a fresh connection per request. The constant-rate clients also keep
+//! their whole latency distribution ([`Distribution`]) for the report's percentile picture.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -20,6 +29,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use mirror_tests::h2load::{H2Load, LoggedRequest};
 use mirror_tests::netns::Netns;
 
 /// The request path and headers of every request.
@@ -93,8 +103,12 @@ pub struct LoadResult {
     pub p90: f64,
     pub p99: f64,
     pub max: f64,
-    /// How late the client itself sent, p99 in microseconds (constant rate only): its floor.
+    /// How late the client itself sent, p99 in microseconds (our constant-rate client only;
+    /// NaN where unknown): its floor.
     pub send_lag_p99: f64,
+    /// h2load at a fixed rate: how well it kept its schedule, the planned time from its first
+    /// request to its last over the time it took (1.0: on time; 0.9: 10 % slower than asked).
+    pub schedule_kept: Option<f64>,
     /// Every latency (constant rate only; wrk reports percentiles alone).
     pub distribution: Option<Distribution>,
 }
@@ -191,6 +205,7 @@ pub fn wrk(run: &Wrk<'_>) -> Result<LoadResult> {
         p99: value("p99")?,
         max: value("max")?,
         send_lag_p99: 0.0,
+        schedule_kept: None,
         distribution: None,
     })
 }
@@ -410,6 +425,175 @@ fn content_length(head: &[u8]) -> Option<usize> {
     })
 }
 
+/// h2load for the bench's request: every URL's path is [`PATH`], `:authority` is [`HOST`], and
+/// the other fields are [`HEADERS`] (in HTTP/2's lowercase).
+fn h2load_request(target: SocketAddr, cpus: Option<&str>) -> H2Load {
+    let mut load = H2Load::new(&format!("http://{target}{PATH}")).header(":authority", HOST);
+    for (name, value) in HEADERS {
+        load = load.header(&name.to_ascii_lowercase(), value);
+    }
+    match cpus {
+        Some(cpus) => load.cpus(cpus),
+        None => load,
+    }
+}
+
+/// A fixed-rate HTTP/2 run with h2load.
+pub struct H2Rate<'a> {
+    pub netns: &'a Netns,
+    pub target: SocketAddr,
+    pub rate: f64,
+    pub duration: Duration,
+    pub cpus: Option<&'a str>,
+}
+
+/// How h2load is asked for a fixed rate. Its `--rps` timer fires at most every 10 ms and sends
+/// what is due, so one connection at 1000 requests/s would send bursts of ten. Instead each of
+/// `clients` connections sends one request per tick (at most 100/s), and they are opened one
+/// every `stagger` (a tick plus the rate's spacing), so their ticks fall evenly apart: at 1000
+/// requests/s, 10 connections ticking every 10 ms, opened 11 ms apart, one request a
+/// millisecond. (h2load takes whole milliseconds: above 1000 requests/s some ticks coincide.)
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct H2RatePlan {
+    pub clients: u32,
+    pub rps_per_client: f64,
+    pub stagger: Duration,
+    pub requests: u64,
+}
+
+impl H2RatePlan {
+    /// The most requests per second one connection is asked for: one per 10 ms tick.
+    const MAX_RPS_PER_CLIENT: f64 = 100.0;
+
+    pub fn new(rate: f64, duration: Duration) -> H2RatePlan {
+        let clients = (rate / Self::MAX_RPS_PER_CLIENT).ceil().max(1.0) as u32;
+        let rps_per_client = rate / f64::from(clients);
+        let tick = 1.0 / rps_per_client;
+        let spacing = 1.0 / rate;
+        let stagger_ms = ((tick + spacing) * 1000.0).round().max(1.0);
+        let requests = ((rate * duration.as_secs_f64()).round() as u64).max(u64::from(clients));
+        H2RatePlan {
+            clients,
+            rps_per_client,
+            stagger: Duration::from_millis(stagger_ms as u64),
+            requests,
+        }
+    }
+}
+
+/// Concurrent streams each paced connection may have open: enough that a stall of a second
+/// at 100 requests/s does not hold requests back in the client.
+const RATE_STREAMS: u32 = 128;
+
+pub fn h2load_rate(run: &H2Rate<'_>) -> Result<LoadResult> {
+    let plan = H2RatePlan::new(run.rate, run.duration);
+    let summary = h2load_request(run.target, run.cpus)
+        .requests(plan.requests)
+        .clients(plan.clients)
+        .streams(RATE_STREAMS)
+        .rps_per_client(plan.rps_per_client)
+        .connection_rate(1, plan.stagger)
+        .log()
+        .run(run.netns)?;
+    Ok(from_h2load_log(&summary.logged, &plan, run.duration))
+}
+
+impl H2RatePlan {
+    /// When the last request is due, counted from the first: connection `k` opens at
+    /// `k × stagger`, sends its first request at once and one more at every tick after, and
+    /// h2load gives the requests that do not divide evenly to the first connections.
+    pub fn planned_span(&self) -> Duration {
+        let clients = u64::from(self.clients.max(1));
+        let tick = Duration::from_secs_f64(1.0 / self.rps_per_client);
+        (0..clients)
+            .map(|k| {
+                let requests = self.requests / clients + u64::from(k < self.requests % clients);
+                self.stagger * k as u32 + tick.mul_f64(requests.saturating_sub(1) as f64)
+            })
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+/// A fixed-rate phase's result from h2load's per-request log: latencies of the 2xx answers;
+/// every other request asked for (failed, or never logged) is an error.
+pub fn from_h2load_log(
+    logged: &[LoggedRequest],
+    plan: &H2RatePlan,
+    duration: Duration,
+) -> LoadResult {
+    let asked = plan.requests;
+    let mut latencies: Vec<u32> = logged
+        .iter()
+        .filter(|request| request.succeeded())
+        .map(|request| u32::try_from(request.micros).unwrap_or(u32::MAX))
+        .collect();
+    latencies.sort_unstable();
+    let completed = latencies.len() as u64;
+    let first = logged.iter().map(|r| r.sent_micros).min();
+    let last = logged.iter().map(|r| r.sent_micros).max();
+    let schedule_kept = match (first, last) {
+        (Some(first), Some(last)) if last > first => {
+            Some(plan.planned_span().as_secs_f64() / ((last - first) as f64 / 1e6))
+        }
+        _ => None,
+    };
+    LoadResult {
+        completed,
+        errors: asked.max(logged.len() as u64) - completed,
+        missed: 0,
+        elapsed: duration,
+        p50: percentile(&latencies, 50.0),
+        p90: percentile(&latencies, 90.0),
+        p99: percentile(&latencies, 99.0),
+        max: latencies.last().map_or(f64::NAN, |&max| f64::from(max)),
+        send_lag_p99: f64::NAN,
+        schedule_kept,
+        distribution: distribution(&latencies),
+    }
+}
+
+/// A closed-loop HTTP/2 run with h2load: `connections` × `streams` requests in flight.
+pub struct H2Saturation<'a> {
+    pub netns: &'a Netns,
+    pub target: SocketAddr,
+    pub connections: u32,
+    pub streams: u32,
+    pub duration: Duration,
+    pub cpus: Option<&'a str>,
+}
+
+pub fn h2load_saturation(run: &H2Saturation<'_>) -> Result<LoadResult> {
+    let summary = h2load_request(run.target, run.cpus)
+        .clients(run.connections)
+        .streams(run.streams)
+        .duration(run.duration)
+        .run(run.netns)?;
+    Ok(LoadResult {
+        completed: summary.succeeded,
+        errors: summary.failed + summary.timeout,
+        missed: 0,
+        elapsed: run.duration,
+        // Percentiles would need the per-request log; h2load's summary has the extremes.
+        p50: f64::NAN,
+        p90: f64::NAN,
+        p99: f64::NAN,
+        max: summary.request_time.max.as_secs_f64() * 1e6,
+        send_lag_p99: f64::NAN,
+        schedule_kept: None,
+        distribution: None,
+    })
+}
+
+/// `h2load --version`.
+pub fn h2load_version() -> String {
+    Command::new("h2load")
+        .arg("--version")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_else(|_| "h2load: not found".into())
+}
+
 /// Pins the calling thread to `cpu`.
 pub fn pin_current_thread(cpu: usize) {
     let mut set = nix::sched::CpuSet::new();
@@ -466,6 +650,88 @@ mod tests {
         }
         assert_eq!(distribution(&[u32::MAX]).map(|d| d.len()), Some(1));
         assert!(distribution(&[]).is_none());
+    }
+
+    #[test]
+    fn h2_rate_plan_spreads_one_request_per_tick_evenly() {
+        let plan = H2RatePlan::new(1000.0, Duration::from_secs(4));
+        assert_eq!(
+            plan,
+            H2RatePlan {
+                clients: 10,
+                rps_per_client: 100.0,
+                stagger: Duration::from_millis(11),
+                requests: 4000,
+            }
+        );
+        // Each connection ticks every 10 ms; opened 11 ms apart, their ticks are 0, 1, … 9 ms
+        // into every 10 ms.
+        let tick_ms = (1000.0 / plan.rps_per_client) as u64;
+        let mut phases: Vec<u64> = (0..u64::from(plan.clients))
+            .map(|k| k * plan.stagger.as_millis() as u64 % tick_ms)
+            .collect();
+        phases.sort_unstable();
+        assert_eq!(phases, (0..10).collect::<Vec<u64>>());
+        let slow = H2RatePlan::new(250.0, Duration::from_millis(2500));
+        assert_eq!(
+            (slow.clients, slow.stagger, slow.requests),
+            (3, Duration::from_millis(16), 625)
+        );
+        assert!((slow.rps_per_client - 250.0 / 3.0).abs() < 1e-9);
+        // Never fewer requests than connections (h2load refuses that).
+        assert_eq!(H2RatePlan::new(50.0, Duration::ZERO).requests, 1);
+    }
+
+    #[test]
+    fn h2_rate_plan_knows_when_its_last_request_is_due() {
+        // Ten connections of 400, the last opened 99 ms in: 99 + 399 × 10 ms.
+        let close_to = |span: Duration, ms: f64| (span.as_secs_f64() * 1e3 - ms).abs() < 1e-3;
+        let plan = H2RatePlan::new(1000.0, Duration::from_secs(4));
+        assert!(
+            close_to(plan.planned_span(), 4089.0),
+            "{:?}",
+            plan.planned_span()
+        );
+        // 625 over 3 connections: 209, 208, 208; ticks of 12 ms, opened 16 ms apart: the last
+        // connection's 207 ticks after 32 ms, the first's 208 ticks.
+        let uneven = H2RatePlan::new(250.0, Duration::from_millis(2500));
+        assert!(
+            close_to(uneven.planned_span(), 2516.0),
+            "{:?}",
+            uneven.planned_span()
+        );
+    }
+
+    #[test]
+    fn h2load_log_gives_percentiles_of_the_2xx_answers_and_the_rate_sent() {
+        let mut logged: Vec<LoggedRequest> = (0..100u64)
+            .map(|i| LoggedRequest {
+                // One request a millisecond.
+                sent_micros: 1_000_000 + i * 1000,
+                status: Some(200),
+                micros: i + 1,
+            })
+            .collect();
+        logged[7].status = None;
+        logged[8].status = Some(503);
+        // Asked for 101 on one connection at 1000/s: due over 100 ms, sent over 99 ms.
+        let plan = H2RatePlan {
+            clients: 1,
+            rps_per_client: 1000.0,
+            stagger: Duration::from_millis(1),
+            requests: 101,
+        };
+        let result = from_h2load_log(&logged, &plan, Duration::from_secs(1));
+        assert_eq!((result.completed, result.errors), (98, 3));
+        // 1..=100 without 8 and 9: ranks 49 and 98 of 98.
+        assert_eq!((result.p50, result.p99, result.max), (51.0, 100.0, 100.0));
+        let kept = result.schedule_kept.expect("kept");
+        assert!((kept - 100.0 / 99.0).abs() < 1e-9, "{kept}");
+        assert!(result.send_lag_p99.is_nan());
+        assert_eq!(result.distribution.map(|d| d.len()), Some(98));
+        let none = from_h2load_log(&[], &plan, Duration::from_secs(1));
+        assert_eq!((none.completed, none.errors), (0, 101));
+        assert!(none.p99.is_nan() && none.schedule_kept.is_none());
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! nginx from Debian in three roles, each its own process in a namespace: the primary (a fixed
 //! 1 KiB answer), the healthy shadow (a short answer, with `stub_status` to count the copies that
 //! arrive), and the explicit proxy that mirrors with its `mirror` directive (the comparison).
+//! Primary and shadow also listen for h2c with prior knowledge on ports of their own (`listen …
+//! http2` on a plain port, nginx 1.22), with the same answers; `stub_status` counts HTTP/2
+//! requests (streams) too.
 //!
 //! Every instance has its own prefix directory (config, pid file, temp paths) under the bench's
 //! work directory, runs in the foreground (`daemon off`) and is stopped by its handle.
@@ -39,9 +42,13 @@ pub const MIRROR_REQUEST_TIMEOUT: &str = "5s";
 pub enum Role<'a> {
     Primary {
         listen: &'a [SocketAddr],
+        /// h2c with prior knowledge.
+        listen_h2: &'a [SocketAddr],
     },
     Shadow {
         listen: SocketAddr,
+        /// h2c with prior knowledge.
+        listen_h2: Option<SocketAddr>,
     },
     Proxy {
         listen: SocketAddr,
@@ -54,6 +61,11 @@ pub enum Role<'a> {
 fn listen_directive(address: SocketAddr) -> String {
     // reuseport spreads connections over workers; backlog for bursts of new connections.
     format!("listen {address} backlog=4096;")
+}
+
+/// h2c with prior knowledge: nginx 1.22 speaks only HTTP/2 on a plain `http2` listener.
+fn listen_h2_directive(address: SocketAddr) -> String {
+    format!("listen {address} http2 backlog=4096;")
 }
 
 /// The configuration text of `role` with its files under `prefix`.
@@ -73,10 +85,13 @@ pub fn config(role: &Role<'_>, prefix: &Path) -> String {
          keepalive_requests 100000000;\n  keepalive_timeout 120s;\n  server_tokens off;\n"
     );
     match role {
-        Role::Primary { listen } => {
+        Role::Primary { listen, listen_h2 } => {
             text.push_str("  server {\n");
             for address in *listen {
                 let _ = writeln!(text, "    {}", listen_directive(*address));
+            }
+            for address in *listen_h2 {
+                let _ = writeln!(text, "    {}", listen_h2_directive(*address));
             }
             let body = "x".repeat(BODY_BYTES - 1);
             let _ = writeln!(
@@ -84,13 +99,16 @@ pub fn config(role: &Role<'_>, prefix: &Path) -> String {
                 "    default_type text/plain;\n    location / {{ return 200 \"{body}\\n\"; }}\n  }}"
             );
         }
-        Role::Shadow { listen } => {
+        Role::Shadow { listen, listen_h2 } => {
+            let _ = writeln!(text, "  server {{\n    {}", listen_directive(*listen));
+            if let Some(address) = listen_h2 {
+                let _ = writeln!(text, "    {}", listen_h2_directive(*address));
+            }
             let _ = writeln!(
                 text,
-                "  server {{\n    {}\n    default_type text/plain;\n\
+                "    default_type text/plain;\n\
                  location = {STATUS_PATH} {{ stub_status; }}\n\
-                 location / {{ return 200 \"shadow ok\\n\"; }}\n  }}",
-                listen_directive(*listen)
+                 location / {{ return 200 \"shadow ok\\n\"; }}\n  }}"
             );
         }
         Role::Proxy {
@@ -314,6 +332,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shadow_counts_both_protocols_in_one_server() -> Result<()> {
+        let text = config(
+            &Role::Shadow {
+                listen: "172.20.0.10:8080".parse()?,
+                listen_h2: Some("172.20.0.10:8090".parse()?),
+            },
+            Path::new("/tmp/x"),
+        );
+        assert_eq!(text.matches("server {").count(), 1, "{text}");
+        assert!(text.contains("listen 172.20.0.10:8090 http2 backlog=4096;"));
+        assert!(text.contains(&format!("location = {STATUS_PATH} {{ stub_status; }}")));
+        let plain = config(
+            &Role::Shadow {
+                listen: "172.20.0.10:8080".parse()?,
+                listen_h2: None,
+            },
+            Path::new("/tmp/x"),
+        );
+        assert!(!plain.contains("http2"), "{plain}");
+        Ok(())
+    }
+
+    #[test]
     fn proxy_config_mirrors_to_every_shadow() -> Result<()> {
         let mirrors = [
             MirrorTo {
@@ -342,12 +383,20 @@ mod tests {
     }
 
     #[test]
-    fn primary_body_is_one_kib() {
+    fn primary_body_is_one_kib_over_both_protocols() {
         let text = config(
             &Role::Primary {
                 listen: &["10.96.0.10:8080".parse().expect("address")],
+                listen_h2: &["10.96.0.10:8090".parse().expect("address")],
             },
             Path::new("/tmp/x"),
+        );
+        // One server block: the same location answers both listeners.
+        assert_eq!(text.matches("server {").count(), 1, "{text}");
+        assert!(
+            text.contains("listen 10.96.0.10:8080 backlog=4096;")
+                && text.contains("listen 10.96.0.10:8090 http2 backlog=4096;"),
+            "{text}"
         );
         let body = text
             .split("return 200 \"")

@@ -1,6 +1,8 @@
 //! The report's pictures, as SVG text drawn with plotters' SVG backend (labels stay SVG `<text>`,
 //! so no font file is read): the latency distribution of each scenario at the fixed rate, and
-//! throughput and CPU per request at saturation. Each scenario keeps one colour in every picture.
+//! throughput and CPU per request at saturation. Each scenario keeps one colour in every picture;
+//! the HTTP/2 scenarios appear beside the HTTP/1.1 ones (keep-alive only), their latency lines
+//! labelled as h2load's (from each request's send).
 
 use anyhow::{Context, Result};
 use plotters::coord::types::RangedCoordf64;
@@ -9,12 +11,12 @@ use plotters::prelude::*;
 
 use super::load::Mode;
 use super::report::{Results, Spread};
-use super::scenario::Scenario;
+use super::scenario::{Protocol, Scenario};
 
 const WIDTH: u32 = 960;
 const FONT: &str = "sans-serif";
-/// The categorical axes' label area: room for "mirror-degraded".
-const NAMES_WIDTH: u32 = 130;
+/// The categorical axes' label area: room for "h2-mirror-degraded".
+const NAMES_WIDTH: u32 = 150;
 
 /// One picture: what the file name ends with, what it shows, and its SVG (or why it could not
 /// be drawn).
@@ -29,10 +31,23 @@ pub struct Picture {
 pub fn draw(results: &Results<'_>, rate: f64) -> Vec<Picture> {
     let mut pictures = Vec::new();
     let lines = latency_lines(results);
+    let http2 = results
+        .scenarios
+        .iter()
+        .any(|s| s.protocol() == Protocol::Http2);
     if !lines.is_empty() {
-        let title = format!(
-            "Latency at a fixed {rate:.0} requests/s, keep-alive (open loop), every repetition pooled"
-        );
+        // h2load's lines say in their labels that they count from each send.
+        let title = if http2 {
+            format!(
+                "Latency at a fixed {rate:.0} requests/s, keep-alive, every repetition pooled \
+                 (HTTP/1.1: open loop)"
+            )
+        } else {
+            format!(
+                "Latency at a fixed {rate:.0} requests/s, keep-alive (open loop), every repetition \
+                 pooled"
+            )
+        };
         pictures.push(Picture {
             suffix: "latency",
             svg: latency_svg(&title, &lines),
@@ -66,7 +81,12 @@ pub fn draw(results: &Results<'_>, rate: f64) -> Vec<Picture> {
         })
     });
     if throughput.iter().any(|panel| !panel.is_empty()) {
-        let title = "Throughput at saturation (wrk, closed loop)".to_owned();
+        let title = if http2 {
+            "Throughput at saturation (closed loop: wrk, and h2load for HTTP/2)"
+        } else {
+            "Throughput at saturation (wrk, closed loop)"
+        }
+        .to_owned();
         let note = format!("bars: medians; {over}");
         pictures.push(Picture {
             suffix: "throughput",
@@ -131,6 +151,11 @@ fn colour(scenario: Scenario) -> RGBColor {
         Scenario::Degraded => RGBColor(230, 159, 0),
         Scenario::NginxMirror => RGBColor(213, 94, 0),
         Scenario::NginxDegraded => RGBColor(204, 121, 167),
+        // Darker or lighter neighbours of their HTTP/1.1 counterparts' colours.
+        Scenario::H2Direct => RGBColor(120, 120, 120),
+        Scenario::H2Intercept => RGBColor(86, 180, 233),
+        Scenario::H2Mirror => RGBColor(0, 90, 65),
+        Scenario::H2Degraded => RGBColor(150, 100, 0),
     }
 }
 
@@ -219,11 +244,16 @@ fn latency_svg(title: &str, lines: &[LatencyLine]) -> Result<String> {
             let style = colour(line.scenario).stroke_width(2);
             chart
                 .draw_series(LineSeries::new(line.points.iter().copied(), style))?
-                .label(format!(
-                    "{} ({} requests)",
-                    line.scenario.key(),
-                    line.requests
-                ))
+                .label(match line.scenario.protocol() {
+                    Protocol::Http1 => {
+                        format!("{} ({} requests)", line.scenario.key(), line.requests)
+                    }
+                    Protocol::Http2 => format!(
+                        "{} (h2load, from each send; {} requests)",
+                        line.scenario.key(),
+                        line.requests
+                    ),
+                })
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
         }
         chart
@@ -528,7 +558,7 @@ mod tests {
     use super::super::fixture::{self, Measured};
     use super::*;
 
-    const SCENARIOS: [Scenario; 6] = Scenario::ALL;
+    const SCENARIOS: [Scenario; 10] = Scenario::ALL;
 
     fn measured(scenario: Scenario, rep: usize) -> Measured {
         let index = SCENARIOS.iter().position(|s| *s == scenario).unwrap_or(0) as f64;
@@ -626,7 +656,13 @@ mod tests {
             assert_eq!(curves.len(), 1, "{}: {curves:?}", scenario.key());
         }
         let texts = texts(&document);
-        for label in ["90", "99", "99.9", "mirror-degraded (2000 requests)"] {
+        for label in [
+            "90",
+            "99",
+            "99.9",
+            "mirror-degraded (2000 requests)",
+            "h2-mirror-degraded (h2load, from each send; 2000 requests)",
+        ] {
             assert!(texts.iter().any(|t| t == label), "{label}: {texts:?}");
         }
         // 2000 pooled requests show up to the 99.95th percentile, not the 99.99th.
@@ -658,6 +694,19 @@ mod tests {
         }
         let texts = texts(&cpu);
         assert!(texts.iter().any(|t| t == "60 (proxy 40)"), "{texts:?}");
+    }
+
+    #[test]
+    fn http2_scenarios_have_keep_alive_bars_only() {
+        let scenarios = [Scenario::Mirror, Scenario::H2Direct, Scenario::H2Mirror];
+        let drawn = pictures(&scenarios, 2);
+        let throughput = roxmltree::Document::parse(&drawn[1].1).expect("XML");
+        let bars = |scenario| elements(&throughput, "rect", "fill", &hex(colour(scenario))).len();
+        assert_eq!(bars(Scenario::Mirror), 2);
+        assert_eq!(bars(Scenario::H2Direct), 1);
+        assert_eq!(bars(Scenario::H2Mirror), 1);
+        let texts = texts(&throughput);
+        assert!(texts.iter().any(|t| t == "h2-mirror"), "{texts:?}");
     }
 
     #[test]

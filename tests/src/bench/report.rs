@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::load::{Distribution, Mode};
-use super::scenario::{Kind, Phase, Run, Scenario};
+use super::scenario::{Kind, Phase, Protocol, Run, Scenario};
 
 /// Median and range of one quantity over the repetitions.
 #[derive(Clone, Copy, Debug)]
@@ -250,109 +250,59 @@ impl Results<'_> {
         self.scenarios.contains(&scenario)
     }
 
-    /// The markdown tables.
+    /// The markdown tables: latency and throughput for each protocol run (HTTP/1.1 first, then
+    /// HTTP/2, each compared with its own direct scenario), then where the CPU goes.
     pub fn tables(&self, rate: f64) -> String {
         let mut out = String::new();
-        let has_direct = self.has(Scenario::Direct);
-        let _ = writeln!(
-            out,
-            "### Latency at a fixed {rate:.0} requests/s (open loop, from the intended send time)\n"
-        );
-        out.push_str(
-            "| scenario | mode | p50 µs | p90 µs | p99 µs | max µs | p99 vs direct | CPU s / 1000 req | context switches / req | RSS MiB | copies delivered / dropped |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-        );
-        for &scenario in self.scenarios {
-            for mode in Mode::ALL {
-                let p = |f: fn(&Phase) -> f64| self.spread(scenario, Kind::Rate, mode, f);
-                let vs_direct = if has_direct && scenario != Scenario::Direct {
-                    let diff = self.paired(
-                        scenario,
-                        Scenario::Direct,
-                        Kind::Rate,
-                        mode,
-                        |ph| ph.load.p99,
-                        |a, b| a - b,
-                    );
-                    let ratio = self.ratio(scenario, Scenario::Direct, Kind::Rate, mode, |ph| {
-                        ph.load.p99
-                    });
-                    format!("{} µs, ×{}", signed(diff), show(ratio, 2))
-                } else {
-                    "–".into()
-                };
-                let (cpu, switches) = self.proxy_cost(scenario, Kind::Rate, mode);
-                let rss = self.run_spread(scenario, |run| run.rss_at_rate.map(mebibytes));
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    scenario.key(),
-                    mode.label(),
-                    show(p(|ph| ph.load.p50), 0),
-                    show(p(|ph| ph.load.p90), 0),
-                    show(p(|ph| ph.load.p99), 0),
-                    show(p(|ph| ph.load.max), 0),
-                    vs_direct,
-                    cpu,
-                    switches,
-                    show(rss, 1),
-                    copies(self, scenario, Kind::Rate, mode),
-                );
-            }
+        let of = |protocol: Protocol| -> Vec<Scenario> {
+            self.scenarios
+                .iter()
+                .copied()
+                .filter(|s| s.protocol() == protocol)
+                .collect()
+        };
+        let http1 = of(Protocol::Http1);
+        if !http1.is_empty() {
+            self.latency_table(
+                &mut out,
+                &http1,
+                &format!(
+                    "Latency at a fixed {rate:.0} requests/s (open loop, from the intended send time)"
+                ),
+            );
+            self.throughput_table(
+                &mut out,
+                &http1,
+                "Throughput at saturation (wrk, closed loop)",
+            );
         }
-        out.push_str("\n### Throughput at saturation (wrk, closed loop)\n\n");
-        out.push_str(
-            "| scenario | mode | requests/s | vs direct | p50 µs | p99 µs | max µs | CPU s / 1000 req | context switches / req | bed CPU µs / req | RSS MiB | copies delivered / dropped |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-        );
-        for &scenario in self.scenarios {
-            for mode in Mode::ALL {
-                let p = |f: fn(&Phase) -> f64| self.spread(scenario, Kind::Saturation, mode, f);
-                let vs_direct = if has_direct && scenario != Scenario::Direct {
-                    format!(
-                        "×{}",
-                        show(
-                            self.ratio(scenario, Scenario::Direct, Kind::Saturation, mode, |ph| ph
-                                .load
-                                .rps()),
-                            2
-                        )
-                    )
-                } else {
-                    "–".into()
-                };
-                let (cpu, switches) = self.proxy_cost(scenario, Kind::Saturation, mode);
-                let rss = self.run_spread(scenario, |run| run.rss_at_saturation.map(mebibytes));
-                let machine = p(|ph| ph.bed_cpu * 1e6 / ph.load.completed.max(1) as f64);
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    scenario.key(),
-                    mode.label(),
-                    show(p(|ph| ph.load.rps()), 0),
-                    vs_direct,
-                    show(p(|ph| ph.load.p50), 0),
-                    show(p(|ph| ph.load.p99), 0),
-                    show(p(|ph| ph.load.max), 0),
-                    cpu,
-                    switches,
-                    show(machine, 0),
-                    show(rss, 1),
-                    copies(self, scenario, Kind::Saturation, mode),
-                );
-            }
+        let http2 = of(Protocol::Http2);
+        if !http2.is_empty() {
+            self.latency_table(
+                &mut out,
+                &http2,
+                &format!(
+                    "HTTP/2 (h2c): latency at a fixed {rate:.0} requests/s (h2load, from each \
+                     request's send)"
+                ),
+            );
+            self.throughput_table(
+                &mut out,
+                &http2,
+                "HTTP/2 (h2c): throughput at saturation (h2load, closed loop; no percentiles)",
+            );
         }
         out.push_str(
-            "\n### Where the CPU goes at saturation (CPU µs per request, keep-alive)\n\n\
+            "### Where the CPU goes at saturation (CPU µs per request, keep-alive)\n\n\
              The two cores are the bed's limit, so throughput follows the total. \"free proxy\" is \
-             the throughput the bed would reach, relative to direct, if the proxy cost nothing: \
-             direct's total over this scenario's total without the proxy.\n\n\
+             the throughput the bed would reach, relative to direct (h2-direct for HTTP/2), if the \
+             proxy cost nothing: direct's total over this scenario's total without the proxy.\n\n\
              | scenario | load generator | primary | healthy shadow | proxy | total | free proxy vs direct |\n\
              |---|---:|---:|---:|---:|---:|---:|\n",
         );
         for &scenario in self.scenarios {
             let split = self.cpu_split(scenario, Mode::KeepAlive);
-            let free_proxy = if has_direct {
+            let free_proxy = if self.has(scenario.baseline()) {
                 show(self.free_proxy_ceiling(scenario, Mode::KeepAlive), 2)
             } else {
                 "–".into()
@@ -372,10 +322,105 @@ impl Results<'_> {
         out
     }
 
+    /// One latency table at the fixed rate: a row per scenario and mode, compared with the
+    /// scenarios' own baseline (direct, or h2-direct) within each repetition.
+    fn latency_table(&self, out: &mut String, scenarios: &[Scenario], title: &str) {
+        let baseline = scenarios[0].baseline();
+        let _ = writeln!(out, "### {title}\n");
+        let _ = writeln!(
+            out,
+            "| scenario | mode | p50 µs | p90 µs | p99 µs | max µs | p99 vs {} | CPU s / 1000 req | context switches / req | RSS MiB | copies delivered / dropped |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            baseline.key()
+        );
+        for &scenario in scenarios {
+            for &mode in scenario.modes() {
+                let p = |f: fn(&Phase) -> f64| self.spread(scenario, Kind::Rate, mode, f);
+                let vs_baseline = if self.has(baseline) && scenario != baseline {
+                    let diff = self.paired(
+                        scenario,
+                        baseline,
+                        Kind::Rate,
+                        mode,
+                        |ph| ph.load.p99,
+                        |a, b| a - b,
+                    );
+                    let ratio = self.ratio(scenario, baseline, Kind::Rate, mode, |ph| ph.load.p99);
+                    format!("{} µs, ×{}", signed(diff), show(ratio, 2))
+                } else {
+                    "–".into()
+                };
+                let (cpu, switches) = self.proxy_cost(scenario, Kind::Rate, mode);
+                let rss = self.run_spread(scenario, |run| run.rss_at_rate.map(mebibytes));
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    scenario.key(),
+                    mode.label(),
+                    show(p(|ph| ph.load.p50), 0),
+                    show(p(|ph| ph.load.p90), 0),
+                    show(p(|ph| ph.load.p99), 0),
+                    show(p(|ph| ph.load.max), 0),
+                    vs_baseline,
+                    cpu,
+                    switches,
+                    show(rss, 1),
+                    copies(self, scenario, Kind::Rate, mode),
+                );
+            }
+        }
+        out.push('\n');
+    }
+
+    /// One throughput table at saturation, compared with the scenarios' own baseline.
+    fn throughput_table(&self, out: &mut String, scenarios: &[Scenario], title: &str) {
+        let baseline = scenarios[0].baseline();
+        let _ = writeln!(out, "### {title}\n");
+        let _ = writeln!(
+            out,
+            "| scenario | mode | requests/s | vs {} | p50 µs | p99 µs | max µs | CPU s / 1000 req | context switches / req | bed CPU µs / req | RSS MiB | copies delivered / dropped |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            baseline.key()
+        );
+        for &scenario in scenarios {
+            for &mode in scenario.modes() {
+                let p = |f: fn(&Phase) -> f64| self.spread(scenario, Kind::Saturation, mode, f);
+                let vs_baseline = if self.has(baseline) && scenario != baseline {
+                    let ratio = self.ratio(scenario, baseline, Kind::Saturation, mode, |ph| {
+                        ph.load.rps()
+                    });
+                    format!("×{}", show(ratio, 2))
+                } else {
+                    "–".into()
+                };
+                let (cpu, switches) = self.proxy_cost(scenario, Kind::Saturation, mode);
+                let rss = self.run_spread(scenario, |run| run.rss_at_saturation.map(mebibytes));
+                let machine = p(|ph| ph.bed_cpu * 1e6 / ph.load.completed.max(1) as f64);
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    scenario.key(),
+                    mode.label(),
+                    show(p(|ph| ph.load.rps()), 0),
+                    vs_baseline,
+                    show(p(|ph| ph.load.p50), 0),
+                    show(p(|ph| ph.load.p99), 0),
+                    show(p(|ph| ph.load.max), 0),
+                    cpu,
+                    switches,
+                    show(machine, 0),
+                    show(rss, 1),
+                    copies(self, scenario, Kind::Saturation, mode),
+                );
+            }
+        }
+        out.push('\n');
+    }
+
     /// The proxy's CPU seconds per 1000 requests and context switches per request, shown ("–"
-    /// for direct, which has no proxy).
+    /// for direct and h2-direct, which have no proxy).
     fn proxy_cost(&self, scenario: Scenario, kind: Kind, mode: Mode) -> (String, String) {
-        if scenario == Scenario::Direct {
+        if scenario == scenario.baseline() {
             return ("–".into(), "–".into());
         }
         (
@@ -384,9 +429,9 @@ impl Results<'_> {
         )
     }
 
-    /// Throughput relative to direct that `scenario` would reach at saturation if its proxy
-    /// cost nothing: on a CPU-bound bed, direct's CPU per request over the scenario's without
-    /// the proxy's share (paired within each repetition).
+    /// Throughput relative to its baseline (direct, or h2-direct) that `scenario` would reach
+    /// at saturation if its proxy cost nothing: on a CPU-bound bed, the baseline's CPU per
+    /// request over the scenario's without the proxy's share (paired within each repetition).
     pub fn free_proxy_ceiling(&self, scenario: Scenario, mode: Mode) -> Option<Spread> {
         self.per_repetition(|rep| self.free_proxy_ceiling_in(scenario, rep, mode))
     }
@@ -394,7 +439,13 @@ impl Results<'_> {
     fn free_proxy_ceiling_in(&self, scenario: Scenario, rep: usize, mode: Mode) -> Option<f64> {
         let without_proxy =
             |ph: &Phase| (ph.bed_cpu - ph.proxy_cpu) / ph.load.completed.max(1) as f64;
-        let direct = self.value_in(Scenario::Direct, rep, Kind::Saturation, mode, without_proxy)?;
+        let direct = self.value_in(
+            scenario.baseline(),
+            rep,
+            Kind::Saturation,
+            mode,
+            without_proxy,
+        )?;
         let this = self.value_in(scenario, rep, Kind::Saturation, mode, without_proxy)?;
         Some(direct / this)
     }
@@ -470,10 +521,11 @@ impl Results<'_> {
         }
     }
 
-    /// The goals of issue 11, each a ratio taken within each repetition (or, for RSS, an
-    /// amount), with the medians it comes from and a verdict on the median over repetitions.
+    /// The goals of issue 11 (and issue 12's for HTTP/2, last), each a ratio taken within each
+    /// repetition (or, for RSS, an amount), with the medians it comes from and a verdict on the
+    /// median over repetitions.
     pub fn goal_checks(&self, rate: f64) -> Vec<GoalCheck> {
-        use Scenario::{Degraded, Direct, Intercept, Mirror, NginxMirror};
+        use Scenario::{Degraded, Direct, H2Degraded, H2Mirror, Intercept, Mirror, NginxMirror};
         let ka = Mode::KeepAlive;
         let fixed = format!("{rate:.0} req/s, keep-alive, 100 % mirrored");
         let p99 = |scenario| self.spread(scenario, Kind::Rate, ka, |p| p.load.p99);
@@ -610,6 +662,36 @@ impl Results<'_> {
                     ),
                 )
             },
+            self.check(
+                format!(
+                    "daemon CPU per mirrored request, HTTP/2 vs HTTP/1.1 (h2-mirror vs mirror, \
+                     {fixed}; the same request fields and 1 KiB answers)"
+                ),
+                &[H2Mirror, Mirror],
+                Bound::AtMost(1.0),
+                Judge::Always,
+                cpu_ratio(H2Mirror, Mirror),
+                medians(
+                    &[(H2Mirror, cpu(H2Mirror)), (Mirror, cpu(Mirror))],
+                    3,
+                    "CPU s / 1000 req",
+                ),
+            ),
+            self.check(
+                format!(
+                    "HTTP/2 primary p99, slow + blackholed shadow (h2-mirror-degraded) vs healthy \
+                     shadow (h2-mirror), {rate:.0} req/s, keep-alive"
+                ),
+                &[H2Degraded, H2Mirror],
+                Bound::AtMost(1.1),
+                Judge::Latency,
+                p99_ratio(H2Degraded, H2Mirror),
+                medians(
+                    &[(H2Degraded, p99(H2Degraded)), (H2Mirror, p99(H2Mirror))],
+                    0,
+                    "µs",
+                ),
+            ),
         ]
     }
 
@@ -717,6 +799,13 @@ impl Results<'_> {
                 .filter(|p| p.kind == Kind::Rate)
                 .map(|p| p.load.send_lag_p99),
         );
+        let h2_schedule = Spread::of(
+            self.runs
+                .iter()
+                .flat_map(|r| r.phases.iter())
+                .filter(|p| p.kind == Kind::Rate)
+                .filter_map(|p| p.load.schedule_kept),
+        );
         let errors: u64 = self
             .runs
             .iter()
@@ -740,11 +829,21 @@ impl Results<'_> {
             "- machine CPU busy during the fixed-rate phases, all processes: {} % of 2 cores",
             show(busy, 0)
         );
-        let _ = writeln!(
-            out,
-            "- the fixed-rate client's own lateness (p99 of actual − intended send time): {} µs",
-            show(lag, 0)
-        );
+        if lag.is_some() {
+            let _ = writeln!(
+                out,
+                "- the fixed-rate client's own lateness (p99 of actual − intended send time): {} µs",
+                show(lag, 0)
+            );
+        }
+        if h2_schedule.is_some() {
+            let _ = writeln!(
+                out,
+                "- h2load at the fixed rate (HTTP/2) kept ×{} of its schedule (the planned time from its \
+                 first request to its last, over the time it took; 1.00 = on time)",
+                show(h2_schedule, 3)
+            );
+        }
         let _ = writeln!(
             out,
             "- client errors over all phases: {errors}; fixed-rate requests never sent in time (counted with their wait): {missed}"
@@ -764,23 +863,37 @@ impl Results<'_> {
                 hwm.join(", ")
             );
         }
-        let mut drops = Vec::new();
-        for run in self.runs {
-            if !run.daemon_drops.is_empty() {
-                let list: Vec<String> = run
-                    .daemon_drops
-                    .iter()
-                    .map(|(outcome, n)| format!("{outcome} {n}"))
-                    .collect();
-                drops.push(format!("{}: {}", run.scenario.key(), list.join(", ")));
-            }
-        }
+        let per_run = |counts: fn(&Run) -> &[(String, u64)]| -> Vec<String> {
+            let mut lines: Vec<String> = self
+                .runs
+                .iter()
+                .filter(|run| !counts(run).is_empty())
+                .map(|run| {
+                    let list: Vec<String> = counts(run)
+                        .iter()
+                        .map(|(name, n)| format!("{name} {n}"))
+                        .collect();
+                    format!("{}: {}", run.scenario.key(), list.join(", "))
+                })
+                .collect();
+            lines.dedup();
+            lines
+        };
+        let drops = per_run(|run| &run.daemon_drops);
         if !drops.is_empty() {
-            drops.dedup();
             let _ = writeln!(
                 out,
                 "- copies the daemon itself did not make, by outcome, per run: {}",
                 drops.join("; ")
+            );
+        }
+        let errors = per_run(|run| &run.shadow_errors);
+        if !errors.is_empty() {
+            let _ = writeln!(
+                out,
+                "- copies that failed towards a shadow, by kind (`mirror_shadow_errors_total`; \
+                 HTTP/2's `refused`: no stream free), per run: {}",
+                errors.join("; ")
             );
         }
         out
@@ -868,6 +981,19 @@ mod tests {
             Scenario::Degraded => ([130.0, 250.0, 300.0], [0.05; 3], [500.0; 3], 20.0, 20.0),
             Scenario::NginxMirror => ([200.0; 3], [0.2; 3], [100.0, 150.0, 200.0], 90.0, 60.0),
             Scenario::NginxDegraded => ([5e6; 3], [0.3; 3], [30.0; 3], 150.0, 1000.0),
+            Scenario::H2Direct => ([90.0, 180.0, 90.0], [0.0; 3], [2000.0; 3], 0.0, 15.0),
+            Scenario::H2Intercept => ([100.0, 190.0, 100.0], [0.03; 3], [1500.0; 3], 10.0, 15.0),
+            // CPU per request against mirror's 0.05, 0.06, 0.04: ×1.2, ×0.5, ×1.25 within the
+            // repetitions (median ×1.2), though the medians are equal (×1.0).
+            Scenario::H2Mirror => (
+                [110.0, 200.0, 120.0],
+                [0.06, 0.03, 0.05],
+                [900.0; 3],
+                25.0,
+                35.0,
+            ),
+            // p99 against h2-mirror's: ×1.05, ×1.15, ×1.0.
+            Scenario::H2Degraded => ([115.5, 230.0, 120.0], [0.05; 3], [1200.0; 3], 15.0, 20.0),
         };
         Measured {
             p99: pick(p99),
@@ -922,6 +1048,11 @@ mod tests {
                 (Some(1.08), Verdict::Met),
                 // RSS, MiB
                 (Some(14.0), Verdict::Met),
+                (None, Verdict::NotMeasured("run scenarios h2-mirror".into())),
+                (
+                    None,
+                    Verdict::NotMeasured("run scenarios h2-mirror-degraded, h2-mirror".into())
+                ),
             ]
         );
         assert!(checks[0].goal.contains("mirror vs direct"));
@@ -947,6 +1078,8 @@ mod tests {
                 "not measured (run scenarios intercept)",
                 "not measured (run scenarios mirror-degraded)",
                 "yes",
+                "not measured (run scenarios h2-mirror)",
+                "not measured (run scenarios h2-mirror-degraded, h2-mirror)",
             ]
         );
         let only_nginx = self::checks(&[Scenario::NginxMirror], 0.5);
@@ -973,10 +1106,12 @@ mod tests {
                 busy.clone(),
                 busy,
                 Verdict::Met,
+                Verdict::NotMeasured("run scenarios h2-mirror".into()),
+                Verdict::NotMeasured("run scenarios h2-mirror-degraded, h2-mirror".into()),
             ]
         );
         // Measured all the same.
-        assert!(checks.iter().all(|c| c.measured.is_some()));
+        assert!(checks[..9].iter().all(|c| c.measured.is_some()));
     }
 
     #[test]
@@ -994,7 +1129,7 @@ mod tests {
         let judged: Vec<bool> = checks.iter().map(|c| c.verdict != late).collect();
         assert_eq!(
             judged,
-            [false, false, true, true, true, true, true, false, true]
+            [false, false, true, true, true, true, true, false, true, true, true]
         );
     }
 
@@ -1019,6 +1154,124 @@ mod tests {
             "{table}"
         );
         assert!(!table.contains("Fewer than 3 repetitions"), "{table}");
+    }
+
+    const HTTP2_AND_MIRROR: [Scenario; 6] = [
+        Scenario::Direct,
+        Scenario::Mirror,
+        Scenario::H2Direct,
+        Scenario::H2Intercept,
+        Scenario::H2Mirror,
+        Scenario::H2Degraded,
+    ];
+
+    #[test]
+    fn http2_goals_pair_h2_mirror_with_mirror_within_each_repetition() {
+        let checks = checks(&HTTP2_AND_MIRROR, 0.5);
+        let http2 = &summary(&checks)[9..];
+        assert_eq!(
+            http2,
+            [
+                // CPU per request: ×1.2, ×0.5, ×1.25 (not the ×1.0 of the medians).
+                (Some(1.2), Verdict::Missed),
+                // p99, degraded vs healthy h2c shadow: ×1.05, ×1.15, ×1.0.
+                (Some(1.05), Verdict::Met),
+            ]
+        );
+        assert!(
+            checks[9].goal.contains("HTTP/2 vs HTTP/1.1"),
+            "{}",
+            checks[9].goal
+        );
+        assert_eq!(
+            checks[9].from,
+            "h2-mirror 0.050, mirror 0.050 CPU s / 1000 req"
+        );
+        assert_eq!(checks[9].bound, Bound::AtMost(1.0));
+        let spread = checks[9].measured.expect("measured");
+        assert!(
+            (spread.min - 0.5).abs() < 1e-9 && (spread.max - 1.25).abs() < 1e-9,
+            "{spread:?}"
+        );
+    }
+
+    #[test]
+    fn http2_tables_compare_with_h2_direct_and_have_keep_alive_rows_only() {
+        let runs = fixture::runs(&HTTP2_AND_MIRROR, 3, 0.5, measured);
+        let results = Results {
+            runs: &runs,
+            scenarios: &HTTP2_AND_MIRROR,
+        };
+        let tables = results.tables(1000.0);
+        let section = |title: &str| -> Vec<String> {
+            tables
+                .split("### ")
+                .find(|part| part.starts_with(title))
+                .unwrap_or_else(|| panic!("no {title:?} in\n{tables}"))
+                .lines()
+                .filter(|line| line.starts_with("| ") && !line.starts_with("| scenario"))
+                .map(str::to_owned)
+                .collect()
+        };
+        let http1 = section("Latency at a fixed 1000 requests/s");
+        assert_eq!(http1.len(), 4, "{http1:?}");
+        let latency = section("HTTP/2 (h2c): latency at a fixed 1000 requests/s");
+        assert_eq!(latency.len(), 4, "{latency:?}");
+        assert!(latency.iter().all(|row| row.contains("| keep-alive |")));
+        assert!(tables.contains("| p99 vs h2-direct |"), "{tables}");
+        // h2-mirror's p99 against h2-direct's: +20, +20, +30 µs.
+        assert!(
+            latency[2].starts_with("| h2-mirror | keep-alive |")
+                && latency[2].contains("| +20 (+20…+30) µs, ×1.22 (1.11–1.33) |"),
+            "{}",
+            latency[2]
+        );
+        // h2-direct has no proxy; h2-mirror made one copy per request, all delivered.
+        assert!(
+            latency[0].contains("| – | – | – | – | – |"),
+            "{}",
+            latency[0]
+        );
+        assert!(latency[2].ends_with("| 1000 / 0 |"), "{}", latency[2]);
+        let throughput = section("HTTP/2 (h2c): throughput at saturation");
+        assert_eq!(throughput.len(), 4, "{throughput:?}");
+        // No percentiles from h2load at saturation; its ratio is to h2-direct.
+        assert!(
+            throughput[2].starts_with(
+                "| h2-mirror | keep-alive | 900 (900–900) | ×0.45 (0.45–0.45) | – | – | 3000 (3000–3000) |"
+            ),
+            "{}",
+            throughput[2]
+        );
+        let cpu = section("Where the CPU goes");
+        assert_eq!(cpu.len(), HTTP2_AND_MIRROR.len(), "{cpu:?}");
+    }
+
+    #[test]
+    fn noise_lists_the_daemons_own_counts_and_h2loads_schedule() {
+        let scenarios = [Scenario::Degraded, Scenario::H2Degraded];
+        let mut runs = fixture::runs(&scenarios, 1, 0.5, measured);
+        runs[0].daemon_drops = vec![("queue_full".into(), 9779)];
+        runs[1].shadow_errors = vec![("refused".into(), 3570), ("connect".into(), 2)];
+        let noise = Results {
+            runs: &runs,
+            scenarios: &scenarios,
+        }
+        .noise();
+        assert!(
+            noise.contains("did not make, by outcome, per run: mirror-degraded: queue_full 9779\n"),
+            "{noise}"
+        );
+        assert!(
+            noise.contains("per run: h2-mirror-degraded: refused 3570, connect 2\n"),
+            "{noise}"
+        );
+        assert!(noise.contains("kept ×1.000 of its schedule"), "{noise}");
+        // The HTTP/1.1 client's two fixed-rate phases (the h2load phase has no such figure).
+        assert!(
+            noise.contains("own lateness (p99 of actual − intended send time): 0 (0–0) µs"),
+            "{noise}"
+        );
     }
 
     #[test]

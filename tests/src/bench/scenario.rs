@@ -3,14 +3,21 @@
 //! ```text
 //!  pod ns "a"            NODE ns                               primary ns
 //!  load generator ──▶ [daemon, or nginx proxy at 10.244.1.1] ──▶ nginx 10.96.0.10:8080 (1 KiB)
-//!                                   │ copies                   shadow ns
+//!                                   │ copies                       h2c  10.96.0.10:8090 (1 KiB)
+//!                                   │                          shadow ns
 //!                                   └────────────────────────▶ nginx 172.20.0.10:8080 (healthy)
+//!                                                                h2c  172.20.0.10:8090 (healthy)
 //!                                                              harness server :8081 (1 s delay)
+//!                                                              h2c server :8091 (1 s delay)
 //!                                                              :8082 blackholed (SYNs dropped)
 //! ```
 //!
+//! The HTTP/2 scenarios use the same nginx processes on their h2c ports (`listen … http2` on a
+//! plain port: prior knowledge only), the harness's Python h2c server (`tests/h2/h2_server.py
+//! --delay 1`) as the slow shadow, and the same blackholed port.
+//!
 //! Each run starts the scenario's proxy fresh (so its peak RSS is its own), runs the phases (at a
-//! fixed rate, then at saturation; keep-alive and new connections), and stops it.
+//! fixed rate, then at saturation; keep-alive and, for HTTP/1.1, new connections), and stops it.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -18,10 +25,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use mirror_tests::daemon::{Daemon, DaemonConfig, MirrorRule, ShadowTarget};
+use mirror_tests::h2c::{H2Options, H2Server};
 use mirror_tests::node::{Family, Node, SHADOW_V4};
 use mirror_tests::{Behaviour, ShadowServer};
 
-use super::load::{self, ConstantRate, LoadResult, Mode, Wrk};
+use super::load::{self, ConstantRate, H2Rate, H2Saturation, LoadResult, Mode, Wrk};
 use super::nginx::{self, MirrorTo, Nginx, Role};
 use super::procstat::{self, MachineCpu};
 
@@ -30,6 +38,10 @@ const HEALTHY_PORT: u16 = 8080;
 const SLOW_PORT: u16 = 8081;
 const BLACKHOLE_PORT: u16 = 8082;
 const PROXY_PORT: u16 = 8888;
+/// The primary's and the healthy shadow's h2c port, and the slow h2c shadow's.
+pub const H2_PRIMARY_PORT: u16 = 8090;
+const H2_HEALTHY_PORT: u16 = 8090;
+const H2_SLOW_PORT: u16 = 8091;
 /// The slow shadow's delay.
 pub const SLOW_DELAY: Duration = Duration::from_secs(1);
 
@@ -48,10 +60,27 @@ pub enum Scenario {
     NginxMirror,
     /// nginx as an explicit proxy, `mirror` to the slow and the blackholed shadow.
     NginxDegraded,
+    /// HTTP/2 (h2c): the daemon not running.
+    H2Direct,
+    /// HTTP/2: the daemon intercepting, no mirror rule.
+    H2Intercept,
+    /// HTTP/2: the daemon copying every stream to the healthy h2c shadow.
+    H2Mirror,
+    /// HTTP/2: the daemon copying every stream to the slow h2c and to the blackholed shadow.
+    H2Degraded,
+}
+
+/// What the pod speaks to the primary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    /// h2c with prior knowledge.
+    Http2,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    /// The HTTP/1.1 scenarios: the default run.
+    pub const HTTP1: [Scenario; 6] = [
         Scenario::Direct,
         Scenario::Intercept,
         Scenario::Mirror,
@@ -59,6 +88,28 @@ impl Scenario {
         Scenario::NginxMirror,
         Scenario::NginxDegraded,
     ];
+
+    pub const HTTP2: [Scenario; 4] = [
+        Scenario::H2Direct,
+        Scenario::H2Intercept,
+        Scenario::H2Mirror,
+        Scenario::H2Degraded,
+    ];
+
+    /// HTTP/1.1, then HTTP/2.
+    pub const ALL: [Scenario; 10] = {
+        let mut all = [Scenario::Direct; 10];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = if i < Scenario::HTTP1.len() {
+                Scenario::HTTP1[i]
+            } else {
+                Scenario::HTTP2[i - Scenario::HTTP1.len()]
+            };
+            i += 1;
+        }
+        all
+    };
 
     /// The name on the command line and in the tables.
     pub fn key(self) -> &'static str {
@@ -69,6 +120,10 @@ impl Scenario {
             Scenario::Degraded => "mirror-degraded",
             Scenario::NginxMirror => "nginx-mirror",
             Scenario::NginxDegraded => "nginx-degraded",
+            Scenario::H2Direct => "h2-direct",
+            Scenario::H2Intercept => "h2-intercept",
+            Scenario::H2Mirror => "h2-mirror",
+            Scenario::H2Degraded => "h2-mirror-degraded",
         }
     }
 
@@ -84,6 +139,15 @@ impl Scenario {
             Scenario::NginxDegraded => {
                 "nginx explicit proxy, `mirror` to the slow (1 s) and the blackholed shadow"
             }
+            Scenario::H2Direct => "HTTP/2 (h2c): pod -> primary, daemon not running",
+            Scenario::H2Intercept => "HTTP/2 (h2c): through the daemon, no mirror rule",
+            Scenario::H2Mirror => {
+                "HTTP/2 (h2c): through the daemon, every stream mirrored to the healthy h2c shadow"
+            }
+            Scenario::H2Degraded => {
+                "HTTP/2 (h2c): through the daemon, every stream mirrored to the slow (1 s) h2c \
+                 and the blackholed shadow"
+            }
         }
     }
 
@@ -91,12 +155,48 @@ impl Scenario {
         Scenario::ALL.into_iter().find(|s| s.key() == key)
     }
 
+    /// A scenario's key, or a group of them: `http1` (the default), `h2`, `all`.
+    pub fn parse_group(key: &str) -> Option<Vec<Scenario>> {
+        match key {
+            "http1" => Some(Scenario::HTTP1.to_vec()),
+            "h2" => Some(Scenario::HTTP2.to_vec()),
+            "all" => Some(Scenario::ALL.to_vec()),
+            _ => Scenario::parse(key).map(|scenario| vec![scenario]),
+        }
+    }
+
+    pub fn protocol(self) -> Protocol {
+        if Scenario::HTTP2.contains(&self) {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        }
+    }
+
+    /// The scenario without a proxy that this one's ratios are taken to.
+    pub fn baseline(self) -> Scenario {
+        match self.protocol() {
+            Protocol::Http1 => Scenario::Direct,
+            Protocol::Http2 => Scenario::H2Direct,
+        }
+    }
+
+    /// The modes it is measured in: HTTP/2 keeps its connections.
+    pub fn modes(self) -> &'static [Mode] {
+        match self.protocol() {
+            Protocol::Http1 => &Mode::ALL,
+            Protocol::Http2 => &[Mode::KeepAlive],
+        }
+    }
+
     /// Copies each request should make.
     pub fn copies_per_request(self) -> u64 {
         match self {
-            Scenario::Direct | Scenario::Intercept => 0,
-            Scenario::Mirror | Scenario::NginxMirror => 1,
-            Scenario::Degraded | Scenario::NginxDegraded => 2,
+            Scenario::Direct | Scenario::Intercept | Scenario::H2Direct | Scenario::H2Intercept => {
+                0
+            }
+            Scenario::Mirror | Scenario::NginxMirror | Scenario::H2Mirror => 1,
+            Scenario::Degraded | Scenario::NginxDegraded | Scenario::H2Degraded => 2,
         }
     }
 }
@@ -109,6 +209,9 @@ pub struct Settings {
     pub rate_connections: usize,
     pub saturation_duration: Duration,
     pub wrk_connections: usize,
+    /// h2load's connections and concurrent streams per connection at saturation.
+    pub h2_connections: u32,
+    pub h2_streams: u32,
     pub warmup: Duration,
     /// Pin the load generator to CPU 0 and the primary and shadow to CPU 1.
     pub pin: bool,
@@ -135,6 +238,8 @@ impl Settings {
 pub struct Bed {
     // Drop order: servers before the namespaces they live in.
     slow: ShadowServer,
+    /// Only when an HTTP/2 degraded scenario runs (it needs the harness's Python venv).
+    slow_h2: Option<H2Server>,
     _blackhole: ShadowServer,
     healthy_shadow: Nginx,
     primary_server: Nginx,
@@ -143,7 +248,7 @@ pub struct Bed {
 }
 
 impl Bed {
-    pub fn build(settings: &Settings) -> Result<Bed> {
+    pub fn build(settings: &Settings, scenarios: &[Scenario]) -> Result<Bed> {
         let node = Node::new()?.with_pod("a")?.with_primary()?.with_shadow()?;
         let pod = node.pod("a").netns().clone();
         // Many short connections from one address: a wide port range, TIME_WAIT reuse.
@@ -162,6 +267,7 @@ impl Bed {
             node.primary().netns(),
             &Role::Primary {
                 listen: &primary_addresses,
+                listen_h2: &[node.primary().addr(Family::V4, H2_PRIMARY_PORT)],
             },
             &settings.work_dir.join("nginx-primary"),
             settings.server_cpus(),
@@ -172,6 +278,7 @@ impl Bed {
             node.shadow().netns(),
             &Role::Shadow {
                 listen: healthy_address,
+                listen_h2: Some(shadow(H2_HEALTHY_PORT)),
             },
             &settings.work_dir.join("nginx-shadow"),
             settings.server_cpus(),
@@ -187,10 +294,21 @@ impl Bed {
             shadow(BLACKHOLE_PORT),
             Behaviour::Blackhole,
         )?;
+        let slow_h2 = if scenarios.contains(&Scenario::H2Degraded) {
+            Some(H2Server::start(
+                "slow shadow",
+                node.shadow().netns(),
+                &[shadow(H2_SLOW_PORT)],
+                &H2Options::default().delay(SLOW_DELAY),
+            )?)
+        } else {
+            None
+        };
         let script = settings.work_dir.join("wrk-report.lua");
         std::fs::write(&script, load::WRK_SCRIPT)?;
         Ok(Bed {
             slow,
+            slow_h2,
             _blackhole: blackhole,
             healthy_shadow: healthy,
             primary_server: primary,
@@ -202,8 +320,13 @@ impl Bed {
     /// CPU seconds used so far by everything the bench runs besides the proxy, by part.
     fn bed_cpu_seconds(&self) -> BedCpu {
         let of = |pids: Vec<u32>| procstat::cpu_seconds_of(&pids).unwrap_or(f64::NAN);
+        // The slow h2c shadow is a process of its own, counted with the in-process slow shadow.
+        let slow_h2 = self
+            .slow_h2
+            .as_ref()
+            .map_or(0.0, |server| of(vec![server.pid()]));
         BedCpu {
-            client: procstat::own_and_children_cpu_seconds(),
+            client: procstat::own_and_children_cpu_seconds() + slow_h2,
             primary: of(self.primary_server.pids()),
             shadow: of(self.healthy_shadow.pids()),
         }
@@ -211,6 +334,10 @@ impl Bed {
 
     fn primary(&self) -> SocketAddr {
         self.node.primary().addr(Family::V4, PRIMARY_PORT)
+    }
+
+    fn h2_primary(&self) -> SocketAddr {
+        self.node.primary().addr(Family::V4, H2_PRIMARY_PORT)
     }
 
     fn proxy(&self) -> SocketAddr {
@@ -222,10 +349,17 @@ impl Bed {
         )
     }
 
-    /// Copies that have reached the shadows so far.
+    /// Copies that have reached the shadows so far (the healthy nginx counts HTTP/1.1 and
+    /// HTTP/2 requests alike).
     fn delivered(&self) -> u64 {
+        let slow_h2 = self
+            .slow_h2
+            .as_ref()
+            .and_then(|server| server.requests().ok())
+            .map_or(0, |requests| requests.len() as u64);
         nginx::shadow_requests(self.node.shadow().netns(), shadow(HEALTHY_PORT)).unwrap_or(0)
             + self.slow.recording().count() as u64
+            + slow_h2
     }
 
     /// Waits (up to `limit`) until no more copies arrive for 200 ms.
@@ -248,51 +382,41 @@ impl Bed {
         let proxy = Proxy::start(self, scenario, settings)?;
         let target = match scenario {
             Scenario::NginxMirror | Scenario::NginxDegraded => self.proxy(),
+            _ if scenario.protocol() == Protocol::Http2 => self.h2_primary(),
             _ => self.primary(),
         };
-        let pod = self.node.pod("a").netns();
         if !settings.warmup.is_zero() {
-            load::wrk(&Wrk {
-                netns: pod,
-                target,
-                connections: settings.wrk_connections,
-                duration: settings.warmup,
+            let warmup = Load {
+                protocol: scenario.protocol(),
+                kind: Kind::Saturation,
                 mode: Mode::KeepAlive,
-                cpus: settings.load_cpus(),
-                script: &self.script,
-            })
-            .context("warm-up")?;
+                target,
+                duration: settings.warmup,
+            };
+            self.load(&warmup, settings).context("warm-up")?;
             self.settle(Duration::from_secs(1));
         }
         let mut phases = Vec::new();
         let mut rss = Vec::new();
         for kind in [Kind::Rate, Kind::Saturation] {
             let sampler = RssSampler::start(proxy.pids());
-            for mode in Mode::ALL {
+            for &mode in scenario.modes() {
                 let before = (proxy.cpu_seconds(), self.delivered(), MachineCpu::now());
                 let switches_before = proxy.context_switches();
                 let bed_before = self.bed_cpu_seconds();
-                let result = match kind {
-                    Kind::Rate => load::constant_rate(&ConstantRate {
-                        netns: pod,
-                        target,
-                        rate: settings.rate,
-                        duration: settings.rate_duration,
-                        mode,
-                        connections: settings.rate_connections,
-                        cpu: settings.load_cpu(),
-                    }),
-                    Kind::Saturation => load::wrk(&Wrk {
-                        netns: pod,
-                        target,
-                        connections: settings.wrk_connections,
-                        duration: settings.saturation_duration,
-                        mode,
-                        cpus: settings.load_cpus(),
-                        script: &self.script,
-                    }),
-                }
-                .with_context(|| format!("{} {:?} {}", scenario.key(), kind, mode.label()))?;
+                let load = Load {
+                    protocol: scenario.protocol(),
+                    kind,
+                    mode,
+                    target,
+                    duration: match kind {
+                        Kind::Rate => settings.rate_duration,
+                        Kind::Saturation => settings.saturation_duration,
+                    },
+                };
+                let result = self
+                    .load(&load, settings)
+                    .with_context(|| format!("{} {:?} {}", scenario.key(), kind, mode.label()))?;
                 let machine_busy = before.2.busy_share(&MachineCpu::now());
                 let bed = self.bed_cpu_seconds().since(&bed_before);
                 if scenario.copies_per_request() > 0 {
@@ -320,7 +444,8 @@ impl Bed {
             }
             rss.push(sampler.finish().filter(|&bytes| bytes > 0));
         }
-        let daemon_drops = proxy.daemon_drops();
+        let daemon_drops = proxy.daemon_totals("mirror_copies_total", "outcome", "mirrored");
+        let shadow_errors = proxy.daemon_totals("mirror_shadow_errors_total", "kind", "");
         Ok(Run {
             scenario,
             loadavg,
@@ -329,7 +454,60 @@ impl Bed {
             rss_at_saturation: rss.get(1).copied().flatten(),
             peak_rss: proxy.peak_rss(),
             daemon_drops,
+            shadow_errors,
         })
+    }
+}
+
+/// One load to run from the pod.
+struct Load {
+    protocol: Protocol,
+    kind: Kind,
+    mode: Mode,
+    target: SocketAddr,
+    duration: Duration,
+}
+
+impl Bed {
+    /// Runs `load` with the generator for its protocol and kind: our open-loop client or wrk
+    /// (HTTP/1.1), h2load paced or closed loop (HTTP/2, keep-alive only).
+    fn load(&self, load: &Load, settings: &Settings) -> Result<LoadResult> {
+        let netns = self.node.pod("a").netns();
+        match (load.protocol, load.kind) {
+            (Protocol::Http1, Kind::Rate) => load::constant_rate(&ConstantRate {
+                netns,
+                target: load.target,
+                rate: settings.rate,
+                duration: load.duration,
+                mode: load.mode,
+                connections: settings.rate_connections,
+                cpu: settings.load_cpu(),
+            }),
+            (Protocol::Http1, Kind::Saturation) => load::wrk(&Wrk {
+                netns,
+                target: load.target,
+                connections: settings.wrk_connections,
+                duration: load.duration,
+                mode: load.mode,
+                cpus: settings.load_cpus(),
+                script: &self.script,
+            }),
+            (Protocol::Http2, Kind::Rate) => load::h2load_rate(&H2Rate {
+                netns,
+                target: load.target,
+                rate: settings.rate,
+                duration: load.duration,
+                cpus: settings.load_cpus(),
+            }),
+            (Protocol::Http2, Kind::Saturation) => load::h2load_saturation(&H2Saturation {
+                netns,
+                target: load.target,
+                connections: settings.h2_connections,
+                streams: settings.h2_streams,
+                duration: load.duration,
+                cpus: settings.load_cpus(),
+            }),
+        }
     }
 }
 
@@ -340,8 +518,9 @@ fn shadow(port: u16) -> SocketAddr {
 /// CPU seconds of the bed's parts other than the proxy.
 #[derive(Clone, Copy, Debug)]
 struct BedCpu {
-    /// The bench's own process and its waited-for children: the load generator (wrk, or the
-    /// constant-rate client's threads) and the in-process slow and blackholed shadows.
+    /// The bench's own process and its waited-for children: the load generator (wrk, h2load,
+    /// or the constant-rate client's threads), the in-process slow and blackholed shadows, and
+    /// the slow h2c shadow's process.
     client: f64,
     primary: f64,
     shadow: f64,
@@ -403,6 +582,9 @@ pub struct Run {
     /// The daemon's own count of copies not made, by outcome (`queue_full`, ...), summed over
     /// targets.
     pub daemon_drops: Vec<(String, u64)>,
+    /// The daemon's count of copies that failed towards a shadow, by kind (`connect`, `timeout`,
+    /// `refused` (HTTP/2: no stream free), ...), summed over targets.
+    pub shadow_errors: Vec<(String, u64)>,
 }
 
 impl Run {
@@ -453,21 +635,23 @@ enum Proxy {
 
 impl Proxy {
     fn start(bed: &Bed, scenario: Scenario, settings: &Settings) -> Result<Proxy> {
-        let intercept = DaemonConfig::intercepting_primary(&[PRIMARY_PORT]).drain_timeout("1s");
-        let healthy = [MirrorTo {
-            name: "healthy".into(),
-            address: shadow(HEALTHY_PORT),
-        }];
-        let degraded = [
-            MirrorTo {
-                name: "slow".into(),
-                address: shadow(SLOW_PORT),
-            },
-            MirrorTo {
-                name: "blackhole".into(),
-                address: shadow(BLACKHOLE_PORT),
-            },
-        ];
+        // Each protocol has its ports; the blackholed port drops every SYN, whatever follows.
+        let (primary_port, healthy_port, slow_port) = match scenario.protocol() {
+            Protocol::Http1 => (PRIMARY_PORT, HEALTHY_PORT, SLOW_PORT),
+            Protocol::Http2 => (H2_PRIMARY_PORT, H2_HEALTHY_PORT, H2_SLOW_PORT),
+        };
+        let intercept = DaemonConfig::intercepting_primary(&[primary_port]).drain_timeout("1s");
+        let mirror_to = |shadows: &[(&str, u16)]| -> Vec<MirrorTo> {
+            shadows
+                .iter()
+                .map(|&(name, port)| MirrorTo {
+                    name: name.into(),
+                    address: shadow(port),
+                })
+                .collect()
+        };
+        let healthy = mirror_to(&[("healthy", healthy_port)]);
+        let degraded = mirror_to(&[("slow", slow_port), ("blackhole", BLACKHOLE_PORT)]);
         let daemon = |config: DaemonConfig| -> Result<Proxy> {
             let mut daemon = Daemon::start(&settings.daemon, bed.node.netns(), &config)?;
             daemon.print_log_on_drop(false);
@@ -503,10 +687,10 @@ impl Proxy {
             Ok(Proxy::Nginx(nginx))
         };
         match scenario {
-            Scenario::Direct => Ok(Proxy::None),
-            Scenario::Intercept => daemon(intercept.clone()),
-            Scenario::Mirror => daemon(to_daemon(&healthy)),
-            Scenario::Degraded => daemon(to_daemon(&degraded)),
+            Scenario::Direct | Scenario::H2Direct => Ok(Proxy::None),
+            Scenario::Intercept | Scenario::H2Intercept => daemon(intercept.clone()),
+            Scenario::Mirror | Scenario::H2Mirror => daemon(to_daemon(&healthy)),
+            Scenario::Degraded | Scenario::H2Degraded => daemon(to_daemon(&degraded)),
             Scenario::NginxMirror => nginx(&healthy),
             Scenario::NginxDegraded => nginx(&degraded),
         }
@@ -540,30 +724,32 @@ impl Proxy {
         }
     }
 
-    fn daemon_drops(&self) -> Vec<(String, u64)> {
+    /// The daemon's counter `family` summed over targets by the value of `label`, leaving out
+    /// zeros and the value `except`.
+    fn daemon_totals(&self, family: &str, label: &str, except: &str) -> Vec<(String, u64)> {
         let Proxy::Daemon(daemon) = self else {
             return Vec::new();
         };
         let Ok(metrics) = daemon.metrics() else {
             return Vec::new();
         };
-        let mut drops: Vec<(String, u64)> = Vec::new();
+        let mut totals: Vec<(String, u64)> = Vec::new();
         for sample in metrics.samples() {
-            if sample.name != "mirror_copies_total" {
+            if sample.name != family {
                 continue;
             }
-            let Some(outcome) = sample.labels.get("outcome") else {
+            let Some(value) = sample.labels.get(label) else {
                 continue;
             };
-            if outcome == "mirrored" || sample.value == 0.0 {
+            if value == except || sample.value == 0.0 {
                 continue;
             }
-            match drops.iter_mut().find(|(name, _)| name == outcome) {
+            match totals.iter_mut().find(|(name, _)| name == value) {
                 Some((_, count)) => *count += sample.value as u64,
-                None => drops.push((outcome.clone(), sample.value as u64)),
+                None => totals.push((value.clone(), sample.value as u64)),
             }
         }
-        drops
+        totals
     }
 }
 
@@ -580,4 +766,47 @@ impl Drop for Proxy {
 /// Removes what a run left in `dir` (nginx prefixes).
 pub fn clean(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_name_the_scenarios_of_each_protocol() {
+        assert_eq!(
+            Scenario::parse_group("http1"),
+            Some(Scenario::HTTP1.to_vec())
+        );
+        assert_eq!(Scenario::parse_group("h2"), Some(Scenario::HTTP2.to_vec()));
+        let all = Scenario::parse_group("all").expect("all");
+        assert_eq!(all, [&Scenario::HTTP1[..], &Scenario::HTTP2[..]].concat());
+        assert_eq!(
+            Scenario::parse_group("h2-mirror-degraded"),
+            Some(vec![Scenario::H2Degraded])
+        );
+        assert_eq!(Scenario::parse_group("h3"), None);
+        // Every key reads back as its scenario.
+        for scenario in Scenario::ALL {
+            assert_eq!(Scenario::parse(scenario.key()), Some(scenario));
+        }
+    }
+
+    #[test]
+    fn http2_scenarios_are_compared_with_h2_direct_and_keep_their_connections() {
+        for scenario in Scenario::HTTP2 {
+            assert_eq!(scenario.protocol(), Protocol::Http2);
+            assert_eq!(scenario.baseline(), Scenario::H2Direct);
+            assert_eq!(scenario.modes(), [Mode::KeepAlive]);
+        }
+        for scenario in Scenario::HTTP1 {
+            assert_eq!(scenario.baseline(), Scenario::Direct);
+            assert_eq!(scenario.modes(), Mode::ALL);
+        }
+        let copies: Vec<u64> = Scenario::HTTP2
+            .iter()
+            .map(|s| s.copies_per_request())
+            .collect();
+        assert_eq!(copies, [0, 0, 1, 2]);
+    }
 }

@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: builds a node in network namespaces and measures, for each scenario
 //! (direct; through the daemon with no rule, with 100 % mirrored to a healthy shadow, to a slow
-//! and a blackholed shadow; nginx's `mirror` to the same shadows), latency at a fixed rate and
-//! throughput at saturation, keep-alive and with a new connection per request. Scenarios run
+//! and a blackholed shadow; nginx's `mirror` to the same shadows; and, when asked for, the same
+//! daemon scenarios over HTTP/2 with h2load), latency at a fixed rate and throughput at
+//! saturation, keep-alive and with a new connection per request. Scenarios run
 //! interleaved (A B C …, A B C …) and repeated; the report gives medians and their range, ratios
 //! to direct taken within each repetition, the daemon's CPU and peak RSS, and the copies that
 //! reached the shadows, and the goals of issue 11 as ratios within each repetition. It prints a
@@ -9,7 +10,8 @@
 //! (`results-<date>-latency.svg`, `-throughput.svg`, `-cpu.svg`) that the report links.
 //!
 //! Runs as root (namespaces, BPF). Needs `wrk` and `nginx` (Debian packages; `cargo xtask bench`
-//! installs them). Exit codes: 0 done, 2 could not run.
+//! installs them), and for the HTTP/2 scenarios `h2load` and the harness's Python venv (`cargo
+//! xtask setup`). Exit codes: 0 done, 2 could not run.
 
 #[path = "../bench/mod.rs"]
 mod bench;
@@ -23,18 +25,22 @@ use anyhow::{bail, Context, Result};
 use mirror_tests::environment::{daemon_binary, require_daemon, workspace};
 
 use bench::report::Results;
-use bench::scenario::{self, Bed, Kind, Scenario, Settings};
+use bench::scenario::{self, Bed, Kind, Protocol, Scenario, Settings};
 use bench::{load, nginx, plots, procstat};
 
 const USAGE: &str = "\
 usage: bench [options]
-  --scenarios LIST      comma-separated, in run order (default: all):
+  --scenarios LIST      comma-separated, in run order (default: http1):
                         direct,intercept,mirror,mirror-degraded,nginx-mirror,nginx-degraded
+                        (group http1), h2-direct,h2-intercept,h2-mirror,h2-mirror-degraded
+                        (group h2: HTTP/2 with h2load, keep-alive only), or all
   --reps N              repetitions of the interleaved sequence (default 3)
   --rate R              fixed rate of the latency phases, requests/s (default 1000)
   --rate-duration S     seconds of each fixed-rate phase (default 4)
   --duration S          seconds of each saturation phase (default 4)
   --connections N       wrk connections at saturation (default 32)
+  --h2-connections N    h2load connections at saturation (default 4)
+  --h2-streams N        h2load concurrent streams per connection at saturation (default 8)
   --rate-connections N  client threads/connections at the fixed rate (default 8)
   --warmup S            seconds of unmeasured wrk load at the start of each run (default 1)
   --nginx-workers N     worker processes of the nginx proxy (default 2, one per core)
@@ -56,7 +62,7 @@ struct Options {
 
 fn parse_args() -> Result<Options> {
     let mut options = Options {
-        scenarios: Scenario::ALL.to_vec(),
+        scenarios: Scenario::HTTP1.to_vec(),
         reps: 3,
         wait_quiet: Duration::ZERO,
         max_load: 1.0,
@@ -67,6 +73,8 @@ fn parse_args() -> Result<Options> {
             rate_connections: 8,
             saturation_duration: Duration::from_secs(4),
             wrk_connections: 32,
+            h2_connections: 4,
+            h2_streams: 8,
             warmup: Duration::from_secs(1),
             pin: true,
             nginx_workers: 2,
@@ -84,19 +92,25 @@ fn parse_args() -> Result<Options> {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--scenarios" => {
-                options.scenarios = value()?
-                    .split(',')
-                    .map(|key| {
-                        Scenario::parse(key.trim())
-                            .with_context(|| format!("unknown scenario {key:?}\n{USAGE}"))
-                    })
-                    .collect::<Result<_>>()?;
+                options.scenarios = Vec::new();
+                for key in value()?.split(',') {
+                    let group = Scenario::parse_group(key.trim())
+                        .with_context(|| format!("unknown scenario {key:?}\n{USAGE}"))?;
+                    for scenario in group {
+                        // Once each, where first named: the interleaving is the run order.
+                        if !options.scenarios.contains(&scenario) {
+                            options.scenarios.push(scenario);
+                        }
+                    }
+                }
             }
             "--reps" => options.reps = value()?.parse()?,
             "--rate" => options.settings.rate = value()?.parse()?,
             "--rate-duration" => options.settings.rate_duration = seconds(value()?)?,
             "--duration" => options.settings.saturation_duration = seconds(value()?)?,
             "--connections" => options.settings.wrk_connections = value()?.parse()?,
+            "--h2-connections" => options.settings.h2_connections = value()?.parse()?,
+            "--h2-streams" => options.settings.h2_streams = value()?.parse()?,
             "--rate-connections" => options.settings.rate_connections = value()?.parse()?,
             "--warmup" => options.settings.warmup = seconds(value()?)?,
             "--nginx-workers" => options.settings.nginx_workers = value()?.parse()?,
@@ -135,13 +149,21 @@ fn run() -> Result<()> {
     let Some(daemon) = require_daemon("bench") else {
         bail!("the bench needs root, namespaces, BPF and the daemon binary (see above)");
     };
-    for tool in ["wrk", "nginx", "taskset"] {
+    let http2 = options
+        .scenarios
+        .iter()
+        .any(|s| s.protocol() == Protocol::Http2);
+    let mut tools = vec!["wrk", "nginx", "taskset"];
+    if http2 {
+        tools.push("h2load");
+    }
+    for tool in tools {
         if Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
             .map_or(true, |out| !out.status.success())
         {
-            bail!("{tool} is missing (cargo xtask bench installs wrk and nginx)");
+            bail!("{tool} is missing (cargo xtask bench installs it)");
         }
     }
     let mut settings = options.settings.clone();
@@ -153,10 +175,10 @@ fn run() -> Result<()> {
     wait_for_quiet(options.wait_quiet, options.max_load);
     let competing_at_start = procstat::competing_processes();
     let started = Instant::now();
-    let environment = environment(&settings, &daemon);
+    let environment = environment(&settings, &daemon, http2);
     eprintln!("bench: {}", environment.replace('\n', "\nbench: "));
 
-    let bed = Bed::build(&settings)?;
+    let bed = Bed::build(&settings, &options.scenarios)?;
     let mut runs = Vec::new();
     let total = options.reps * options.scenarios.len();
     for rep in 0..options.reps {
@@ -276,7 +298,7 @@ fn now_for_file() -> String {
     command_line("date", &["-u", "+%Y-%m-%dT%H%M%SZ"])
 }
 
-fn environment(settings: &Settings, original: &std::path::Path) -> String {
+fn environment(settings: &Settings, original: &std::path::Path, http2: bool) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|text| {
@@ -300,9 +322,14 @@ fn environment(settings: &Settings, original: &std::path::Path) -> String {
         &["-C", &root, "status", "--porcelain", "--untracked-files=no"],
     )
     .is_empty();
+    let h2load = if http2 {
+        format!("; {}", load::h2load_version())
+    } else {
+        String::new()
+    };
     format!(
         "- date: {}\n- kernel: {}; CPU: {cpu}, {cores} cores\n- {daemon} at commit {commit}{} \
-         ({}); nginx {}; {}",
+         ({}); nginx {}; {}{h2load}",
         command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         command_line("uname", &["-r"]),
         if dirty {
@@ -351,6 +378,36 @@ fn method(settings: &Settings, options: &Options) -> String {
         nginx::MIRROR_CONNECT_TIMEOUT,
         nginx::MIRROR_REQUEST_TIMEOUT
     );
+    if options
+        .scenarios
+        .iter()
+        .any(|s| s.protocol() == Protocol::Http2)
+    {
+        let plan = load::H2RatePlan::new(settings.rate, settings.rate_duration);
+        let _ = writeln!(
+            out,
+            "- HTTP/2 scenarios (h2c with prior knowledge, keep-alive only): the same request (`:authority` \
+             the Host, the same fields in lowercase) to the same nginx primary and healthy shadow on their h2c \
+             ports (`listen … http2`), 1 KiB answers; warm-up with h2load; then {:.0} req/s for {:?}: h2load \
+             `--rps {:.1}` on each of {} connections opened {:?} apart (`-r 1 --rate-period`; its pacing timer \
+             fires at most every 10 ms, so one request per connection and tick, the ticks spread evenly), \
+             latency from each request's HEADERS being sent to the end of its answer (h2load's `--log-file`: \
+             not from an intended send time, so a client late on its schedule hides its lateness rather than \
+             counting it; the rate it actually sent is under Noise); then h2load -c{} -m{} for {:?} (closed \
+             loop; throughput and the largest request time only: its per-request log would cost the client a \
+             write per request). Slow h2c shadow: the harness's Python `h2` server (`tests/h2/h2_server.py \
+             --delay {}`); blackholed shadow: the same dropped port. Ratios are taken to `h2-direct`",
+            settings.rate,
+            settings.rate_duration,
+            plan.rps_per_client,
+            plan.clients,
+            plan.stagger,
+            settings.h2_connections,
+            settings.h2_streams,
+            settings.saturation_duration,
+            scenario::SLOW_DELAY.as_secs_f64(),
+        );
+    }
     let _ = writeln!(
         out,
         "- nginx proxy: {} workers, keep-alive upstream pools (its best set-up), in the node namespace at the \
@@ -361,7 +418,7 @@ fn method(settings: &Settings, options: &Options) -> String {
         out,
         "- pinning: {}",
         if settings.pin {
-            "load generator (wrk, constant-rate client) on CPU 0, primary and shadow nginx on CPU 1; \
+            "load generator (wrk, constant-rate client, h2load) on CPU 0, primary and shadow nginx on CPU 1; \
              the daemon and the nginx proxy are not pinned"
         } else {
             "none"

@@ -1,7 +1,8 @@
 //! `cargo xtask demo`: shows mirroring on a simulated node. A pod talks to the primary (the
-//! `orders` service); mirror-daemon relays each request untouched and copies those of the orders
-//! API to the shadow, the staging cluster's ingress, with `Host: <host>-shadow`. The demo tells in
-//! plain words what the client got, what the shadow received and what the daemon counted.
+//! `orders` service) over HTTP/1.1 and makes a gRPC call (HTTP/2); mirror-daemon relays each
+//! request untouched and copies those of the orders API, and the gRPC call, to the shadow, the
+//! staging cluster's ingress, with `Host: <host>-shadow` (`:authority` for gRPC). The demo tells
+//! in plain words what the client got, what the shadow received and what the daemon counted.
 //!
 //! Exit codes: 0 when every request was intercepted and answered by the primary byte for byte
 //! and exactly the expected copies reached the shadow; 1 when interception or mirroring did not
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use mirror_tests::daemon::DEFAULT_ADMIN;
 use mirror_tests::environment::{daemon_binary, DAEMON_BIN_ENV};
+use mirror_tests::grpc::{run_client, Call, GrpcBehaviour, GrpcServer, Message, Script};
 use mirror_tests::metrics::{Counters, MirrorCounters};
 use mirror_tests::node::{Family, SHADOW_V4};
 use mirror_tests::recording::RecordedRequest;
@@ -148,9 +150,12 @@ fn run() -> Result<Verdict> {
     println!("\n2. Starting {} in the node namespace", binary.display());
     println!("   its config (tests/src/bin/demo.toml): intercept 10.96.0.0/12 and fd00:96::/64 on");
     println!(
-        "   ports 80 and 8080; copy requests whose path starts with /api/ on port 80 to target"
+        "   ports 80, 8080 and 50051; copy requests whose path starts with /api/ on port 80 to"
     );
-    println!("   \"staging\" at 172.20.0.10:80, adding x-shadow: true and removing authorization");
+    println!(
+        "   target \"staging\" at 172.20.0.10:80, adding x-shadow: true and removing authorization,"
+    );
+    println!("   and gRPC calls of /mirror.test.Echo/ on port 50051 to \"staging-grpc\" at 172.20.0.10:50051");
     let ready_clock = Instant::now();
     let mut daemon = Daemon::start_toml(&binary, node.netns(), CONFIG, DEFAULT_ADMIN.parse()?)?;
     println!(
@@ -217,7 +222,13 @@ fn run() -> Result<Verdict> {
         ));
     }
 
-    println!("\n5. Stopping the daemon with SIGTERM");
+    println!("\n5. A gRPC call from the pod (HTTP/2 with prior knowledge, Python grpcio)");
+    match grpc_call(&node, &daemon) {
+        Ok(()) => {}
+        Err(error) => problems.push(format!("gRPC: {error:#}")),
+    }
+
+    println!("\n6. Stopping the daemon with SIGTERM");
     daemon.signal(nix::sys::signal::Signal::SIGTERM)?;
     let status = daemon
         .wait_exit(EXIT_LIMIT)
@@ -229,15 +240,85 @@ fn run() -> Result<Verdict> {
     daemon.print_log_on_drop(!problems.is_empty());
     if problems.is_empty() {
         println!(
-            "\nResult: all {} requests went through mirror-daemon to the primary and back unchanged; \
-             the {expected_copies} orders-API requests were copied to the staging shadow, the rest \
-             were not.",
+            "\nResult: all {} HTTP requests and the gRPC call went through mirror-daemon to the \
+             primary and back unchanged; the {expected_copies} orders-API requests and the gRPC \
+             call were copied to the staging shadow, the rest were not.",
             steps.len()
         );
         Ok(Verdict::AsExpected)
     } else {
         Ok(Verdict::Failed(problems.join("; ")))
     }
+}
+
+/// The gRPC service's port, on the primary and on the staging ingress.
+const GRPC_PORT: u16 = 50051;
+/// The gRPC authority the pod's client uses.
+const GRPC_AUTHORITY: &str = "orders.prod.svc.cluster.local:50051";
+
+/// A unary gRPC call through the daemon: its answer, and its copy at the staging ingress.
+fn grpc_call(node: &Node, daemon: &Daemon) -> Result<()> {
+    let primary = node.primary();
+    let _primary_server = GrpcServer::start(
+        "primary",
+        primary.netns(),
+        &[primary.addr(Family::V4, GRPC_PORT)],
+        GrpcBehaviour::Normal,
+    )?;
+    let shadow = GrpcServer::start(
+        "shadow",
+        node.shadow().netns(),
+        &[SocketAddr::new(SHADOW_V4.into(), GRPC_PORT)],
+        GrpcBehaviour::Normal,
+    )?;
+    let before = MirrorCounters::from_metrics(&daemon.metrics()?, "staging-grpc")?;
+    let call = Call::unary("place-order", Message::text("book x1"))
+        .metadata("x-tenant", "acme")
+        .timeout(Duration::from_secs(5));
+    let script = Script::new(vec![call.clone()]).authority(GRPC_AUTHORITY);
+    let run = run_client(
+        node.pod("web").netns(),
+        primary.addr(Family::V4, GRPC_PORT),
+        &script,
+    )?;
+    run.check(&script)
+        .context("the client's answer is not the primary's")?;
+    let answer = run.call("place-order")?.answer();
+    println!(
+        "   {} to {GRPC_AUTHORITY}: the client got status {} with {} message(s), as the primary sent",
+        call.method,
+        answer.code,
+        answer.responses.len()
+    );
+    let copies = shadow.wait_for(1, COPY_LIMIT)?;
+    let copy = &copies[0];
+    println!(
+        "   the staging ingress got {} with :authority {}, x-tenant: {}, x-shadow: {}",
+        copy.method,
+        copy.authority,
+        copy.metadata_value("x-tenant").unwrap_or("(none)"),
+        copy.metadata_value("x-shadow").unwrap_or("(none)")
+    );
+    ensure!(
+        copy.authority == "orders.prod.svc.cluster.local-shadow:50051"
+            && copy.metadata_value("x-tenant") == Some("acme")
+            && copy.metadata_value("x-shadow") == Some("true"),
+        "the copy of the gRPC call is not as configured: {copy:?}"
+    );
+    let counted = wait::until("the copy's answer counted", COPY_LIMIT, || {
+        let now = MirrorCounters::from_metrics(&daemon.metrics()?, "staging-grpc")?.since(&before);
+        Ok(if now.shadow_2xx >= 1 {
+            Ok(now)
+        } else {
+            Err(now.to_string())
+        })
+    })?;
+    println!(
+        "   the daemon counted it: {} mirrored to \"staging-grpc\", {} answered (grpc-status ok)",
+        counted.copies("mirrored"),
+        counted.shadow_2xx
+    );
+    Ok(())
 }
 
 /// Sends one request on a new connection and says what the client got.

@@ -6,7 +6,9 @@ use std::{
     process::Command,
 };
 
-use super::plan::{Detected, BPF_LINKER_BUILD_PACKAGES, H2_TOOLS, QEMU, RUNTIME_TOOLS, VM_TOOLS};
+use super::plan::{
+    Detected, BPF_LINKER_BUILD_PACKAGES, H2_TOOLS, QEMU, RUNTIME_TOOLS, TEST_TOOLS, VM_TOOLS,
+};
 use super::venv;
 use crate::{cmd, toolchain::DEBIAN_TOOLCHAIN};
 
@@ -51,6 +53,7 @@ pub fn detect() -> Detected {
         missing_commands: RUNTIME_TOOLS
             .iter()
             .chain(H2_TOOLS)
+            .chain(TEST_TOOLS)
             .chain(VM_TOOLS)
             .chain([&QEMU])
             .map(|(command, _)| *command)

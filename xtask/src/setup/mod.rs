@@ -1,13 +1,14 @@
 //! `cargo xtask setup`: detect what building and testing need, install what is missing (apt
 //! packages, the rustup link to Debian's rustc, bpf-linker), and hand back the eBPF toolchain.
-//! Quick, and one line of output, when everything is present.
+//! Quick, and one line of output, when everything is present; otherwise one line per step, with
+//! the installers' own output in `<target>/setup.log` ([`log_path`]).
 
 mod detect;
 pub mod kube_validator;
 mod plan;
 pub mod venv;
 
-use std::process::Command;
+use std::{path::PathBuf, process::Command, time::Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -15,9 +16,15 @@ use plan::{Action, Plan};
 pub use plan::{Scope, RUNTIME_TOOLS};
 
 use crate::{
-    cmd,
+    build, cmd,
     toolchain::{self, Toolchain},
 };
+
+/// Where the installers' output goes (apt, dpkg, cargo install, pip): the console gets one line
+/// per step.
+pub fn log_path() -> PathBuf {
+    build::target_dir().join("setup.log")
+}
 
 /// Makes the machine ready for `scope` and returns the eBPF toolchain. With `dry_run`, prints
 /// what would run and installs nothing.
@@ -25,7 +32,7 @@ pub fn run(scope: Scope, dry_run: bool) -> Result<Toolchain> {
     let detected = detect::detect();
     let plan = plan::plan(&detected, scope);
     let blocker = plan.blocker(&detected);
-    if scope != Scope::EbpfBuild {
+    if matches!(scope, Scope::Everything | Scope::WithVms) {
         kube_validator::ensure(dry_run);
     }
 
@@ -52,14 +59,30 @@ pub fn run(scope: Scope, dry_run: bool) -> Result<Toolchain> {
     if let Some(blocker) = blocker {
         bail!(blocker);
     }
+    let log = log_path();
+    if !plan.actions.is_empty() {
+        eprintln!(
+            "setup: {} steps; their output goes to {}",
+            plan.actions.len(),
+            log.display()
+        );
+    }
     for action in &plan.actions {
-        eprintln!("setup: {}", action.announce());
-        match action {
+        eprint!("setup: {} ", action.announce());
+        let started = Instant::now();
+        let result = match action {
             Action::InstallQemuFromBackports { codename } => {
-                crate::vm::host_qemu::install(&crate::vm::vm_dir().join("host-apt"), codename)?
+                crate::vm::host_qemu::install(&crate::vm::vm_dir().join("host-apt"), codename, &log)
             }
-            Action::CreateH2Venv => venv::create(&venv::h2_venv(), &venv::h2_requirements())?,
-            _ => cmd::run(&mut command_for(action)?)?,
+            Action::CreateH2Venv => venv::create(&venv::h2_venv(), &venv::h2_requirements(), &log),
+            _ => command_for(action).and_then(|mut command| cmd::run_logged(&mut command, &log)),
+        };
+        match result {
+            Ok(()) => eprintln!("done in {:.0} s", started.elapsed().as_secs_f64()),
+            Err(error) => {
+                eprintln!("failed");
+                return Err(error);
+            }
         }
     }
 
@@ -89,7 +112,9 @@ fn command_for(action: &Action) -> Result<Command> {
         Action::LinkDebianToolchain => {
             Command::new(detect::find_rustup().context("rustup not found")?)
         }
-        Action::AptUpdate | Action::AptInstall(_) => Command::new(program),
+        Action::AptUpdate | Action::AptInstall(_) | Action::AptInstallWithoutRecommends(_) => {
+            Command::new(program)
+        }
         Action::InstallQemuFromBackports { .. } | Action::CreateH2Venv => {
             bail!("not a single command: {action:?}")
         }

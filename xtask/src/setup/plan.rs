@@ -37,6 +37,11 @@ pub const H2_TOOLS: &[(&str, &str)] = &[
 ];
 /// What `python3 -m venv` needs on Debian (the module is split into python3-venv).
 pub const PYTHON_VENV_PACKAGES: &[&str] = &["python3", "python3-venv"];
+/// Commands only the tests run on the host (not the demo, not the guests), and their Debian
+/// package: a real Prometheus scrapes the daemon for the dashboard test, and promtool checks and
+/// unit-tests the alerting rules (`deploy/monitoring`). Installed without the package's
+/// recommendations (a node exporter); the tests start their own Prometheus, never the service.
+pub const TEST_TOOLS: &[(&str, &str)] = &[("prometheus", "prometheus"), ("promtool", "prometheus")];
 
 /// What `cargo xtask vm-test` runs on the host besides QEMU: `objcopy` strips the test
 /// binaries' debug info, `xz`/`zstd` decompress kernel modules.
@@ -54,7 +59,9 @@ pub const QEMU: (&str, &str) = ("qemu-system-x86_64", "qemu-system-x86");
 pub enum Scope {
     /// Build the eBPF object (toolchain and bpf-linker).
     EbpfBuild,
-    /// Build and run the host tests or the demo (also ip, tc, bpftool, iptables).
+    /// Build and run the demo or the bench (also ip, tc, bpftool, iptables).
+    Demo,
+    /// Build and run the host tests: [`Scope::Demo`] plus Prometheus and promtool.
     Everything,
     /// [`Scope::Everything`] plus the kernel matrix in QEMU (QEMU, objcopy, xz, zstd).
     WithVms,
@@ -75,7 +82,8 @@ pub struct Detected {
     pub bpf_linker_present: bool,
     /// Installed Debian packages among [`BPF_LINKER_BUILD_PACKAGES`].
     pub installed_packages: BTreeSet<String>,
-    /// Commands of [`RUNTIME_TOOLS`], [`H2_TOOLS`], [`VM_TOOLS`] and [`QEMU`] found nowhere.
+    /// Commands of [`RUNTIME_TOOLS`], [`H2_TOOLS`], [`TEST_TOOLS`], [`VM_TOOLS`] and [`QEMU`]
+    /// found nowhere.
     pub missing_commands: Vec<&'static str>,
     /// The HTTP/2 tests' venv holds what `tests/h2/requirements.txt` pins.
     pub h2_venv_current: bool,
@@ -89,6 +97,9 @@ pub struct Detected {
 pub enum Action {
     AptUpdate,
     AptInstall(Vec<&'static str>),
+    /// Packages whose recommendations would add services (Prometheus recommends a node
+    /// exporter): `apt-get install --no-install-recommends`.
+    AptInstallWithoutRecommends(Vec<&'static str>),
     LinkDebianToolchain,
     InstallBpfLinker,
     /// The HTTP/2 tests' venv (`<target>/tools/h2-venv`) made afresh from
@@ -105,9 +116,12 @@ impl Action {
     /// The one line printed before the action runs.
     pub fn announce(&self) -> String {
         match self {
-            Self::AptUpdate => "updating apt package lists...".to_owned(),
+            Self::AptUpdate => "updating apt package lists (about 10 s)...".to_owned(),
             Self::AptInstall(packages) => {
                 format!("installing {} (about 1 min)...", packages.join(" "))
+            }
+            Self::AptInstallWithoutRecommends(packages) => {
+                format!("installing {} (about 20 s)...", packages.join(" "))
             }
             Self::LinkDebianToolchain => {
                 format!("linking Debian's rustc at /usr as rustup toolchain {DEBIAN_TOOLCHAIN}...")
@@ -130,7 +144,10 @@ impl Action {
     pub fn needs_root(&self) -> bool {
         matches!(
             self,
-            Self::AptUpdate | Self::AptInstall(_) | Self::InstallQemuFromBackports { .. }
+            Self::AptUpdate
+                | Self::AptInstall(_)
+                | Self::AptInstallWithoutRecommends(_)
+                | Self::InstallQemuFromBackports { .. }
         )
     }
 
@@ -143,6 +160,11 @@ impl Action {
             Self::AptUpdate => (vec![], vec!["apt-get", "update"]),
             Self::AptInstall(packages) => {
                 let mut argv = vec!["apt-get", "install", "-y"];
+                argv.extend(packages);
+                (vec![], argv)
+            }
+            Self::AptInstallWithoutRecommends(packages) => {
+                let mut argv = vec!["apt-get", "install", "-y", "--no-install-recommends"];
                 argv.extend(packages);
                 (vec![], argv)
             }
@@ -242,6 +264,14 @@ pub fn plan(detected: &Detected, scope: Scope) -> Plan {
             }
         }
     }
+    let mut test_packages: Vec<&'static str> = Vec::new();
+    if matches!(scope, Scope::Everything | Scope::WithVms) {
+        for (command, package) in TEST_TOOLS {
+            if detected.missing_commands.contains(command) && !test_packages.contains(package) {
+                test_packages.push(package);
+            }
+        }
+    }
     let mut qemu_from_backports = None;
     if scope == Scope::WithVms {
         VM_TOOLS
@@ -257,9 +287,14 @@ pub fn plan(detected: &Detected, scope: Scope) -> Plan {
     }
 
     let mut actions = Vec::new();
-    if !packages.is_empty() {
+    if !packages.is_empty() || !test_packages.is_empty() {
         actions.push(Action::AptUpdate);
+    }
+    if !packages.is_empty() {
         actions.push(Action::AptInstall(packages));
+    }
+    if !test_packages.is_empty() {
+        actions.push(Action::AptInstallWithoutRecommends(test_packages));
     }
     if link {
         actions.push(Action::LinkDebianToolchain);
@@ -322,7 +357,16 @@ mod tests {
             has_apt: true,
             has_rustup: true,
             missing_commands: vec![
-                "ip", "tc", "bpftool", "iptables", "curl", "nghttp", "h2load", "nghttpd",
+                "ip",
+                "tc",
+                "bpftool",
+                "iptables",
+                "curl",
+                "nghttp",
+                "h2load",
+                "nghttpd",
+                "prometheus",
+                "promtool",
             ],
             os_codename: Some("bookworm".to_owned()),
             ..Detected::default()
@@ -374,12 +418,32 @@ mod tests {
                     "python3",
                     "python3-venv",
                 ]),
+                Action::AptInstallWithoutRecommends(vec!["prometheus"]),
                 Action::LinkDebianToolchain,
                 Action::InstallBpfLinker,
                 Action::CreateH2Venv,
             ]
         );
         assert_eq!(plan.blocker(&fresh_machine()), None);
+    }
+
+    #[test]
+    fn prometheus_is_installed_for_the_tests_not_for_the_demo() {
+        let detected = Detected {
+            missing_commands: vec!["prometheus", "promtool"],
+            ..ready_machine()
+        };
+        assert!(plan(&detected, Scope::Demo).actions.is_empty());
+        let install = vec![
+            Action::AptUpdate,
+            Action::AptInstallWithoutRecommends(vec!["prometheus"]),
+        ];
+        assert_eq!(plan(&detected, Scope::Everything).actions, install);
+        assert_eq!(plan(&detected, Scope::WithVms).actions, install);
+        assert_eq!(
+            install[1].shell(true),
+            "apt-get install -y --no-install-recommends prometheus"
+        );
     }
 
     #[test]

@@ -51,16 +51,18 @@ pub fn describe(venv: &Path, requirements: &Path) -> String {
     )
 }
 
-/// Makes `venv` afresh with exactly `requirements`, then stamps it.
-pub fn create(venv: &Path, requirements: &Path) -> Result<()> {
+/// Makes `venv` afresh with exactly `requirements`, then stamps it; the commands' output goes
+/// to `log`.
+pub fn create(venv: &Path, requirements: &Path, log: &Path) -> Result<()> {
     let python = cmd::find_program("python3", &cmd::system_dirs())
         .context("python3 (with its venv module) not found")?;
-    cmd::run(
+    cmd::run_logged(
         Command::new(python)
             .args(["-m", "venv", "--clear"])
             .arg(venv),
+        log,
     )?;
-    cmd::run(
+    cmd::run_logged(
         Command::new(venv.join("bin").join("pip"))
             .args([
                 "install",
@@ -70,6 +72,7 @@ pub fn create(venv: &Path, requirements: &Path) -> Result<()> {
                 "-r",
             ])
             .arg(requirements),
+        log,
     )?;
     fs::copy(requirements, venv.join(STAMP))
         .with_context(|| format!("stamping {}", venv.display()))?;

@@ -83,6 +83,11 @@ impl Apt {
         })
     }
 
+    /// Where apt's own output goes; the console gets one line per update or download.
+    fn log(&self) -> PathBuf {
+        self.root.join("apt.log")
+    }
+
     fn command(&self, program: &str) -> Command {
         let mut command = Command::new(program);
         command
@@ -112,8 +117,11 @@ impl Apt {
         let started = Instant::now();
         let mut update = self.command("apt-get");
         update.args(["-q", "update"]);
-        eprintln!("vm: {}", cmd::display(&update));
-        match cmd::run(&mut update) {
+        eprintln!(
+            "vm: updating the kernels' package lists (output in {})",
+            self.log().display()
+        );
+        match cmd::run_logged(&mut update, &self.log()) {
             Ok(()) => {
                 fs::write(&stamp, sources)?;
                 eprintln!(
@@ -123,7 +131,11 @@ impl Apt {
                 Ok(())
             }
             Err(error) if stamp.exists() => {
-                eprintln!("vm: warning: {error:#}; going on with the older package lists");
+                eprintln!(
+                    "vm: warning: refreshing the kernels' package lists failed; the kernels \
+                     resolved last time are used, so the run is valid but may miss a kernel \
+                     Debian published since (retry with --refresh): {error:#}"
+                );
                 Ok(())
             }
             Err(error) => Err(error),
@@ -166,7 +178,7 @@ impl Apt {
         download
             .args(["-q", "download", &format!("{package}={version}")])
             .current_dir(dir);
-        cmd::run(&mut download)?;
+        cmd::run_logged(&mut download, &self.log())?;
         if !file.is_file() {
             bail!(
                 "apt-get download succeeded but {} is missing",

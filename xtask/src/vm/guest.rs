@@ -200,7 +200,8 @@ fn strip(path: &Path, dir: &Path) -> Result<PathBuf> {
         Ok(status) if status.success() => Ok(out),
         _ => {
             eprintln!(
-                "vm: warning: `objcopy --strip-debug {}` failed; copying it whole",
+                "vm: warning: `objcopy --strip-debug {}` failed; copying it whole (harmless: \
+                 the initramfs is larger and takes a little longer to load)",
                 path.display()
             );
             fs::copy(path, &out)?;
@@ -285,21 +286,30 @@ fn workspace_files(workspace: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Commands the test package's sources name as a program to run: the string literal right after
-/// `Command::new(`, `command::run(`, `command::output(` or `.exec(`. `src/bin` (binaries the
-/// guest never runs) is left out.
-pub fn commands_in_sources(package: &Path) -> Result<BTreeSet<String>> {
+/// `Command::new(`, `command::run(`, `command::output(` or `.exec(`. Left out: `src/bin` and
+/// `src/bench` (the demo's and the bench's, which the guest never runs) and the test files of
+/// `skipped_binaries` (not run in the guest either).
+pub fn commands_in_sources(package: &Path, skipped_binaries: &[&str]) -> Result<BTreeSet<String>> {
     let mut names = BTreeSet::new();
-    let skip = package.join("src").join("bin");
+    let skipped_dirs = [
+        package.join("src").join("bin"),
+        package.join("src").join("bench"),
+    ];
+    let skipped_files: Vec<PathBuf> = skipped_binaries
+        .iter()
+        .map(|name| package.join("tests").join(format!("{name}.rs")))
+        .collect();
     let mut stack = vec![package.join("src"), package.join("tests")];
     while let Some(dir) = stack.pop() {
-        if dir == skip || !dir.is_dir() {
+        if skipped_dirs.contains(&dir) || !dir.is_dir() {
             continue;
         }
         for entry in fs::read_dir(&dir)? {
             let path = entry?.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
+            } else if path.extension().is_some_and(|e| e == "rs") && !skipped_files.contains(&path)
+            {
                 names.extend(commands_in_source(&fs::read_to_string(&path)?));
             }
         }
@@ -500,6 +510,27 @@ mod tests {
         let mut names = commands_in_source(source);
         names.sort();
         assert_eq!(names, ["bpftool", "ip", "tc"]);
+    }
+
+    #[test]
+    fn commands_of_the_bench_the_demo_and_skipped_binaries_are_not_wanted_in_the_guest(
+    ) -> Result<()> {
+        let package = std::env::temp_dir().join(format!("xtask-guest-scan-{}", std::process::id()));
+        for (file, program) in [
+            ("src/node.rs", "ip"),
+            ("src/bench/nginx.rs", "nginx"),
+            ("src/bin/demo.rs", "sh"),
+            ("tests/interception.rs", "tc"),
+            ("tests/operations_dashboard.rs", "prometheus"),
+        ] {
+            let path = package.join(file);
+            fs::create_dir_all(path.parent().unwrap_or(&package))?;
+            fs::write(&path, format!("Command::new(\"{program}\")"))?;
+        }
+        let names = commands_in_sources(&package, &["operations_dashboard"]);
+        fs::remove_dir_all(&package)?;
+        assert_eq!(names?.into_iter().collect::<Vec<_>>(), ["ip", "tc"]);
+        Ok(())
     }
 
     #[test]

@@ -55,7 +55,8 @@ pub fn describe(codename: &str, dir: &str) -> String {
     )
 }
 
-pub fn install(dir: &Path, codename: &str) -> Result<()> {
+/// Installs QEMU, with apt's output appended to `log`.
+pub fn install(dir: &Path, codename: &str, log: &Path) -> Result<()> {
     let config = configure(dir, codename)?;
     let apt = |args: &[&str]| {
         let mut command = Command::new("apt-get");
@@ -66,15 +67,18 @@ pub fn install(dir: &Path, codename: &str) -> Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive");
         command
     };
-    cmd::run(&mut apt(&["-q", "update"]))?;
+    cmd::run_logged(&mut apt(&["-q", "update"]), log)?;
     let backports = format!("{codename}-backports");
-    cmd::run(&mut apt(&[
-        "-q",
-        "install",
-        "-y",
-        "--no-install-recommends",
-        "-t",
-        &backports,
-        PACKAGE,
-    ]))
+    cmd::run_logged(
+        &mut apt(&[
+            "-q",
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "-t",
+            &backports,
+            PACKAGE,
+        ]),
+        log,
+    )
 }

@@ -52,7 +52,7 @@ pub const MATRIX: &[KernelSpec] = &[
         name: "newest",
         suites: &["trixie-backports"],
         about: "Debian 13 backports' newest kernel",
-        default: false,
+        default: true,
     },
 ];
 
@@ -399,13 +399,13 @@ mod tests {
     }
 
     #[test]
-    fn the_default_matrix_has_clsact_and_tcx_kernels() {
+    fn the_default_matrix_runs_the_oldest_clsact_kernel_through_the_newest() {
         let defaults: Vec<_> = MATRIX
             .iter()
             .filter(|s| s.default)
             .map(|s| s.name)
             .collect();
-        assert_eq!(defaults, ["5.10", "6.1", "6.12"]);
+        assert_eq!(defaults, ["5.10", "6.1", "6.12", "newest"]);
         assert!(spec("7.x").is_err());
     }
 }

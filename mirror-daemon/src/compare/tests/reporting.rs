@@ -257,10 +257,12 @@ fn the_admin_endpoint_serves_the_report_that_the_command_reads() {
     let fixture = fixture_with_history();
     let expected = fixture.reports.report();
     let config = crate::config::Config::from_toml("", "empty").expect("defaults");
+    let mut registry = Registry::default();
+    let ready = crate::admin::Readiness::register(&mut registry);
     let state = Arc::new(crate::admin::State {
-        registry: Registry::default(),
+        registry,
         config: Arc::new(arc_swap::ArcSwap::from_pointee(config)),
-        ready: Default::default(),
+        ready,
         comparisons: fixture.reports.clone(),
     });
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -96,25 +96,28 @@ pub(super) fn covered(events: &[Event]) -> Vec<u8> {
 /// Frames `input` whole, split in two at every boundary and byte by byte; all must agree and
 /// describe a prefix of the input. Returns the events of the whole input.
 pub(super) fn frame_every_way(limits: FramingLimits, input: &[u8]) -> Vec<Event> {
-    let whole = frame_chunks(limits, [input]);
+    let whole = agree_on_every_cut(input, |chunks| frame_chunks(limits, chunks.iter().copied()));
     let covered = covered(&whole);
     assert!(
         input.starts_with(&covered),
         "frames describe bytes that are not the input's"
     );
+    whole
+}
+
+/// Runs `frame` on `input` whole, split in two at every boundary and byte by byte; all runs must
+/// give the same result, which is returned.
+pub(crate) fn agree_on_every_cut<T: PartialEq + std::fmt::Debug>(
+    input: &[u8],
+    frame: impl Fn(&[&[u8]]) -> T,
+) -> T {
+    let whole = frame(&[input]);
     for split in 0..=input.len() {
         let (first, second) = input.split_at(split);
-        assert_eq!(
-            frame_chunks(limits, [first, second]),
-            whole,
-            "split at byte {split}"
-        );
+        assert_eq!(frame(&[first, second]), whole, "split at byte {split}");
     }
-    assert_eq!(
-        frame_chunks(limits, input.chunks(1)),
-        whole,
-        "fed byte by byte"
-    );
+    let bytes: Vec<&[u8]> = input.chunks(1).collect();
+    assert_eq!(frame(&bytes), whole, "fed byte by byte");
     whole
 }
 

@@ -21,8 +21,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
 use crate::{
-    admin, compare, config::Config, connection, interception, interception::Interception, listener,
-    metrics, mirror, reload, workers,
+    admin, config::Config, connection, interception, interception::Interception, listener, metrics,
+    mirror, reload, workers,
 };
 
 /// Kernel set-up that takes longer than this is given up (and undone at the next start).
@@ -63,8 +63,8 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), Error> {
     let kernel = metrics::KernelCollector::default();
     registry.register_collector(Box::new(kernel.clone()));
     let mirror_metrics = mirror::Metrics::register(&mut registry);
-    // Filled by the engine from each config's `[mirror.rules.compare]` sections.
-    let comparisons = compare::Reports::new(compare::Metrics::register(&mut registry));
+    // Filled by each engine from its config's `[mirror.rules.compare]` sections.
+    let comparisons = mirror_metrics.comparisons.clone();
     // Registered now: metrics cannot be added once the registry serves.
     let reloads = reload::Metrics::register(&mut registry);
     let ready = admin::Readiness::register(&mut registry);

@@ -36,6 +36,11 @@ impl RuleComparisons {
         self.settings.max_body_bytes
     }
 
+    /// Whether the comparison reads header `name` of the answers.
+    pub fn keeps_header(&self, name: &str) -> bool {
+        self.settings.keeps_header(name)
+    }
+
     /// The comparison of the rule's `index`-th target.
     pub fn target(&self, index: usize) -> Option<&Arc<Comparison>> {
         self.targets.get(index)

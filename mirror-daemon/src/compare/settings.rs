@@ -63,6 +63,17 @@ impl Settings {
         }
     }
 
+    /// Whether the comparison reads header `name` (any case) of the answers: the configured
+    /// ones, and those that say how to read a body (`content-encoding`, `content-type`).
+    pub fn keeps_header(&self, name: &str) -> bool {
+        name.eq_ignore_ascii_case("content-encoding")
+            || name.eq_ignore_ascii_case("content-type")
+            || self
+                .headers
+                .iter()
+                .any(|header| header.name.eq_ignore_ascii_case(name))
+    }
+
     /// Whether a request is compared: a draw against `percent`.
     pub fn sample(&self) -> bool {
         self.percent >= 100.0

@@ -122,6 +122,18 @@ impl Copies {
         self.answer_frames.clear();
     }
 
+    /// The primary closed the connection: an answer delimited by the close ends, and any
+    /// compared request still waiting has no answer. Only compared answers need it: the framer
+    /// is otherwise only asked where the connection is idle, and a closed one never is.
+    pub fn primary_closed(&mut self) {
+        if self.compared.is_empty() || self.answers.is_stopped() {
+            return;
+        }
+        self.answers.finish(&mut self.answer_frames);
+        self.compared.finish(&self.answer_frames);
+        self.answer_frames.clear();
+    }
+
     /// Whether the connection is at an idle point: every request has its complete answer, the
     /// connection stays open after it, and no byte of another request or answer has arrived.
     pub fn is_idle(&self) -> bool {
@@ -331,10 +343,7 @@ impl Copies {
 impl Drop for Copies {
     fn drop(&mut self) {
         self.abandon_copies();
-        if !self.compared.is_empty() {
-            // The connection ended: a close-delimited answer ends here, others were cut off.
-            self.answers.finish(&mut self.answer_frames);
-            self.compared.finish(&self.answer_frames);
-        }
+        // The connection ended (if the primary's close was not seen, its answers were cut off).
+        self.primary_closed();
     }
 }

@@ -1,5 +1,5 @@
 //! The admin endpoint: `/metrics` (Prometheus text), `/healthz`, `/readyz`, `/config` (the
-//! effective config, as TOML).
+//! effective config, as TOML), `/comparisons` (the shadow verdicts report, as JSON).
 //!
 //! It runs on its own address (loopback by default), never on the intercepted path.
 //! Readiness is served twice: as `/readyz` for probes and as the `mirror_ready` gauge for alerts.
@@ -29,6 +29,8 @@ pub struct State {
     pub config: Arc<arc_swap::ArcSwap<crate::config::Config>>,
     /// Programs attached and listeners registered.
     pub ready: Readiness,
+    /// The comparisons of shadows' answers with the primaries', for `/comparisons`.
+    pub comparisons: Arc<crate::compare::Reports>,
 }
 
 /// Whether the daemon intercepts new flows now (programs attached, listeners registered, no
@@ -109,22 +111,32 @@ fn respond(request: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> 
             );
             response
         }
-        "/config" => match toml::to_string_pretty(&**state.config.load()) {
-            Ok(body) => {
-                let mut response = Response::new(Full::new(Bytes::from(body)));
-                response.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("application/toml"),
-                );
-                response
-            }
-            Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n"),
-        },
+        "/config" => encoded(
+            toml::to_string_pretty(&**state.config.load()).ok(),
+            "application/toml",
+        ),
+        "/comparisons" => encoded(
+            serde_json::to_vec(&state.comparisons.report()).ok(),
+            "application/json",
+        ),
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if state.ready.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// A document served with its content type, or a 500 when it could not be encoded.
+fn encoded(body: Option<impl Into<Bytes>>, content_type: &'static str) -> Response<Full<Bytes>> {
+    let Some(body) = body else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n");
+    };
+    let mut response = Response::new(Full::new(body.into()));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    response
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

@@ -63,6 +63,8 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), Error> {
     let kernel = metrics::KernelCollector::default();
     registry.register_collector(Box::new(kernel.clone()));
     let mirror_metrics = mirror::Metrics::register(&mut registry);
+    // Filled by each engine from its config's `[mirror.rules.compare]` sections.
+    let comparisons = mirror_metrics.comparisons.clone();
     // Registered now: metrics cannot be added once the registry serves.
     let reloads = reload::Metrics::register(&mut registry);
     let ready = admin::Readiness::register(&mut registry);
@@ -96,6 +98,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), Error> {
         registry,
         config: shared_config.clone(),
         ready,
+        comparisons,
     });
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn(admin::serve(

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod admission;
 pub mod app;
+pub mod compare;
 pub mod config;
 pub mod connection;
 pub mod http;

@@ -3,10 +3,10 @@
 //! Exit codes (from sysexits.h): 0 success, 64 bad config or usage, 69 a kernel feature is
 //! unavailable, 70 internal error, 77 missing privilege. Each fatal error is one line on stderr.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use mirror_daemon::{app, config::Config, privilege};
+use mirror_daemon::{app, compare, config::Config, privilege};
 
 const EX_USAGE: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
@@ -45,6 +45,16 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Show how the shadows' answers compare with the primaries': verdicts, latencies, the
+    /// fields that differ (noise marked), the last mismatches. Read from a running daemon.
+    Comparisons {
+        /// The daemon's admin endpoint (`admin.address`).
+        #[arg(long, default_value = "127.0.0.1:15090")]
+        admin: SocketAddr,
+        /// Print the report as the endpoint serves it (JSON) instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -67,6 +77,7 @@ fn main() -> ExitCode {
             },
             Err(e) => fatal(EX_USAGE, &e.to_string()),
         },
+        Command::Comparisons { admin, json } => comparisons(admin, json),
         Command::Run { config } => {
             let (config, path) = match config {
                 Some(path) => (Config::from_file(&path), Some(path)),
@@ -90,12 +101,9 @@ fn main() -> ExitCode {
                 }
                 Err(e) => return fatal(EX_SOFTWARE, &format!("least privilege: {e}")),
             }
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match current_thread_runtime() {
                 Ok(runtime) => runtime,
-                Err(e) => return fatal(EX_SOFTWARE, &format!("cannot start the runtime: {e}")),
+                Err(code) => return code,
             };
             match runtime.block_on(app::run(config, path)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -110,6 +118,35 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `mirror-daemon comparisons`: the report of the daemon at `admin`, as tables or JSON.
+fn comparisons(admin: SocketAddr, json: bool) -> ExitCode {
+    let runtime = match current_thread_runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let report = match runtime.block_on(compare::fetch::fetch(admin)) {
+        Ok(report) => report,
+        Err(e) => return fatal(EX_UNAVAILABLE, &e.to_string()),
+    };
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => return fatal(EX_SOFTWARE, &format!("cannot print the report: {e}")),
+        }
+    } else {
+        print!("{}", compare::render::render(&report));
+    }
+    ExitCode::SUCCESS
+}
+
+/// A current-thread runtime, or the exit code of failing to start one (said on stderr).
+fn current_thread_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fatal(EX_SOFTWARE, &format!("cannot start the runtime: {e}")))
 }
 
 /// One line on stderr, whatever the log format, and the exit code.

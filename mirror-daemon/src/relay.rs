@@ -115,21 +115,32 @@ pub async fn relay(
                 moved.notify_one();
             },
         );
-        let downstream = pump(
-            primary_read,
-            client_write,
-            Side::Primary,
-            Side::Client,
-            buffer_size,
-            &in_hand[1],
-            |bytes| {
-                metrics.primary_to_client_bytes.inc_by(bytes.len() as u64);
+        let downstream = async {
+            let pumped = pump(
+                primary_read,
+                client_write,
+                Side::Primary,
+                Side::Client,
+                buffer_size,
+                &in_hand[1],
+                |bytes| {
+                    metrics.primary_to_client_bytes.inc_by(bytes.len() as u64);
+                    if let Some(tap) = tap.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+                        tap.observe_answer(bytes);
+                    }
+                    moved.notify_one();
+                },
+            )
+            .await;
+            // The primary's side ended cleanly: an answer delimited by the close ends here,
+            // while the client may keep its side open.
+            if pumped.is_ok() {
                 if let Some(tap) = tap.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
-                    tap.observe_answer(bytes);
+                    tap.primary_closed();
                 }
-                moved.notify_one();
-            },
-        );
+            }
+            pumped
+        };
         let idle = async {
             drain.cancelled().await;
             loop {

@@ -128,6 +128,8 @@ impl Live {
         let current = self.connection.load_full();
         let old_mirror = current.mirror.load_full();
         let mirror = if new.mirror.rules.is_empty() {
+            // No engine to configure them: the comparisons of the old rules leave the report.
+            let _ = self.mirror_metrics.comparisons.configure(&new.mirror);
             None
         } else {
             Some(Arc::new(mirror::Engine::new(

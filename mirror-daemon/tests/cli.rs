@@ -119,3 +119,21 @@ fn unknown_arguments_are_usage_errors() {
     let output = daemon(&["check", "--config", "x", "--log-format", "yaml"]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn comparisons_without_a_daemon_say_where_they_looked_in_one_line() {
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let admin = format!("127.0.0.1:{port}");
+    let output = daemon(&["comparisons", "--admin", &admin]);
+    assert_eq!(output.status.code(), Some(69));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot connect to the admin endpoint at {admin}")),
+        "{stderr}"
+    );
+}

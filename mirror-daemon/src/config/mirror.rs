@@ -184,7 +184,81 @@ pub struct MirrorRule {
     #[serde(rename = "match", default)]
     pub matches: Match,
     pub targets: Vec<String>,
+    /// Comparing the shadows' answers with the primary's; off without this section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<Compare>,
 }
+
+impl MirrorRule {
+    /// The name in logs, metric labels and reports: `name`, else `rule-N` (N its index).
+    pub fn effective_name(&self, index: usize) -> String {
+        self.name.clone().unwrap_or_else(|| format!("rule-{index}"))
+    }
+}
+
+/// `[mirror.rules.compare]`: which of a rule's copies have their answers compared with the
+/// primary's, and how.
+///
+/// It belongs to the rule, not to a target: the API a rule selects decides which fields are noise
+/// and which headers matter, and every target of the rule runs a version of that same API, so
+/// each (rule, target) pair is compared, and reported, under the rule's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compare {
+    /// Share of the rule's mirrored requests whose answers are compared, 0 to 100.
+    #[serde(default = "defaults::percent")]
+    pub percent: f64,
+    /// Bytes of each side's body (decoded) that are compared; a larger answer is compared by
+    /// status and headers only, and says so (`not_compared`, reason `over_cap`).
+    #[serde(default = "defaults::compare_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Header (and trailer) names whose values are compared; none by default, so `Date`-like
+    /// noise never counts unless asked for.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// JSON paths left out of the comparison, JSON-Pointer-like, `*` for any array item or
+    /// object member: `/items/*/id`, `/generated_at`.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    #[serde(default)]
+    pub noise: Noise,
+    /// Mismatches kept for the report (newest first).
+    #[serde(default = "defaults::last_mismatches")]
+    pub last_mismatches: usize,
+}
+
+/// How fields that differ in nearly every pair are told apart from regressions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Noise {
+    /// Share (0 to 1) of the window's pairs a field must differ in to be noise.
+    pub threshold: f64,
+    /// Pairs the window must hold before any field is called noise.
+    pub min_pairs: u32,
+    /// The last this many compared pairs are the window.
+    pub window: u32,
+    /// Noisy fields leave the verdict (a pair differing only in them is a `match`).
+    pub ignore_noisy: bool,
+}
+
+impl Default for Noise {
+    fn default() -> Self {
+        Self {
+            threshold: 0.9,
+            min_pairs: 20,
+            window: 1000,
+            ignore_noisy: true,
+        }
+    }
+}
+
+/// The largest `noise.window`: the window keeps up to 65 field numbers per pair, so this bounds
+/// it to ~1.3 MB per (rule, target) even when every pair differs everywhere.
+pub const MAX_NOISE_WINDOW: u32 = 10_000;
+/// The largest `last_mismatches`.
+pub const MAX_LAST_MISMATCHES: usize = 1000;
+/// The most `ignore` paths a rule may have (they are matched as one 64-bit set).
+pub const MAX_IGNORE_PATHS: usize = 64;
 
 /// Conditions of a rule; all given ones must hold. An empty match matches every request.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -227,6 +301,12 @@ mod defaults {
     }
     pub fn max_body_bytes() -> u64 {
         1024 * 1024
+    }
+    pub fn compare_max_body_bytes() -> u64 {
+        64 * 1024
+    }
+    pub fn last_mismatches() -> usize {
+        20
     }
     pub fn connect_timeout() -> Duration {
         Duration::from_secs(1)
@@ -510,6 +590,102 @@ impl Mirror {
                     ));
                 }
             }
+            if let Some(compare) = &rule.compare {
+                let compare_key = |field: &str| key(&format!("compare.{field}"));
+                self.validate_compare(compare, &compare_key, invalid)?;
+                let name = rule.effective_name(i);
+                let earlier = self.rules[..i].iter().enumerate();
+                if earlier
+                    .filter(|(_, r)| r.compare.is_some())
+                    .any(|(j, r)| r.effective_name(j) == name)
+                {
+                    return Err(invalid(
+                        &key("name"),
+                        format!(
+                            "{name:?} names an earlier rule with [compare] too; comparisons are \
+                             reported by rule name, so give each its own"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_compare(
+        &self,
+        compare: &Compare,
+        key: &dyn Fn(&str) -> String,
+        invalid: &dyn Fn(&str, String) -> Error,
+    ) -> Result<(), Error> {
+        if !(0.0..=100.0).contains(&compare.percent) {
+            return Err(invalid(
+                &key("percent"),
+                format!("{} is not between 0 and 100", compare.percent),
+            ));
+        }
+        // Both answers of a pair are held at once, charged to the copy budget.
+        if compare.max_body_bytes.saturating_mul(2) > self.max_buffered_bytes {
+            return Err(invalid(
+                &key("max_body_bytes"),
+                format!(
+                    "{} bytes per side do not fit twice in mirror.max_buffered_bytes ({})",
+                    compare.max_body_bytes, self.max_buffered_bytes
+                ),
+            ));
+        }
+        for (j, name) in compare.headers.iter().enumerate() {
+            if !is_token(name) {
+                return Err(invalid(
+                    &key(&format!("headers[{j}]")),
+                    format!("{name:?} is not a header name"),
+                ));
+            }
+        }
+        if compare.ignore.len() > MAX_IGNORE_PATHS {
+            return Err(invalid(
+                &key("ignore"),
+                format!("{} paths; at most {MAX_IGNORE_PATHS}", compare.ignore.len()),
+            ));
+        }
+        for (j, path) in compare.ignore.iter().enumerate() {
+            if let Err(reason) = crate::compare::IgnorePath::parse(path) {
+                return Err(invalid(
+                    &key(&format!("ignore[{j}]")),
+                    format!("{path:?} {reason}"),
+                ));
+            }
+        }
+        let noise = &compare.noise;
+        if !(noise.threshold > 0.0 && noise.threshold <= 1.0) {
+            return Err(invalid(
+                &key("noise.threshold"),
+                format!(
+                    "{} is not a share of pairs between 0 (excluded) and 1, e.g. 0.9",
+                    noise.threshold
+                ),
+            ));
+        }
+        if !(1..=MAX_NOISE_WINDOW).contains(&noise.window) {
+            return Err(invalid(
+                &key("noise.window"),
+                format!("must be between 1 and {MAX_NOISE_WINDOW} pairs"),
+            ));
+        }
+        if !(1..=noise.window).contains(&noise.min_pairs) {
+            return Err(invalid(
+                &key("noise.min_pairs"),
+                format!(
+                    "must be between 1 and noise.window ({}): the window never holds more",
+                    noise.window
+                ),
+            ));
+        }
+        if compare.last_mismatches > MAX_LAST_MISMATCHES {
+            return Err(invalid(
+                &key("last_mismatches"),
+                format!("must be at most {MAX_LAST_MISMATCHES}"),
+            ));
         }
         Ok(())
     }
@@ -603,6 +779,89 @@ mod tests {
             );
         }
         assert!(parse("[[mirror.targets]]\nname = \"t\"\naddress = \"10.0.0.1:80\"\n").is_ok());
+    }
+
+    const RULE: &str = "\n[[mirror.rules]]\nname = \"orders\"\ntargets = [\"staging\"]\n";
+
+    #[test]
+    fn compare_is_off_without_its_section_and_defaults_with_it() {
+        let config = parse(&format!("{TARGET}{RULE}")).expect("valid");
+        assert!(config.mirror.rules[0].compare.is_none());
+        let config = parse(&format!("{TARGET}{RULE}[mirror.rules.compare]\n")).expect("valid");
+        let compare = config.mirror.rules[0].compare.as_ref().expect("on");
+        assert_eq!(compare.percent, 100.0);
+        assert_eq!(compare.max_body_bytes, 65536);
+        assert!(compare.headers.is_empty() && compare.ignore.is_empty());
+        assert_eq!(compare.noise, Noise::default());
+        assert_eq!(
+            (
+                compare.noise.threshold,
+                compare.noise.min_pairs,
+                compare.noise.window
+            ),
+            (0.9, 20, 1000)
+        );
+        assert!(compare.noise.ignore_noisy);
+        assert_eq!(compare.last_mismatches, 20);
+    }
+
+    #[test]
+    fn compare_settings_out_of_range_are_rejected_with_their_key() {
+        for (lines, key, message) in [
+            ("percent = 101", "compare.percent", "not between 0 and 100"),
+            (
+                "ignore = [\"items/*/id\"]",
+                "compare.ignore",
+                "must start with '/'",
+            ),
+            (
+                "headers = [\"bad header\"]",
+                "compare.headers",
+                "not a header name",
+            ),
+            (
+                "max_body_bytes = 67108864",
+                "compare.max_body_bytes",
+                "do not fit twice",
+            ),
+            (
+                "last_mismatches = 1001",
+                "compare.last_mismatches",
+                "at most 1000",
+            ),
+            (
+                "noise = { threshold = 90.0 }",
+                "compare.noise.threshold",
+                "e.g. 0.9",
+            ),
+            (
+                "noise = { window = 0 }",
+                "compare.noise.window",
+                "between 1 and 10000",
+            ),
+            (
+                "noise = { window = 10, min_pairs = 11 }",
+                "compare.noise.min_pairs",
+                "never holds more",
+            ),
+        ] {
+            let err = parse(&format!("{TARGET}{RULE}[mirror.rules.compare]\n{lines}\n"))
+                .expect_err(lines);
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("mirror.rules[0].{key}")) && text.contains(message),
+                "{lines}: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn compared_rules_need_distinct_names() {
+        let text = format!("{TARGET}{RULE}[mirror.rules.compare]\n{RULE}[mirror.rules.compare]\n");
+        let err = parse(&text).expect_err("same name");
+        assert!(err.to_string().contains("mirror.rules[1].name"), "{err}");
+        // Without [compare] on both, names may repeat as before.
+        assert!(parse(&format!("{TARGET}{RULE}[mirror.rules.compare]\n{RULE}")).is_ok());
     }
 
     #[test]

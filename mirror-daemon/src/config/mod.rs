@@ -49,8 +49,8 @@ pub struct Config {
 }
 
 pub use mirror::{
-    is_local_address, split_host_port, Framing, HeaderMatch, Match, Mirror, MirrorRule, Sampling,
-    Target, Tls,
+    is_local_address, split_host_port, Compare, Framing, HeaderMatch, Match, Mirror, MirrorRule,
+    Noise, Sampling, Target, Tls, MAX_IGNORE_PATHS, MAX_LAST_MISMATCHES, MAX_NOISE_WINDOW,
 };
 
 /// Which pod flows the kernel hands to the daemon.

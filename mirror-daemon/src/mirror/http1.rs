@@ -5,12 +5,16 @@
 //! A copy whose original ends within the same [`Copies::observe`] call (most do: a head and a
 //! small body arrive in one read) goes to its target complete, ready to be written together with
 //! others; the others go at the end of the call, and their bodies follow through a channel.
+//!
+//! Under a rule that compares answers, a sampled request's copies carry a [`Pair`] each, and the
+//! primary's answer to it is captured from the response frames ([`super::answers`]).
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::{copy, tap::Context, BODY_CHANNEL_SLOTS};
+use super::{answers::PrimaryAnswers, copy, tap::Context, BODY_CHANNEL_SLOTS};
 use crate::{
+    compare::{Pair, Protocol, RequestLine},
     http::{
         response::{Expected, ResponseFrame, ResponseFramer},
         BodyKind, Frame, FramingLimits, RequestFramer, RequestHead, TunnelReason,
@@ -26,6 +30,7 @@ struct Starting {
     is_head: bool,
     body: Vec<Bytes>,
     sent: u64,
+    compare: Option<shadow::Compared>,
 }
 
 /// A copy handed to its target whose body is still streaming.
@@ -42,6 +47,10 @@ pub(super) struct Copies {
     /// The primary's answers, framed in request order: where the connection is idle.
     answers: ResponseFramer,
     answer_frames: Vec<ResponseFrame>,
+    /// The compared requests' answers (nothing unless a rule compares).
+    compared: PrimaryAnswers,
+    /// The place of the last request announced to `answers`, if it took it.
+    last_place: Option<u64>,
     starting: Vec<Starting>,
     copies: Vec<InFlight>,
     /// The engine the copies in progress were made under (their targets' indices are its).
@@ -55,6 +64,8 @@ impl Copies {
             frames: Vec::new(),
             answers: ResponseFramer::new(limits),
             answer_frames: Vec::new(),
+            compared: PrimaryAnswers::default(),
+            last_place: None,
             starting: Vec::new(),
             copies: Vec::new(),
             engine: None,
@@ -70,11 +81,20 @@ impl Copies {
         for frame in frames.drain(..) {
             match frame {
                 Frame::Head(head) => {
+                    let waiting = self.answers.pending_requests();
                     self.answers.expect(Expected::of(&head));
+                    // Taken unless the framer stopped, or will give up on a pipeline too deep.
+                    self.last_place = (self.answers.pending_requests() > waiting)
+                        .then(|| self.compared.announced());
                     self.start(context, &head);
                 }
                 Frame::Body(range) => self.body(chunk.get(range).unwrap_or_default()),
-                Frame::End => self.end(),
+                Frame::End => {
+                    if let (Some(place), false) = (self.last_place, self.compared.is_empty()) {
+                        self.compared.request_ended(place);
+                    }
+                    self.end();
+                }
                 Frame::Tunnel(reason) => {
                     self.answers.requests_opaque();
                     self.abandon_copies();
@@ -94,6 +114,23 @@ impl Copies {
             return;
         }
         self.answers.feed(chunk, &mut self.answer_frames);
+        if self.compared.is_empty() {
+            self.compared.skip(&self.answer_frames);
+        } else {
+            self.compared.frames(chunk, &self.answer_frames);
+        }
+        self.answer_frames.clear();
+    }
+
+    /// The primary closed the connection: an answer delimited by the close ends, and any
+    /// compared request still waiting has no answer. Only compared answers need it: the framer
+    /// is otherwise only asked where the connection is idle, and a closed one never is.
+    pub fn primary_closed(&mut self) {
+        if self.compared.is_empty() || self.answers.is_stopped() {
+            return;
+        }
+        self.answers.finish(&mut self.answer_frames);
+        self.compared.finish(&self.answer_frames);
         self.answer_frames.clear();
     }
 
@@ -116,7 +153,18 @@ impl Copies {
             BodyKind::ContentLength(length) => Some(length),
             BodyKind::None | BodyKind::Chunked => None,
         };
-        for index in engine.choose(&context.rules, head, no_host, declared) {
+        let Some((rule, chosen)) =
+            engine.choose_under_rule(&context.rules, head, no_host, declared)
+        else {
+            self.engine = Some(engine);
+            return;
+        };
+        // One draw per request: every target compares the same requests.
+        let comparisons = engine
+            .comparisons(rule)
+            .filter(|comparisons| !chosen.is_empty() && comparisons.sample());
+        let mut pairs = Vec::new();
+        for index in chosen {
             let target = &engine.targets[index];
             let framing = match head.body() {
                 BodyKind::None => BodyFraming::None,
@@ -134,7 +182,26 @@ impl Copies {
                 is_head: head.method() == "HEAD",
                 body: Vec::new(),
                 sent: 0,
+                compare: comparisons.and_then(|comparisons| {
+                    let position = engine.rules[rule]
+                        .targets
+                        .iter()
+                        .position(|&t| t == index)?;
+                    let pair = Pair::new(
+                        comparisons.target(position)?.clone(),
+                        RequestLine::new(head.method(), head.target(), Protocol::Http1),
+                    );
+                    pairs.push(pair.clone());
+                    Some(shadow::Compared {
+                        pair,
+                        budget: engine.budget.clone(),
+                    })
+                }),
             });
+        }
+        if !pairs.is_empty() {
+            self.compared
+                .compare(self.last_place, pairs, engine.budget.clone());
         }
         self.engine = Some(engine);
     }
@@ -216,6 +283,7 @@ impl Copies {
                 body_ready: copy.body,
                 body_rx: None,
                 is_head: copy.is_head,
+                compare: copy.compare,
             };
             match target.sender.try_submit(request) {
                 Ok(()) => target.outcomes.mirrored.inc(),
@@ -241,6 +309,7 @@ impl Copies {
                 body_ready: copy.body,
                 body_rx: Some(rx),
                 is_head: copy.is_head,
+                compare: copy.compare,
             };
             match target.sender.try_submit(request) {
                 Ok(()) => self.copies.push(InFlight {
@@ -274,5 +343,7 @@ impl Copies {
 impl Drop for Copies {
     fn drop(&mut self) {
         self.abandon_copies();
+        // The connection ended (if the primary's close was not seen, its answers were cut off).
+        self.primary_closed();
     }
 }

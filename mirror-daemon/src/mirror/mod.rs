@@ -18,6 +18,7 @@
 //!
 //! Memory: copies are charged to one budget, `mirror.max_buffered_bytes` ([`budget`]).
 
+mod answers;
 pub mod budget;
 pub mod copy;
 mod http1;
@@ -37,7 +38,7 @@ use prometheus_client::{
 
 pub use tap::{Protocol, Tap};
 
-use crate::{config, shadow};
+use crate::{compare, config, shadow};
 use request::RequestView;
 
 /// Body chunks a copy may have queued towards its sender. Memory is bounded in bytes elsewhere
@@ -88,6 +89,9 @@ pub struct Metrics {
     requests_skipped: Family<[(&'static str, &'static str); 1], Counter>,
     tunnels: Family<[(&'static str, &'static str); 1], Counter>,
     shadow: shadow::ShadowMetrics,
+    /// The comparisons of shadows' answers with the primary's, kept across reloads (and
+    /// reported on `/comparisons`).
+    pub comparisons: Arc<compare::Reports>,
 }
 
 impl Metrics {
@@ -129,6 +133,7 @@ impl Metrics {
             requests_skipped,
             tunnels,
             shadow: shadow::ShadowMetrics::register(registry),
+            comparisons: compare::Reports::new(compare::Metrics::register(registry)),
         })
     }
 
@@ -163,6 +168,8 @@ pub struct Engine {
     target_configs: Vec<config::Target>,
     budget: Arc<budget::Budget>,
     metrics: Arc<Metrics>,
+    /// Per rule (indexed like `rules`), its comparisons, if it compares answers.
+    comparisons: Vec<Option<compare::RuleComparisons>>,
 }
 
 impl Engine {
@@ -226,6 +233,7 @@ impl Engine {
             target_configs: config.targets.clone(),
             budget,
             metrics: metrics.clone(),
+            comparisons: metrics.comparisons.configure(config),
         })
     }
 
@@ -263,15 +271,29 @@ impl Engine {
         no_host: bool,
         declared_length: Option<u64>,
     ) -> Vec<usize> {
+        self.choose_under_rule(rules, request, no_host, declared_length)
+            .map(|(_, chosen)| chosen)
+            .unwrap_or_default()
+    }
+
+    /// [`choose`](Self::choose), saying under which rule (its index).
+    fn choose_under_rule(
+        &self,
+        rules: &[usize],
+        request: &impl RequestView,
+        no_host: bool,
+        declared_length: Option<u64>,
+    ) -> Option<(usize, Vec<usize>)> {
         self.metrics.requests_framed.inc();
-        let Some(rule) = rules
+        let Some(rule_index) = rules
             .iter()
-            .map(|&i| &self.rules[i])
-            .find(|rule| rule.matches_request(request))
+            .copied()
+            .find(|&i| self.rules[i].matches_request(request))
         else {
             self.metrics.requests_unmatched.inc();
-            return Vec::new();
+            return None;
         };
+        let rule = &self.rules[rule_index];
         let mut chosen = Vec::with_capacity(rule.targets.len());
         for &index in &rule.targets {
             let target = &self.targets[index];
@@ -292,6 +314,11 @@ impl Engine {
                 chosen.push(index);
             }
         }
-        chosen
+        Some((rule_index, chosen))
+    }
+
+    /// The comparisons of rule `rule`, if it compares answers.
+    fn comparisons(&self, rule: usize) -> Option<&compare::RuleComparisons> {
+        self.comparisons.get(rule)?.as_ref()
     }
 }

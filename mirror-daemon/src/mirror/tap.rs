@@ -203,6 +203,14 @@ impl Tap {
         }
     }
 
+    /// The primary closed its side of the connection (after the last chunk given to
+    /// [`observe_answer`](Self::observe_answer)).
+    pub fn primary_closed(&mut self) {
+        if let Protocol::Http1(copies) = &mut self.protocol {
+            copies.primary_closed();
+        }
+    }
+
     /// Whether the connection is at a point where closing it loses nothing: no request or answer
     /// under way (HTTP/1.1), no stream open in either direction and no frame half-read (HTTP/2).
     /// Never for a tunnel, whose bytes say nothing.

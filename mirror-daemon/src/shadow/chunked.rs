@@ -66,6 +66,16 @@ impl ChunkedDrain {
     /// Walks `input`: how many of its leading bytes belong to the body, and whether the body
     /// ended with the last of them.
     pub fn advance(&mut self, input: &[u8]) -> Result<(usize, bool), ProtocolError> {
+        self.advance_reporting_data(input, |_| {})
+    }
+
+    /// [`advance`](Self::advance), calling `data` with each range of `input` that is chunk data
+    /// (the body's payload), in order.
+    pub fn advance_reporting_data(
+        &mut self,
+        input: &[u8],
+        mut data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<(usize, bool), ProtocolError> {
         let mut at = 0;
         while at < input.len() {
             if self.state == State::Done {
@@ -74,6 +84,9 @@ impl ChunkedDrain {
             if let State::Data { remaining } = self.state {
                 let available = (input.len() - at) as u64;
                 let skip = remaining.min(available);
+                if skip > 0 {
+                    data(at..at + skip as usize);
+                }
                 at += skip as usize;
                 self.state = match remaining - skip {
                     0 => State::DataCr,

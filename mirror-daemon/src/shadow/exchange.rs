@@ -13,10 +13,11 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
 
 use super::{
+    capture::Capture,
     error::Failure,
     pool::Connection,
     request::ShadowRequest,
-    response::{read_next_response, read_response, Response},
+    response::{read_next_response, read_response_capturing, AnswerCapture, Response},
     write::{write_parts, write_request},
 };
 
@@ -26,14 +27,17 @@ pub(super) struct Exchanged {
     pub response: Response,
     /// The connection is clean and may go back to the pool.
     pub reusable: bool,
+    /// When the copy was completely written, if it was before its answer ended.
+    pub written_at: Option<Instant>,
 }
 
-/// Sends `copy` on `connection` and reads the response to its end; `written` counts the copy
-/// as soon as it is completely on its way.
+/// Sends `copy` on `connection` and reads the response to its end (into `capture` when the
+/// answer is compared); `written` counts the copy as soon as it is completely on its way.
 pub(super) async fn exchange(
     connection: &mut Connection,
     copy: &mut ShadowRequest,
     written: &Counter,
+    capture: Option<&mut Capture>,
 ) -> Result<Exchanged, Failure> {
     let (mut reader, mut writer) = tokio::io::split(&mut connection.stream);
     let write = write_request(
@@ -43,23 +47,27 @@ pub(super) async fn exchange(
         &copy.body_ready,
         copy.body_rx.as_mut(),
     );
-    let read = read_response(&mut reader, copy.is_head);
+    let capture = capture.map(|c| c as &mut (dyn AnswerCapture + Send));
+    let read = read_response_capturing(&mut reader, copy.is_head, capture);
     tokio::pin!(write, read);
-    let mut complete = false;
+    let mut written_at = None;
     loop {
         tokio::select! {
             // Write first, so a copy written completely is known as such before its response.
             biased;
-            result = &mut write, if !complete => {
+            result = &mut write, if written_at.is_none() => {
                 result?;
                 written.inc();
-                complete = true;
+                written_at = Some(Instant::now());
             }
             response = &mut read => {
                 let response = response?;
                 return Ok(Exchanged {
                     response,
-                    reusable: complete && response.reusable && request_keeps_alive(&copy.head),
+                    reusable: written_at.is_some()
+                        && response.reusable
+                        && request_keeps_alive(&copy.head),
+                    written_at,
                 });
             }
         }
@@ -74,6 +82,11 @@ pub(super) struct Answers {
     pub responses: Vec<(Response, Instant)>,
     /// All of the batch was written.
     pub written: bool,
+    /// When it was.
+    pub written_at: Option<Instant>,
+    /// The captures of compared copies' answers, by copy (`None` for the others); those of
+    /// answered copies are complete.
+    pub captures: Vec<Option<Capture>>,
     /// The last answer said the shadow closes the connection: the copies after it were never
     /// taken up by the shadow (RFC 9112 section 9.6) and may be sent again.
     pub closed_by_shadow: bool,
@@ -97,9 +110,14 @@ pub(super) async fn exchange_batch(
     let write = write_parts(&mut writer, &mut parts);
     let mut buf = BytesMut::new();
     let responses = &mut answers.responses;
+    let captures = &mut answers.captures;
     let read = async {
-        for copy in copies {
-            let response = read_next_response(&mut reader, &mut buf, copy.is_head).await?;
+        for (index, copy) in copies.iter().enumerate() {
+            let capture = captures
+                .get_mut(index)
+                .and_then(Option::as_mut)
+                .map(|c| c as &mut (dyn AnswerCapture + Send));
+            let response = read_next_response(&mut reader, &mut buf, copy.is_head, capture).await?;
             responses.push((response, Instant::now()));
             if !response.reusable || !request_keeps_alive(&copy.head) {
                 return Ok((false, responses.len()));
@@ -115,6 +133,7 @@ pub(super) async fn exchange_batch(
                 result?;
                 written.inc_by(copies.len() as u64);
                 answers.written = true;
+                answers.written_at = Some(Instant::now());
             }
             result = &mut read => {
                 let (reusable, answered) = result?;

@@ -232,6 +232,7 @@ mod tests {
                 body_ready: Vec::new(),
                 body_rx: (!complete).then_some(rx),
                 is_head: false,
+                compare: None,
             },
             retried: false,
         }

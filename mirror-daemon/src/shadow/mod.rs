@@ -10,9 +10,11 @@
 //! worker, shared limits) -> `lane` (queue, batches, the relay first) -> `sender` (a batch's way,
 //! with its timeout) -> `pool` (idle connections) or `dial` with `tls` (new ones) -> `exchange`
 //! (copies on one connection, pipelined) -> `write` (raw request bytes out, vectored) and
-//! `response` with `chunked` (the responses read and thrown away).
+//! `response` with `chunked` (the responses read and thrown away, or kept by `capture` for a
+//! comparison with the primary's, [`crate::compare`]).
 //! [`error`], [`metrics`] and `health` (logging) say how it went.
 
+mod capture;
 mod chunked;
 mod dial;
 pub mod error;
@@ -32,6 +34,7 @@ mod write;
 #[cfg(test)]
 mod tests;
 
+pub use capture::Compared;
 pub use error::{CopyError, Error, ErrorKind, Rejected};
 pub use http2::{H2Chunk, H2Copy};
 pub use metrics::ShadowMetrics;

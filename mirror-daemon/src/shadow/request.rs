@@ -34,6 +34,9 @@ pub struct ShadowRequest {
     pub body_rx: Option<mpsc::Receiver<BodyChunk>>,
     /// The copy is a HEAD request, so its response has no body whatever its headers say.
     pub is_head: bool,
+    /// Set when the copy's answer is compared with the primary's: it is captured, not just
+    /// read, and handed to the pair (or the copy's failure is).
+    pub compare: Option<super::Compared>,
 }
 
 /// How the copy's body is delimited on the wire (RFC 9112 section 6).

@@ -42,14 +42,52 @@ struct Head {
     keep_alive: bool,
 }
 
+/// What a comparison keeps of an answer while it is read (see `super::capture`); copies whose
+/// answers are not compared have none and pay nothing for it.
+pub(super) trait AnswerCapture {
+    /// A head was parsed (interim heads too: the final one comes last).
+    fn head(&mut self, status: u16);
+    /// A field of the head just announced.
+    fn field(&mut self, name: &str, value: &[u8]);
+    /// Payload bytes of the final answer, in order.
+    fn data(&mut self, data: &[u8]);
+}
+
+/// The capture again, for one more call (shortening the trait object's lifetime, which
+/// `as_deref_mut` cannot).
+fn reborrow<'a>(
+    capture: &'a mut Option<&mut (dyn AnswerCapture + Send)>,
+) -> Option<&'a mut (dyn AnswerCapture + Send)> {
+    match capture {
+        Some(capture) => Some(&mut **capture),
+        None => None,
+    }
+}
+
 /// Reads the final response to `is_head` (a HEAD request or not) and drains its body. The
 /// connection is reusable only if nothing follows the response.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the entry point of the shadow_response fuzz target"
+    )
+)]
 pub(super) async fn read_response<R: AsyncRead + Unpin>(
     io: &mut R,
     is_head: bool,
 ) -> Result<Response, Failure> {
+    read_response_capturing(io, is_head, None).await
+}
+
+/// [`read_response`], keeping what a comparison needs of the answer in `capture`.
+pub(super) async fn read_response_capturing<R: AsyncRead + Unpin>(
+    io: &mut R,
+    is_head: bool,
+    capture: Option<&mut (dyn AnswerCapture + Send)>,
+) -> Result<Response, Failure> {
     let mut buf = BytesMut::new();
-    let response = read_next_response(io, &mut buf, is_head).await?;
+    let response = read_next_response(io, &mut buf, is_head, capture).await?;
     Ok(Response {
         reusable: response.reusable && buf.is_empty(),
         ..response
@@ -59,19 +97,21 @@ pub(super) async fn read_response<R: AsyncRead + Unpin>(
 /// Reads the next final response of a connection whose bytes read so far and not yet used are in
 /// `buf` (answers to pipelined copies follow each other there), and drains its body. Leaves in
 /// `buf` whatever follows the response. `reusable` says whether the shadow keeps the connection
-/// open after this response.
+/// open after this response. With `capture`, what a comparison needs of the final answer is
+/// kept there (the copies that are not compared pay nothing for it).
 pub(super) async fn read_next_response<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut BytesMut,
     is_head: bool,
+    mut capture: Option<&mut (dyn AnswerCapture + Send)>,
 ) -> Result<Response, Failure> {
     let head = loop {
-        let head = read_head(io, buf, is_head).await?;
+        let head = read_head(io, buf, is_head, reborrow(&mut capture)).await?;
         if head.status >= 200 || head.status == 101 {
             break head;
         }
     };
-    drain_body(io, buf, head.body).await?;
+    drain_body(io, buf, head.body, capture).await?;
     Ok(Response {
         status: head.status,
         reusable: head.keep_alive,
@@ -82,6 +122,7 @@ async fn read_head<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut BytesMut,
     is_head: bool,
+    mut capture: Option<&mut (dyn AnswerCapture + Send)>,
 ) -> Result<Head, Failure> {
     // Parsed only once the bytes hold an end of head: re-parsing after every read would cost
     // quadratic CPU on a head trickled a byte at a time (a remote shadow could do that).
@@ -102,7 +143,9 @@ async fn read_head<R: AsyncRead + Unpin>(
             .is_some_and(|start| has_end_of_head(&buf[scanned.saturating_sub(3).max(start)..]));
         scanned = buf.len();
         if ended {
-            if let Some((length, head)) = parse_head(buf, is_head).map_err(Failure::Protocol)? {
+            if let Some((length, head)) =
+                parse_head(buf, is_head, reborrow(&mut capture)).map_err(Failure::Protocol)?
+            {
                 buf.advance(length);
                 return Ok(head);
             }
@@ -127,11 +170,15 @@ async fn drain_body<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut BytesMut,
     body: Body,
+    mut capture: Option<&mut (dyn AnswerCapture + Send)>,
 ) -> Result<(), Failure> {
     match body {
         Body::None => Ok(()),
         Body::Length(mut left) => loop {
             let skip = left.min(buf.len() as u64);
+            if let Some(capture) = reborrow(&mut capture) {
+                capture.data(&buf[..skip as usize]);
+            }
             buf.advance(skip as usize);
             left -= skip;
             if left == 0 {
@@ -144,7 +191,13 @@ async fn drain_body<R: AsyncRead + Unpin>(
         Body::Chunked => {
             let mut chunked = ChunkedDrain::default();
             loop {
-                let (consumed, done) = chunked.advance(buf).map_err(Failure::Protocol)?;
+                let (consumed, done) = match reborrow(&mut capture) {
+                    Some(capture) => {
+                        chunked.advance_reporting_data(buf, |data| capture.data(&buf[data]))
+                    }
+                    None => chunked.advance(buf),
+                }
+                .map_err(Failure::Protocol)?;
                 buf.advance(consumed);
                 if done {
                     return Ok(());
@@ -155,6 +208,9 @@ async fn drain_body<R: AsyncRead + Unpin>(
             }
         }
         Body::UntilClose => loop {
+            if let Some(capture) = reborrow(&mut capture) {
+                capture.data(buf);
+            }
             buf.clear();
             if read_more(io, buf, Phase::ReadingBody).await? == 0 {
                 return Ok(());
@@ -179,7 +235,11 @@ async fn read_more<R: AsyncRead + Unpin>(
 }
 
 /// The head at the start of `buf` and its length, or `None` while it is incomplete.
-fn parse_head(buf: &[u8], is_head: bool) -> Result<Option<(usize, Head)>, ProtocolError> {
+fn parse_head(
+    buf: &[u8],
+    is_head: bool,
+    capture: Option<&mut (dyn AnswerCapture + Send)>,
+) -> Result<Option<(usize, Head)>, ProtocolError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let length = match httparse::ParserConfig::default()
@@ -197,6 +257,12 @@ fn parse_head(buf: &[u8], is_head: bool) -> Result<Option<(usize, Head)>, Protoc
         return Err(ProtocolError::Status(status));
     }
     let http_1_1 = response.version == Some(1);
+    if let Some(capture) = capture {
+        capture.head(status);
+        for header in response.headers.iter() {
+            capture.field(header.name, header.value);
+        }
+    }
 
     let mut close = false;
     let mut keep_alive = false;
@@ -484,5 +550,65 @@ mod tests {
             matches!(response, Err(Failure::Protocol(_))),
             "{response:?}"
         );
+    }
+
+    /// Records what a capture is told.
+    #[derive(Debug, Default)]
+    struct Recorded {
+        statuses: Vec<u16>,
+        fields: Vec<String>,
+        body: Vec<u8>,
+    }
+
+    impl AnswerCapture for Recorded {
+        fn head(&mut self, status: u16) {
+            self.statuses.push(status);
+            self.fields.clear();
+        }
+
+        fn field(&mut self, name: &str, _: &[u8]) {
+            self.fields.push(name.to_string());
+        }
+
+        fn data(&mut self, data: &[u8]) {
+            self.body.extend_from_slice(data);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_captured_answer_gives_its_payload_in_every_framing() {
+        let cases: [(&[u8], bool, &[u8]); 5] = [
+            (
+                b"HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+                false,
+                b"hello",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n",
+                false,
+                b"hello world",
+            ),
+            (b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nto the end", false, b"to the end"),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true, b""),
+            (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", false, b""),
+        ];
+        for (wire, is_head, payload) in cases {
+            // Three bytes a read: heads, sizes and data straddle reads everywhere.
+            let mut io = Pieces {
+                wire: wire.to_vec(),
+                at: 0,
+            };
+            let mut recorded = Recorded::default();
+            let mut buf = BytesMut::new();
+            let response = read_next_response(&mut io, &mut buf, is_head, Some(&mut recorded))
+                .await
+                .expect("answer");
+            assert_eq!(recorded.body, payload, "{}", String::from_utf8_lossy(wire));
+            assert_eq!(recorded.statuses.last(), Some(&response.status));
+            assert!(
+                !recorded.fields.iter().any(|f| f == "X-Interim"),
+                "an interim head's fields are not the answer's"
+            );
+        }
     }
 }

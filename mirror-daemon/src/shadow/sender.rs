@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::{timeout_at, Instant};
 
 use super::{
+    capture::Capture,
     dial::Dialer,
     error::{CopyError, Failure, Phase},
     exchange::{exchange, exchange_batch, Answers},
@@ -119,22 +120,37 @@ impl Sender {
     pub async fn deliver_one(&self, mut copy: ShadowRequest, way: Way, dequeued: Instant) {
         let mut peer = None;
         let deadline = dequeued + self.parts.request_timeout;
+        let mut capture = copy.compare.as_ref().map(Capture::new);
         let result = timeout_at(deadline, async {
             let mut connection = self.connection(way, &mut peer).await?;
-            let exchanged =
-                exchange(&mut connection, &mut copy, &self.parts.metrics.requests).await?;
+            let exchanged = exchange(
+                &mut connection,
+                &mut copy,
+                &self.parts.metrics.requests,
+                capture.as_mut(),
+            )
+            .await?;
             if exchanged.reusable {
                 self.parts.pool.put(connection);
             }
-            Ok(exchanged.response)
+            Ok(exchanged)
         })
         .await
         .unwrap_or(Err(Failure::Timeout(self.parts.request_timeout)));
         match result {
-            Ok(response) => self
-                .parts
-                .answered(response.status, None, dequeued.elapsed()),
-            Err(failure) => self.parts.failed(failure, peer),
+            Ok(exchanged) => {
+                self.parts
+                    .answered(exchanged.response.status, None, dequeued.elapsed());
+                if let Some(capture) = capture {
+                    capture.answered(exchanged.written_at);
+                }
+            }
+            Err(failure) => {
+                if let Some(compared) = &copy.compare {
+                    compared.failed(failure.kind().as_str());
+                }
+                self.parts.failed(failure, peer);
+            }
         }
     }
 
@@ -148,6 +164,12 @@ impl Sender {
     ) -> Vec<Queued> {
         let copies: Vec<&ShadowRequest> = batch.iter().map(|q| &q.copy).collect();
         let mut answers = Answers::default();
+        if copies.iter().any(|copy| copy.compare.is_some()) {
+            answers.captures = copies
+                .iter()
+                .map(|copy| copy.compare.as_ref().map(Capture::new))
+                .collect();
+        }
         let mut peer = None;
         let mut reused = false;
         let result = timeout_at(dequeued + self.parts.request_timeout, async {
@@ -173,6 +195,9 @@ impl Sender {
             self.parts
                 .answered(response.status, None, at.duration_since(dequeued));
         }
+        for capture in answers.captures.drain(..).take(answered).flatten() {
+            capture.answered(answers.written_at);
+        }
         let mut again = Vec::new();
         let rest = batch.into_iter().skip(answered);
         if answers.closed_by_shadow {
@@ -189,10 +214,12 @@ impl Sender {
                     queued.retried = true;
                 }
                 again = retry;
+                compared_failed(lost.iter(), &failure);
                 self.parts.failed_many(failure, peer, lost.len());
             } else {
-                let lost = rest.count();
-                self.parts.failed_many(failure, peer, lost);
+                let lost: Vec<Queued> = rest.collect();
+                compared_failed(lost.iter(), &failure);
+                self.parts.failed_many(failure, peer, lost.len());
             }
         }
         again
@@ -220,6 +247,13 @@ impl Sender {
         };
         *peer = Some(connection.peer);
         Ok(connection)
+    }
+}
+
+/// Tells the pairs of compared copies among `lost` that the shadow failed them.
+fn compared_failed<'a>(lost: impl Iterator<Item = &'a Queued>, failure: &Failure) {
+    for compared in lost.filter_map(|queued| queued.copy.compare.as_ref()) {
+        compared.failed(failure.kind().as_str());
     }
 }
 

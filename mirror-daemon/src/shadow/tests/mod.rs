@@ -122,6 +122,7 @@ fn get(path: &str) -> ShadowRequest {
         body_ready: Vec::new(),
         body_rx: None,
         is_head: false,
+        compare: None,
     }
 }
 
@@ -134,6 +135,7 @@ fn post(head: &str, body: BodyFraming) -> (ShadowRequest, mpsc::Sender<BodyChunk
         body_ready: Vec::new(),
         body_rx: Some(rx),
         is_head: false,
+        compare: None,
     };
     (copy, tx)
 }

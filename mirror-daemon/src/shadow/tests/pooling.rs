@@ -92,6 +92,7 @@ impl Framing {
                 ShadowRequest {
                     head: "HEAD /status HTTP/1.1\r\nHost: a\r\n\r\n".into(),
                     is_head: true,
+                    compare: None,
                     ..get("/")
                 }
             } else {
@@ -273,6 +274,7 @@ async fn copies_ready_together_go_out_pipelined_on_one_connection_in_order() {
             body_ready: vec!["bo".into(), "dy".into()],
             body_rx: None,
             is_head: false,
+            compare: None,
         })
         .expect("queued");
     harness

@@ -1,0 +1,139 @@
+//! Getting two bodies ready to compare: decoded, and parsed as JSON when both are JSON.
+//!
+//! The cheapest test comes first: the same bytes under the same `Content-Encoding` are equal,
+//! with nothing decoded or parsed. Otherwise each body is decoded ([`super::decode`]), and
+//! compared as JSON values when both sides are JSON: declared so (`application/json`, `+json`),
+//! or starting like a document (`{` or `[`), and parsing as one. Each side is parsed once. Bodies
+//! that are not both JSON are compared byte for byte.
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use super::{
+    answer::{Answer, AnswerBody},
+    decode::{decode, Decoded},
+    differences::{Differences, Shown, WHOLE_BODY},
+    json,
+    path::IgnoreSet,
+    verdict::NotCompared,
+};
+
+/// Two bodies, ready.
+pub(super) enum Bodies<'a> {
+    /// Equal as sent.
+    Same,
+    NotCompared(NotCompared),
+    /// The primary's decoded; the shadow's does not decode.
+    ShadowUndecodable,
+    Bytes {
+        primary: Cow<'a, [u8]>,
+        shadow: Cow<'a, [u8]>,
+    },
+    Json {
+        primary: Value,
+        shadow: Value,
+    },
+}
+
+impl<'a> Bodies<'a> {
+    /// The bodies of two answers whose heads were compared; `cap` is `max_body_bytes`.
+    pub fn prepare(primary: &'a Answer, shadow: &'a Answer, cap: usize) -> Self {
+        let (left, right) = match (&primary.body, &shadow.body) {
+            (AnswerBody::CutOff, _) => return Self::NotCompared(NotCompared::PrimaryCutOff),
+            (AnswerBody::OverCap, _) | (_, AnswerBody::OverCap) => {
+                return Self::NotCompared(NotCompared::OverCap)
+            }
+            // The shadow's cut-off answers are shadow errors, settled before bodies.
+            (_, AnswerBody::CutOff) => return Self::NotCompared(NotCompared::Undecodable),
+            (AnswerBody::Complete(left), AnswerBody::Complete(right)) => (left, right),
+        };
+        let left_coding = primary.header("content-encoding").map(|v| &v[..]);
+        let right_coding = shadow.header("content-encoding").map(|v| &v[..]);
+        if left == right && left_coding == right_coding {
+            return Self::Same;
+        }
+        let (left, right) = match (
+            decode(left, left_coding, cap),
+            decode(right, right_coding, cap),
+        ) {
+            (Decoded::OverCap, _) | (_, Decoded::OverCap) => {
+                return Self::NotCompared(NotCompared::OverCap)
+            }
+            (Decoded::Undecodable, _) => return Self::NotCompared(NotCompared::Undecodable),
+            (Decoded::Bytes(_), Decoded::Undecodable) => return Self::ShadowUndecodable,
+            (Decoded::Bytes(left), Decoded::Bytes(right)) => (left, right),
+        };
+        if left == right {
+            return Self::Same;
+        }
+        if is_json(primary, &left) && is_json(shadow, &right) {
+            if let (Ok(left), Ok(right)) = (
+                serde_json::from_slice::<Value>(&left),
+                serde_json::from_slice::<Value>(&right),
+            ) {
+                return Self::Json {
+                    primary: left,
+                    shadow: right,
+                };
+            }
+        }
+        Self::Bytes {
+            primary: left,
+            shadow: right,
+        }
+    }
+
+    /// Whether the bodies were compared (and so count for the noise of body fields).
+    pub fn compared(&self) -> bool {
+        !matches!(self, Self::NotCompared(_))
+    }
+
+    /// Adds the bodies' differences to `out`.
+    pub fn differences<'s>(&'s self, ignore: &IgnoreSet, out: &mut Differences<'s>) {
+        match self {
+            Self::Same | Self::NotCompared(_) => {}
+            Self::ShadowUndecodable => out.add(
+                WHOLE_BODY,
+                || WHOLE_BODY.to_string(),
+                Shown::Note("(decoded)"),
+                Shown::Note("(does not decode as its Content-Encoding says)"),
+                true,
+            ),
+            Self::Json { primary, shadow } => json::diff(primary, shadow, ignore, out),
+            Self::Bytes { primary, shadow } => {
+                let at = primary
+                    .iter()
+                    .zip(shadow.iter())
+                    .position(|(l, r)| l != r)
+                    .unwrap_or(primary.len().min(shadow.len()));
+                out.add(
+                    WHOLE_BODY,
+                    || WHOLE_BODY.to_string(),
+                    Shown::Body { bytes: primary, at },
+                    Shown::Body { bytes: shadow, at },
+                    true,
+                );
+            }
+        }
+    }
+}
+
+/// Whether `body` of `answer` is worth parsing as JSON.
+fn is_json(answer: &Answer, body: &[u8]) -> bool {
+    let declared = answer.header("content-type").is_some_and(|value| {
+        let media_type = value
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        media_type.eq_ignore_ascii_case(b"application/json")
+            || media_type.len() > 5
+                && media_type[media_type.len() - 5..].eq_ignore_ascii_case(b"+json")
+    });
+    declared
+        || matches!(
+            body.iter().find(|b| !b.is_ascii_whitespace()),
+            Some(b'{' | b'[')
+        )
+}

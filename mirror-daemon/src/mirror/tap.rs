@@ -206,7 +206,7 @@ impl Tap {
     /// The primary closed its side of the connection (after the last chunk given to
     /// [`observe_answer`](Self::observe_answer)).
     pub fn primary_closed(&mut self) {
-        if let Protocol::Http1(copies) = &mut self.protocol {
+        if let Observer::Http1(copies) = &mut self.protocol {
             copies.primary_closed();
         }
     }

@@ -315,10 +315,11 @@ fn a_changed_json_field_is_reported_at_its_rate_and_a_timestamp_as_noise() -> Re
             .and_then(|n| n.parse().ok())
             .with_context(|| format!("a price request: {mismatch}"))?;
         let shown = &mismatch["fields"][0];
+        let value = |side: &str| shown[side].as_str().and_then(|v| v.parse::<u64>().ok());
         ensure!(
             shown["field"] == "/price"
-                && shown["primary"] == (100 + n).to_string()
-                && shown["shadow"] == (101 + n).to_string(),
+                && value("primary") == Some(100 + n)
+                && value("shadow") == Some(101 + n),
             "the mismatch of /api/price/{n} shows both values: {mismatch}"
         );
     }

@@ -199,6 +199,8 @@ pub struct MirrorRule {
     pub host: Option<String>,
     pub path_prefix: Option<String>,
     pub methods: Vec<String>,
+    /// `[mirror.rules.compare]` with this `percent`; none: answers are not compared.
+    pub compare_percent: Option<u8>,
 }
 
 impl MirrorRule {
@@ -217,6 +219,12 @@ impl MirrorRule {
 
     pub fn destination(mut self, cidr: &str) -> MirrorRule {
         self.destination = Some(cidr.to_owned());
+        self
+    }
+
+    /// Compares the answers of `percent` % of the rule's copies with the primary's.
+    pub fn compare(mut self, percent: u8) -> MirrorRule {
+        self.compare_percent = Some(percent);
         self
     }
 
@@ -244,6 +252,9 @@ impl MirrorRule {
         if !self.methods.is_empty() {
             let methods: Vec<String> = self.methods.iter().map(|m| toml_string(m)).collect();
             let _ = writeln!(text, "methods = [{}]", methods.join(", "));
+        }
+        if let Some(percent) = self.compare_percent {
+            let _ = writeln!(text, "[mirror.rules.compare]\npercent = {percent}");
         }
     }
 }

@@ -62,6 +62,12 @@ const VM_SKIPS: &[(&str, &str)] = &[
 /// Test binaries not run in the VMs at all, with the reason printed in the summary.
 const VM_SKIP_BINARIES: &[(&str, &str)] = &[
     (
+        "compare_grpc",
+        "real gRPC clients and servers (the host's Python venv), which the guest does not carry; \
+         the daemon's kernel side is the same as for HTTP/1.1, which every other mirroring test \
+         covers on each kernel",
+    ),
+    (
         "deploy",
         "checks the deploy/ manifests: no kernel involved, and its validator (a Python venv) is \
          not in the guest",

@@ -73,6 +73,8 @@ pub(super) struct Copies {
     streams: FnvHashMap<u32, Stream>,
     /// The compared streams' answers (nothing unless a rule compares).
     answers: PrimaryStreams,
+    /// The decoder reports the primary's answers: streams may be compared.
+    decodes_responses: bool,
 }
 
 impl Copies {
@@ -87,6 +89,7 @@ impl Copies {
             events: Vec::new(),
             streams: FnvHashMap::default(),
             answers: PrimaryStreams::default(),
+            decodes_responses: decode_responses,
         }
     }
 
@@ -227,13 +230,19 @@ impl Copies {
         else {
             return;
         };
-        let compared = engine.pairs(rule, &chosen, || {
-            RequestLine::new(
-                head.method().as_str(),
-                head.path_and_query().as_str(),
-                Protocol::Http2,
-            )
-        });
+        // Without the primary's answers (a reload added comparing after the connection began)
+        // nothing is compared.
+        let compared = if self.decodes_responses {
+            engine.pairs(rule, &chosen, || {
+                RequestLine::new(
+                    head.method().as_str(),
+                    head.path_and_query().as_str(),
+                    Protocol::Http2,
+                )
+            })
+        } else {
+            Vec::new()
+        };
         let mut copies = Vec::with_capacity(chosen.len());
         let mut pairs = Vec::new();
         for (i, index) in chosen.into_iter().enumerate() {

@@ -20,7 +20,9 @@ metadata: `x-messages-received: <n>`.
 Behaviours (for a shadow): --delay S holds every answer S seconds (cut short when the client
 cancels); --status CODE ends the calls to --status-methods (default: all) with that status,
 either at once without a message (--status-when first: a Trailers-Only response) or after the
-normal answer (--status-when last). A refusing shadow is one that is not started.
+normal answer (--status-when last); with --status-every N only every Nth of those calls, in
+order of arrival (the Nth, 2Nth, ...), the others answering normally. A refusing shadow is one
+that is not started.
 """
 
 import argparse
@@ -56,6 +58,7 @@ def parse_args():
     parser.add_argument("--status", type=status_code, help="end calls with this status")
     parser.add_argument("--status-methods", default="", help="comma-separated paths (default all)")
     parser.add_argument("--status-when", choices=["first", "last"], default="first")
+    parser.add_argument("--status-every", type=int, default=1, help="fail every Nth such call")
     return parser.parse_args()
 
 
@@ -72,6 +75,7 @@ class Call:
             self.arrival = Call._arrivals
             Call._arrivals += 1
         self.ended = threading.Event()
+        self.fails = server.decide_failure(method)
         context.add_callback(self.ended.set)
         remaining = context.time_remaining()
         self.record = {
@@ -142,10 +146,18 @@ class EchoService(grpc.GenericRpcHandler):
         self.status = args.status
         self.status_methods = {m for m in args.status_methods.split(",") if m}
         self.status_when = args.status_when
+        self.status_every = max(1, args.status_every)
+        self.failing_calls = 0
+        self.failing_lock = threading.Lock()
         self.recorder = harness.Recorder(args.record)
 
-    def failing(self, method):
-        return self.status is not None and (not self.status_methods or method in self.status_methods)
+    def decide_failure(self, method):
+        """Whether the call to `method` arriving now ends with --status."""
+        if self.status is None or (self.status_methods and method not in self.status_methods):
+            return False
+        with self.failing_lock:
+            self.failing_calls += 1
+            return self.failing_calls % self.status_every == 0
 
     def service(self, details):
         method = details.method
@@ -188,14 +200,14 @@ class EchoService(grpc.GenericRpcHandler):
 
     def fail_first(self, call):
         """--status-when first: ends the call at once, a Trailers-Only response."""
-        if self.failing(call.record["method"]) and self.status_when == "first":
+        if call.fails and self.status_when == "first":
             call.record["status"] = self.status.name
             call.finish()
             call.context.abort(self.status, "configured to fail with " + self.status.name)
 
     def fail_last(self, call):
         """--status-when last: the normal answer goes out, then the status in the trailers."""
-        if self.failing(call.record["method"]) and self.status_when == "last":
+        if call.fails and self.status_when == "last":
             call.record["status"] = self.status.name
             call.context.set_code(self.status)
             call.context.set_details("configured to fail with " + self.status.name)

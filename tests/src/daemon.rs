@@ -8,7 +8,7 @@ use std::process::ExitStatus;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
 
 use crate::background::Background;
@@ -597,6 +597,66 @@ impl Daemon {
             bail!("/metrics answered {}: {}", response.status, response.text());
         }
         Metrics::parse(&response.text())
+    }
+
+    /// `/comparisons`, the shadow verdicts' report, as JSON.
+    pub fn comparisons(&self) -> Result<serde_json::Value> {
+        let response = self.admin_get("/comparisons")?;
+        if response.status != 200 {
+            bail!(
+                "/comparisons answered {}: {}",
+                response.status,
+                response.text()
+            );
+        }
+        serde_json::from_str(&response.text()).context("/comparisons is not JSON")
+    }
+
+    /// The comparison of `rule` and `target` in `/comparisons`, once it holds at least `pairs`
+    /// verdicts (waiting up to `timeout`).
+    pub fn comparison(
+        &self,
+        rule: &str,
+        target: &str,
+        pairs: u64,
+        timeout: Duration,
+    ) -> Result<serde_json::Value> {
+        crate::wait::until(
+            &format!("{pairs} verdicts for rule {rule}"),
+            timeout,
+            || {
+                let report = self.comparisons()?;
+                let comparison = report["comparisons"]
+                    .as_array()
+                    .and_then(|all| {
+                        all.iter()
+                            .find(|c| c["rule"] == rule && c["target"] == target)
+                    })
+                    .cloned()
+                    .with_context(|| format!("no comparison for rule {rule}: {report}"))?;
+                let seen = comparison["pairs"].as_u64().unwrap_or_default();
+                Ok(if seen >= pairs {
+                    Ok(comparison)
+                } else {
+                    Err(seen)
+                })
+            },
+        )
+    }
+
+    /// What `binary comparisons --admin <this daemon's>` prints for a person, run in the node.
+    pub fn rendered_comparisons(&self, binary: &Path) -> Result<String> {
+        let admin = self.admin.to_string();
+        let output = self.netns.exec_output(
+            &binary.display().to_string(),
+            &["comparisons", "--admin", &admin],
+            None,
+            Duration::from_secs(10),
+        )?;
+        if !output.success {
+            bail!("mirror-daemon comparisons failed: {}", output.stderr);
+        }
+        Ok(output.stdout)
     }
 
     /// `mirror_intercepted_connections_total` now.

@@ -479,11 +479,13 @@ pub enum GrpcBehaviour {
     Normal,
     /// Holds every answer this long (cut short when the client cancels).
     Delay(Duration),
-    /// Ends the calls to `methods` (empty: every method) with `status` (`"UNAVAILABLE"`).
+    /// Ends the calls to `methods` (empty: every method) with `status` (`"UNAVAILABLE"`): every
+    /// `every`th of them in order of arrival (1: all), the others answered normally.
     Fail {
         status: String,
         methods: Vec<String>,
         when: FailWhen,
+        every: u32,
     },
     /// Not started: connections are refused.
     Refuse,
@@ -574,9 +576,11 @@ impl GrpcServer {
                 status,
                 methods,
                 when,
+                every,
             } => {
                 args.extend(["--status".into(), status.clone()]);
                 args.extend(["--status-methods".into(), methods.join(",")]);
+                args.extend(["--status-every".into(), every.to_string()]);
                 let when = match when {
                     FailWhen::AtOnce => "first",
                     FailWhen::AfterAnswer => "last",

@@ -22,7 +22,7 @@ use mirror_tests::daemon::{Daemon, DaemonConfig, ShadowTarget};
 use mirror_tests::environment::{require_daemon, require_grpc};
 use mirror_tests::node::Family;
 use mirror_tests::python::PythonServer;
-use mirror_tests::{wait, Node};
+use mirror_tests::Node;
 use serde_json::Value;
 
 const PORT: u16 = 8080;
@@ -104,50 +104,12 @@ impl Setup {
 
     /// Rule `rule`'s part of `/comparisons`, once it holds `pairs` verdicts.
     fn report(&self, rule: &str, pairs: u64) -> Result<Value> {
-        wait::until(&format!("{pairs} verdicts for rule {rule}"), WAIT, || {
-            let report = self.comparisons()?;
-            let comparison = report["comparisons"]
-                .as_array()
-                .and_then(|all| {
-                    all.iter()
-                        .find(|c| c["rule"] == rule && c["target"] == TARGET)
-                })
-                .cloned()
-                .with_context(|| format!("no comparison for rule {rule}: {report}"))?;
-            let seen = comparison["pairs"].as_u64().unwrap_or_default();
-            Ok(if seen >= pairs {
-                Ok(comparison)
-            } else {
-                Err(seen)
-            })
-        })
-    }
-
-    fn comparisons(&self) -> Result<Value> {
-        let response = self.daemon.admin_get("/comparisons")?;
-        ensure!(
-            response.status == 200,
-            "/comparisons answered {}",
-            response.status
-        );
-        serde_json::from_str(&response.text()).context("/comparisons is not JSON")
+        self.daemon.comparison(rule, TARGET, pairs, WAIT)
     }
 
     /// What `mirror-daemon comparisons` prints for a person, run in the node.
     fn rendered(&self) -> Result<String> {
-        let admin = self.daemon.admin_address().to_string();
-        let output = self.node.netns().exec_output(
-            &self.binary.display().to_string(),
-            &["comparisons", "--admin", &admin],
-            None,
-            Duration::from_secs(10),
-        )?;
-        ensure!(
-            output.success,
-            "mirror-daemon comparisons failed: {}",
-            output.stderr
-        );
-        Ok(output.stdout)
+        self.daemon.rendered_comparisons(&self.binary)
     }
 
     fn verdicts(&self, rule: &str, verdict: &str) -> Result<u64> {

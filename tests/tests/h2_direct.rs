@@ -151,6 +151,7 @@ fn grpc_shadow_behaviours_answer_as_configured() -> Result<()> {
             status: "UNAVAILABLE".into(),
             methods: vec![grpc::UNARY.into()],
             when: FailWhen::AtOnce,
+            every: 1,
         },
     )?;
     let script = Script::new(vec![
@@ -187,6 +188,7 @@ fn grpc_shadow_behaviours_answer_as_configured() -> Result<()> {
             status: "UNAVAILABLE".into(),
             methods: Vec::new(),
             when: FailWhen::AfterAnswer,
+            every: 1,
         },
     )?;
     let streaming = Call::server_streaming("expand", 3, 20_000);
@@ -202,6 +204,44 @@ fn grpc_shadow_behaviours_answer_as_configured() -> Result<()> {
         "{expand:?}"
     );
     ensure!(failing_late.wait_for(1, WAIT)?[0].status == "UNAVAILABLE");
+
+    // NOT_FOUND for every 4th unary call only, in order of arrival; other methods answer.
+    let every_fourth = GrpcServer::start(
+        "shadow",
+        shadow.netns(),
+        &[address(50055)],
+        GrpcBehaviour::Fail {
+            status: "NOT_FOUND".into(),
+            methods: vec![grpc::UNARY.into()],
+            when: FailWhen::AtOnce,
+            every: 4,
+        },
+    )?;
+    let mut calls: Vec<Call> = (0..8)
+        .map(|i| Call::unary(&format!("u{i}"), Message::text("a")))
+        .collect();
+    calls.insert(2, Call::bidi("chat", vec![Message::text("b")]));
+    let script = Script::new(calls).sequential();
+    let run = run_client(pod.netns(), address(50055), &script)?;
+    let codes: Vec<&str> = run.calls.iter().map(|call| call.code.as_str()).collect();
+    ensure!(
+        codes
+            == [
+                "OK",
+                "OK",
+                "OK",
+                "OK",
+                "NOT_FOUND",
+                "OK",
+                "OK",
+                "OK",
+                "NOT_FOUND"
+            ],
+        "{codes:?}"
+    );
+    let recorded = every_fourth.wait_for(script.calls.len(), WAIT)?;
+    let failed = recorded.iter().filter(|c| c.status == "NOT_FOUND").count();
+    ensure!(failed == 2, "{recorded:?}");
 
     // Slow: a deadline shorter than the delay expires, and the server sees the cancellation.
     let delay = Duration::from_secs(1);

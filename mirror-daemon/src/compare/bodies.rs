@@ -4,7 +4,8 @@
 //! with nothing decoded or parsed. Otherwise each body is decoded ([`super::decode`]), and
 //! compared as JSON values when both sides are JSON: declared so (`application/json`, `+json`),
 //! or starting like a document (`{` or `[`), and parsing as one. Each side is parsed once. Bodies
-//! that are not both JSON are compared byte for byte.
+//! that are not both JSON are compared byte for byte, and so are gRPC answers' (length-prefixed
+//! messages, [`super::grpc`]).
 
 use std::borrow::Cow;
 
@@ -119,9 +120,14 @@ impl<'a> Bodies<'a> {
     }
 }
 
-/// Whether `body` of `answer` is worth parsing as JSON.
+/// Whether `body` of `answer` is worth parsing as JSON. Never a gRPC answer's: its body is
+/// length-prefixed messages (`application/grpc+json` included), compared byte for byte.
 fn is_json(answer: &Answer, body: &[u8]) -> bool {
-    let declared = answer.header("content-type").is_some_and(|value| {
+    let content_type = answer.header("content-type");
+    if content_type.is_some_and(|value| super::grpc::is_grpc(value)) {
+        return false;
+    }
+    let declared = content_type.is_some_and(|value| {
         let media_type = value
             .split(|b| *b == b';')
             .next()

@@ -220,6 +220,8 @@ impl Comparison {
             request = %mismatch.request,
             primary_status = mismatch.primary_status.unwrap_or_default(),
             shadow_status = mismatch.shadow_status.unwrap_or_default(),
+            primary_grpc_status = mismatch.primary_grpc_status,
+            shadow_grpc_status = mismatch.shadow_grpc_status,
             fields = %fields,
             suppressed_before = suppressed,
             "shadow answered differently from the primary"

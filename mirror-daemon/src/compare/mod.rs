@@ -24,6 +24,7 @@ mod decode;
 mod differences;
 mod excerpt;
 pub mod fetch;
+pub mod grpc;
 mod json;
 mod judge;
 mod latency;
@@ -39,7 +40,7 @@ mod settings;
 mod verdict;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use answer::{Answer, AnswerBody, Primary, Protocol, RequestLine, Shadow};
 pub use comparison::Comparison;

@@ -51,6 +51,14 @@ impl Pair {
         self.comparison.settings().keeps_header(name)
     }
 
+    /// Adds field `name: value` of an answer's head or trailers to `fields` (name in lower
+    /// case) if the comparison reads it.
+    pub fn keep_field(&self, fields: &mut Vec<(String, Bytes)>, name: &str, value: &[u8]) {
+        if self.keeps_header(name) {
+            fields.push((name.to_ascii_lowercase(), Bytes::copy_from_slice(value)));
+        }
+    }
+
     /// The primary's side is in (the first report counts).
     pub fn primary(&self, primary: Primary) {
         let met = {

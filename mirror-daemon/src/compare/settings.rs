@@ -64,10 +64,12 @@ impl Settings {
     }
 
     /// Whether the comparison reads header `name` (any case) of the answers: the configured
-    /// ones, and those that say how to read a body (`content-encoding`, `content-type`).
+    /// ones, those that say how to read a body (`content-encoding`, `content-type`), and
+    /// `grpc-status` (a gRPC answer's status, in its trailers or a Trailers-Only head).
     pub fn keeps_header(&self, name: &str) -> bool {
         name.eq_ignore_ascii_case("content-encoding")
             || name.eq_ignore_ascii_case("content-type")
+            || name.eq_ignore_ascii_case("grpc-status")
             || self
                 .headers
                 .iter()

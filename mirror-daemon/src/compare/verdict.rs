@@ -7,6 +7,15 @@
 //! 3. The statuses differ, or for gRPC the `grpc-status` codes (known unless the primary's answer
 //!    broke off): `status_mismatch`. Answers of different statuses are not compared further, and
 //!    their fields are not counted for noise: a 500 page differs from a 200 answer everywhere.
+//!    An answer is gRPC by its `content-type` (`application/grpc*`, [`super::grpc`]); its code
+//!    comes from the trailers, or the head of a Trailers-Only answer. gRPC errors travel in
+//!    `200` answers, so for them the code is the status that counts: a shadow ending a call
+//!    with NOT_FOUND where the primary said OK is a `status_mismatch` though both said `200`.
+//!    Reports show such a status as the HTTP status and the code: `/comparisons` gives
+//!    `primary_status: 200, primary_grpc_status: 0` beside `shadow_status: 200,
+//!    shadow_grpc_status: 5`, `mirror-daemon comparisons` prints `primary 200 grpc-status 0,
+//!    shadow 200 grpc-status 5`, and the log line has the same four fields. Labels carry only
+//!    the verdict, never a code. A gRPC answer whose code is missing differs from every code.
 //! 4. The bodies (when both are complete and within the cap) and the configured headers are
 //!    compared, and each differing field is counted for noise. Fields that are not noise (or all,
 //!    with `ignore_noisy = false`) decide: a body field makes `body_mismatch`, else a header

@@ -202,6 +202,12 @@ impl MirrorRule {
 /// It belongs to the rule, not to a target: the API a rule selects decides which fields are noise
 /// and which headers matter, and every target of the rule runs a version of that same API, so
 /// each (rule, target) pair is compared, and reported, under the rule's settings.
+///
+/// Both protocols are compared: HTTP/1.1 answers in request order, HTTP/2 (h2c, gRPC) stream by
+/// stream, gRPC answers by their `grpc-status` as well as their HTTP status. An HTTP/2
+/// connection's responses are decoded only when a rule that may match the connection compares,
+/// decided when the connection starts: one that began before a reload added comparing is not
+/// compared.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Compare {

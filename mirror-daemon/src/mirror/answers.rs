@@ -9,7 +9,8 @@
 //! pending comparison on the connection ends `not_compared` (`stopped`), and so do those of
 //! requests that come after; when the connection ends, an answer under way is cut off and those
 //! not begun have none. A connection with no compared request holds nothing here and does no
-//! work for it.
+//! work for it. What is kept of one answer, [`Awaited`], is shared with HTTP/2's streams
+//! ([`super::h2answers`]).
 
 use std::{collections::VecDeque, sync::Arc, time::Instant};
 
@@ -17,8 +18,8 @@ use bytes::Bytes;
 
 use super::budget::Budget;
 use crate::{
-    compare::{Answer, AnswerBody, BodyCapture, Pair, Primary},
-    http::response::{ResponseFrame, ResponseGiveUp, ResponseHead},
+    compare::{self, Answer, AnswerBody, BodyCapture, Pair, Primary},
+    http::response::{ResponseFrame, ResponseGiveUp},
 };
 
 /// The compared requests of one connection whose answers are awaited or under way.
@@ -37,6 +38,14 @@ pub(super) struct PrimaryAnswers {
 struct Capture {
     /// The request's place among those announced.
     request: u64,
+    awaited: Awaited,
+}
+
+/// One compared request's answer, awaited or under way, in either protocol: what is kept of it
+/// (the final status, the compared fields and trailers, the body up to the cap, charged to the
+/// budget) and when its request ended and its head came.
+#[derive(Debug)]
+pub(super) struct Awaited {
     pairs: Vec<Arc<Pair>>,
     budget: Arc<Budget>,
     request_end: Option<Instant>,
@@ -47,6 +56,7 @@ struct Capture {
 struct Started {
     status: u16,
     headers: Vec<(String, Bytes)>,
+    trailers: Vec<(String, Bytes)>,
     body: BodyCapture,
     head_at: Instant,
 }
@@ -73,18 +83,15 @@ impl PrimaryAnswers {
         };
         self.captures.push_back(Capture {
             request,
-            pairs,
-            budget,
-            request_end: None,
-            answer: None,
+            awaited: Awaited::new(pairs, budget),
         });
     }
 
     /// The request at `place` was sent completely: its answer's times count from now.
     pub fn request_ended(&mut self, place: u64) {
         if let Some(capture) = self.captures.back_mut() {
-            if capture.request == place && capture.request_end.is_none() {
-                capture.request_end = Some(Instant::now());
+            if capture.request == place {
+                capture.awaited.request_ended();
             }
         }
     }
@@ -113,31 +120,26 @@ impl PrimaryAnswers {
                     // framer frames) are left behind as unanswered.
                     while self.captures.front().is_some_and(|c| c.request < place) {
                         if let Some(capture) = self.captures.pop_front() {
-                            report(&capture.pairs, Primary::NoAnswer);
+                            capture.awaited.unanswered(Primary::NoAnswer);
                         }
                     }
                     if let Some(capture) = self.captures.front_mut() {
                         if capture.request == place {
-                            capture.answer = Some(started(head, &capture.pairs[0]));
+                            capture.awaited.head(head.status(), head.headers());
                         }
                     }
                 }
                 ResponseFrame::Body(range) => {
                     if let Some(capture) = self.captures.front_mut() {
-                        if let Some(answer) = &mut capture.answer {
-                            let data = chunk.get(range.clone()).unwrap_or_default();
-                            answer.body.keep(
-                                data,
-                                capture.pairs[0].max_body_bytes(),
-                                &capture.budget,
-                            );
-                        }
+                        capture
+                            .awaited
+                            .body(chunk.get(range.clone()).unwrap_or_default());
                     }
                 }
                 ResponseFrame::End { .. } => {
-                    if self.captures.front().is_some_and(|c| c.answer.is_some()) {
+                    if self.captures.front().is_some_and(|c| c.awaited.has_head()) {
                         if let Some(capture) = self.captures.pop_front() {
-                            capture.ended(false);
+                            capture.awaited.ended(false);
                         }
                     }
                 }
@@ -153,11 +155,9 @@ impl PrimaryAnswers {
         self.stopped = true;
         for capture in self.captures.drain(..) {
             match reason {
-                ResponseGiveUp::AnswerCutOff if capture.answer.is_some() => capture.ended(true),
-                ResponseGiveUp::AnswerCutOff | ResponseGiveUp::RequestsUnanswered => {
-                    report(&capture.pairs, Primary::NoAnswer)
-                }
-                _ => report(&capture.pairs, Primary::Stopped),
+                ResponseGiveUp::AnswerCutOff => capture.awaited.gone(),
+                ResponseGiveUp::RequestsUnanswered => capture.awaited.unanswered(Primary::NoAnswer),
+                _ => capture.awaited.unanswered(Primary::Stopped),
             }
         }
     }
@@ -167,17 +167,80 @@ impl PrimaryAnswers {
     pub fn finish(&mut self, frames: &[ResponseFrame]) {
         self.frames(&[], frames);
         for capture in self.captures.drain(..) {
-            match capture.answer {
-                Some(_) => capture.ended(true),
-                None => report(&capture.pairs, Primary::NoAnswer),
-            }
+            capture.awaited.gone();
         }
     }
 }
 
-impl Capture {
-    /// Hands the answer (complete, or `cut_off`) to the pairs.
-    fn ended(self, cut_off: bool) {
+impl Awaited {
+    pub fn new(pairs: Vec<Arc<Pair>>, budget: Arc<Budget>) -> Self {
+        Self {
+            pairs,
+            budget,
+            request_end: None,
+            answer: None,
+        }
+    }
+
+    /// The request was sent completely (the first time counts): the answer's times count from
+    /// now.
+    pub fn request_ended(&mut self) {
+        if self.request_end.is_none() {
+            self.request_end = Some(Instant::now());
+        }
+    }
+
+    /// The answer's final head came now, with `fields`.
+    pub fn head<'a>(&mut self, status: u16, fields: impl Iterator<Item = (&'a str, &'a [u8])>) {
+        let pair = &self.pairs[0];
+        let mut headers = Vec::new();
+        for (name, value) in fields {
+            pair.keep_field(&mut headers, name, value);
+        }
+        self.answer = Some(Started {
+            status,
+            headers,
+            trailers: Vec::new(),
+            body: BodyCapture::default(),
+            head_at: Instant::now(),
+        });
+    }
+
+    /// Whether the answer's head came.
+    pub fn has_head(&self) -> bool {
+        self.answer.is_some()
+    }
+
+    /// The answer's next body bytes.
+    pub fn body(&mut self, data: &[u8]) {
+        if let Some(answer) = &mut self.answer {
+            answer
+                .body
+                .keep(data, self.pairs[0].max_body_bytes(), &self.budget);
+        }
+    }
+
+    /// A trailer field of the answer (HTTP/2).
+    pub fn trailer(&mut self, name: &str, value: &[u8]) {
+        if let Some(answer) = &mut self.answer {
+            self.pairs[0].keep_field(&mut answer.trailers, name, value);
+        }
+    }
+
+    /// The answer will not come to its end (the connection ended, the stream was reset): cut
+    /// off if its head came, else none.
+    pub fn gone(self) {
+        self.ended(true);
+    }
+
+    /// There is no answer to compare, for `why` ([`Primary::NoAnswer`], [`Primary::Stopped`]).
+    pub fn unanswered(self, why: Primary) {
+        report(&self.pairs, why);
+    }
+
+    /// Hands the answer (complete, or `cut_off`) to the pairs; one whose head never came has
+    /// none.
+    pub fn ended(self, cut_off: bool) {
         let Some(answer) = self.answer else {
             return report(&self.pairs, Primary::NoAnswer);
         };
@@ -196,28 +259,15 @@ impl Capture {
             }
         };
         let answer = Answer {
+            grpc_status: compare::grpc::status(&answer.headers, &answer.trailers),
             status: answer.status,
             headers: answer.headers,
             body,
-            trailers: Vec::new(),
-            grpc_status: None,
+            trailers: answer.trailers,
             to_head: answer.head_at.duration_since(start),
             to_end: end.duration_since(start),
         };
         report(&self.pairs, Primary::Answered(answer));
-    }
-}
-
-fn started(head: &ResponseHead, pair: &Pair) -> Started {
-    Started {
-        status: head.status(),
-        headers: head
-            .headers()
-            .filter(|(name, _)| pair.keeps_header(name))
-            .map(|(name, value)| (name.to_ascii_lowercase(), Bytes::copy_from_slice(value)))
-            .collect(),
-        body: BodyCapture::default(),
-        head_at: Instant::now(),
     }
 }
 
@@ -231,7 +281,7 @@ fn report(pairs: &[Arc<Pair>], primary: Primary) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::{
         compare::{Protocol, Reports, RequestLine, Shadow},
@@ -242,7 +292,8 @@ mod tests {
         },
     };
 
-    fn comparison() -> (Arc<Reports>, Arc<crate::compare::Comparison>) {
+    /// Rule `orders` comparing target `staging`, bodies up to 64 bytes.
+    pub(in crate::mirror) fn comparison() -> (Arc<Reports>, Arc<crate::compare::Comparison>) {
         let config = config::Config::from_toml(
             r#"
             [[mirror.targets]]
@@ -269,7 +320,7 @@ mod tests {
         (reports, comparison)
     }
 
-    fn shadow_answer(status: u16, body: &str) -> Shadow {
+    pub(in crate::mirror) fn shadow_answer(status: u16, body: &str) -> Shadow {
         Shadow::Answered(Answer {
             status,
             headers: Vec::new(),

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::{answers::PrimaryAnswers, copy, tap::Context, BODY_CHANNEL_SLOTS};
 use crate::{
-    compare::{Pair, Protocol, RequestLine},
+    compare::{Protocol, RequestLine},
     http::{
         response::{Expected, ResponseFrame, ResponseFramer},
         BodyKind, Frame, FramingLimits, RequestFramer, RequestHead, TunnelReason,
@@ -159,12 +159,11 @@ impl Copies {
             self.engine = Some(engine);
             return;
         };
-        // One draw per request: every target compares the same requests.
-        let comparisons = engine
-            .comparisons(rule)
-            .filter(|comparisons| !chosen.is_empty() && comparisons.sample());
+        let compared = engine.pairs(rule, &chosen, || {
+            RequestLine::new(head.method(), head.target(), Protocol::Http1)
+        });
         let mut pairs = Vec::new();
-        for index in chosen {
+        for (i, index) in chosen.into_iter().enumerate() {
             let target = &engine.targets[index];
             let framing = match head.body() {
                 BodyKind::None => BodyFraming::None,
@@ -182,20 +181,12 @@ impl Copies {
                 is_head: head.method() == "HEAD",
                 body: Vec::new(),
                 sent: 0,
-                compare: comparisons.and_then(|comparisons| {
-                    let position = engine.rules[rule]
-                        .targets
-                        .iter()
-                        .position(|&t| t == index)?;
-                    let pair = Pair::new(
-                        comparisons.target(position)?.clone(),
-                        RequestLine::new(head.method(), head.target(), Protocol::Http1),
-                    );
+                compare: compared.get(i).cloned().flatten().map(|pair| {
                     pairs.push(pair.clone());
-                    Some(shadow::Compared {
+                    shadow::Compared {
                         pair,
                         budget: engine.budget.clone(),
-                    })
+                    }
                 }),
             });
         }

@@ -11,6 +11,14 @@
 //! bidirectional call whose data passes a target's `max_body_bytes` cancels that copy
 //! (`body_over_cap`). Memory: the decoder's bounds, plus per open stream its copies' handles;
 //! body data is charged to the copy budget.
+//!
+//! Under a rule that compares answers, a sampled stream's copies carry a pair each, and the
+//! primary's answer on the stream is captured from the decoder's response events
+//! ([`super::h2answers`]). The decoder decodes responses only on a connection where a rule that
+//! may match it compares (decided when the connection turns out to be HTTP/2): decoding them
+//! costs a second HPACK table and the work of every response head, which connections that
+//! compare nothing never pay. The primary's HPACK state cannot be picked up midway, so a
+//! connection that started before a reload added comparing goes on uncompared.
 
 use std::sync::Arc;
 
@@ -19,9 +27,10 @@ use fnv::FnvHashMap;
 use http::HeaderMap;
 use tokio::sync::mpsc;
 
-use super::{copy, tap::Context, Engine, BODY_CHANNEL_SLOTS};
+use super::{copy, h2answers::PrimaryStreams, tap::Context, Engine, BODY_CHANNEL_SLOTS};
 use crate::{
-    http::h2::{Event, H2Decoder, H2Limits, Peer, RequestHead, StreamId},
+    compare::{Protocol, RequestLine},
+    http::h2::{Event, FieldList, H2Decoder, H2Limits, Peer, RequestHead, StreamId},
     shadow::{self, H2Chunk, H2Copy},
 };
 
@@ -33,6 +42,7 @@ enum StreamCopy {
         head: Box<http::Request<()>>,
         body: Vec<Bytes>,
         sent: u64,
+        compare: Option<shadow::Compared>,
     },
     /// Handed to its target; the rest of the body follows.
     Streaming {
@@ -61,17 +71,25 @@ pub(super) struct Copies {
     decoder: H2Decoder,
     events: Vec<Event>,
     streams: FnvHashMap<u32, Stream>,
+    /// The compared streams' answers (nothing unless a rule compares).
+    answers: PrimaryStreams,
+    /// The decoder reports the primary's answers: streams may be compared.
+    decodes_responses: bool,
 }
 
 impl Copies {
-    pub fn new(max_header_bytes: usize) -> Self {
+    /// `decode_responses`: a rule that may match the connection compares answers.
+    pub fn new(max_header_bytes: usize, decode_responses: bool) -> Self {
         Self {
             decoder: H2Decoder::new(H2Limits {
                 max_header_bytes,
+                decode_responses,
                 ..H2Limits::default()
             }),
             events: Vec::new(),
             streams: FnvHashMap::default(),
+            answers: PrimaryStreams::default(),
+            decodes_responses: decode_responses,
         }
     }
 
@@ -85,12 +103,12 @@ impl Copies {
         tunnelled
     }
 
-    /// Describes `chunk` from the primary (its SETTINGS, resets and GOAWAY matter). Returns true
-    /// once the connection is a tunnel (counted).
+    /// Describes `chunk` from the primary (its SETTINGS, resets and GOAWAY matter, and its
+    /// answers when compared). Returns true once the connection is a tunnel (counted).
     pub fn observe_server(&mut self, context: &mut Context, chunk: &[u8]) -> bool {
         let mut events = std::mem::take(&mut self.events);
         self.decoder.feed_server(chunk, &mut events);
-        let tunnelled = self.handle(context, &mut events, &[]);
+        let tunnelled = self.handle(context, &mut events, chunk);
         self.events = events;
         tunnelled
     }
@@ -101,6 +119,8 @@ impl Copies {
         self.decoder.is_idle()
     }
 
+    /// Acts on `events`; `chunk` is what was fed (the client's for request data, the primary's
+    /// for response data).
     fn handle(&mut self, context: &mut Context, events: &mut Vec<Event>, chunk: &[u8]) -> bool {
         let mut tunnelled = false;
         for event in events.drain(..) {
@@ -131,8 +151,12 @@ impl Copies {
                 Event::Skipped { stream, reason } => {
                     context.count_skipped(reason.as_str());
                     self.abandon(stream.value());
+                    self.answers.gone(stream.value());
                 }
-                Event::Reset { stream, .. } => self.abandon(stream.value()),
+                Event::Reset { stream, .. } => {
+                    self.abandon(stream.value());
+                    self.answers.gone(stream.value());
+                }
                 Event::GoAway {
                     by,
                     last_stream_id,
@@ -149,18 +173,44 @@ impl Copies {
                     for id in gone {
                         self.abandon(id);
                     }
+                    // The decoder abandons responses on the primary's GOAWAY only.
+                    if by == Peer::Server {
+                        self.answers.go_away(last_stream_id.value(), closing);
+                    }
                 }
-                // The primary's responses: only reported when decoding them was asked for.
-                Event::Interim { .. }
-                | Event::Response { .. }
-                | Event::ResponseData { .. }
-                | Event::ResponseTrailers { .. }
-                | Event::ResponseSkipped { .. } => {}
+                // The primary's answers: reported only when a rule compares; looked at only
+                // while a compared stream awaits one.
+                _ if self.answers.is_empty() && !matches!(event, Event::Tunnel(_)) => {}
+                Event::Interim { .. } => {}
+                Event::Response {
+                    stream,
+                    head,
+                    end_stream,
+                } => self.answers.response(
+                    stream.value(),
+                    head.status().as_u16(),
+                    fields(head.fields()),
+                    end_stream,
+                ),
+                Event::ResponseData {
+                    stream,
+                    range,
+                    end_stream,
+                } => self.answers.data(
+                    stream.value(),
+                    chunk.get(range).unwrap_or_default(),
+                    end_stream,
+                ),
+                Event::ResponseTrailers { stream, trailers } => {
+                    self.answers.trailers(stream.value(), fields(&trailers));
+                }
+                Event::ResponseSkipped { stream, .. } => self.answers.not_followed(stream.value()),
                 Event::Tunnel(reason) => {
                     let ids: Vec<u32> = self.streams.keys().copied().collect();
                     for id in ids {
                         self.abandon(id);
                     }
+                    self.answers.stop();
                     context.count_tunnel(reason.as_str());
                     tunnelled = true;
                 }
@@ -175,9 +225,27 @@ impl Copies {
             return;
         };
         let no_host = head.host().is_none_or(str::is_empty);
-        let chosen = engine.choose(&context.rules, head, no_host, head.content_length());
+        let Some((rule, chosen)) =
+            engine.choose_under_rule(&context.rules, head, no_host, head.content_length())
+        else {
+            return;
+        };
+        // Without the primary's answers (a reload added comparing after the connection began)
+        // nothing is compared.
+        let compared = if self.decodes_responses {
+            engine.pairs(rule, &chosen, || {
+                RequestLine::new(
+                    head.method().as_str(),
+                    head.path_and_query().as_str(),
+                    Protocol::Http2,
+                )
+            })
+        } else {
+            Vec::new()
+        };
         let mut copies = Vec::with_capacity(chosen.len());
-        for index in chosen {
+        let mut pairs = Vec::new();
+        for (i, index) in chosen.into_iter().enumerate() {
             let target = &engine.targets[index];
             match copy::build_h2_head(head, &target.edits) {
                 Some(head) => copies.push(StreamCopy::Starting {
@@ -185,6 +253,13 @@ impl Copies {
                     head: Box::new(head),
                     body: Vec::new(),
                     sent: 0,
+                    compare: compared.get(i).cloned().flatten().map(|pair| {
+                        pairs.push(pair.clone());
+                        shadow::Compared {
+                            pair,
+                            budget: engine.budget.clone(),
+                        }
+                    }),
                 }),
                 // Edits that make no valid request (an added field the http crate refuses).
                 None => {
@@ -192,6 +267,8 @@ impl Copies {
                 }
             }
         }
+        self.answers
+            .compare(stream.value(), pairs, engine.budget.clone());
         if !copies.is_empty() {
             self.streams
                 .insert(stream.value(), Stream { engine, copies });
@@ -249,6 +326,7 @@ impl Copies {
 
     /// The stream's request is complete (with `trailers`, if it had some).
     fn finish(&mut self, stream: StreamId, trailers: Option<HeaderMap>) {
+        self.answers.request_ended(stream.value());
         let Some(Stream { engine, copies }) = self.streams.remove(&stream.value()) else {
             return;
         };
@@ -256,7 +334,11 @@ impl Copies {
             let outcomes = &engine.targets[copy.target()].outcomes;
             match copy {
                 StreamCopy::Starting {
-                    target, head, body, ..
+                    target,
+                    head,
+                    body,
+                    compare,
+                    ..
                 } => submit(
                     &engine.targets[target].sender,
                     outcomes,
@@ -265,6 +347,7 @@ impl Copies {
                         body_ready: body,
                         trailers: trailers.clone(),
                         rest: None,
+                        compare,
                     },
                 ),
                 StreamCopy::Streaming { rest, .. } => {
@@ -292,6 +375,7 @@ impl Copies {
                     head,
                     body,
                     sent,
+                    compare,
                 } = copy
                 else {
                     kept.push(copy);
@@ -304,6 +388,7 @@ impl Copies {
                     body_ready: body,
                     trailers: None,
                     rest: Some(rx),
+                    compare,
                 };
                 match t.sender.try_submit_h2(copy) {
                     Ok(()) => kept.push(StreamCopy::Streaming {
@@ -333,6 +418,13 @@ impl Copies {
             }
         }
     }
+}
+
+/// A decoded field section as the answers' capture takes it.
+fn fields(fields: &FieldList) -> impl Iterator<Item = (&str, &[u8])> {
+    fields
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
 }
 
 /// Submits a complete copy, counting its outcome.

@@ -21,6 +21,7 @@
 mod answers;
 pub mod budget;
 pub mod copy;
+mod h2answers;
 mod http1;
 mod http2;
 pub mod rate;
@@ -261,22 +262,10 @@ impl Engine {
         self.retire(None, deadline).await;
     }
 
-    /// The targets that get a copy of `request`, under the first of `rules` that matches it,
-    /// counting every other (request, target) outcome: `no_host`, `method_not_allowed`,
-    /// `sampled_out`, `body_over_cap` (by the declared length) and `rate_limited`.
-    fn choose(
-        &self,
-        rules: &[usize],
-        request: &impl RequestView,
-        no_host: bool,
-        declared_length: Option<u64>,
-    ) -> Vec<usize> {
-        self.choose_under_rule(rules, request, no_host, declared_length)
-            .map(|(_, chosen)| chosen)
-            .unwrap_or_default()
-    }
-
-    /// [`choose`](Self::choose), saying under which rule (its index).
+    /// The targets that get a copy of `request`, under the first of `rules` that matches it
+    /// (its index; `None` when none does), counting every other (request, target) outcome:
+    /// `no_host`, `method_not_allowed`, `sampled_out`, `body_over_cap` (by the declared length)
+    /// and `rate_limited`.
     fn choose_under_rule(
         &self,
         rules: &[usize],
@@ -320,5 +309,39 @@ impl Engine {
     /// The comparisons of rule `rule`, if it compares answers.
     fn comparisons(&self, rule: usize) -> Option<&compare::RuleComparisons> {
         self.comparisons.get(rule)?.as_ref()
+    }
+
+    /// Whether any of `rules` compares answers: only then is the primary's side of an HTTP/2
+    /// connection decoded to its answers, which costs a second HPACK table and the work of
+    /// decoding every response head.
+    fn compares_any(&self, rules: &[usize]) -> bool {
+        rules.iter().any(|&rule| self.comparisons(rule).is_some())
+    }
+
+    /// For a request chosen under rule `rule` for the targets `chosen` (indices of
+    /// `self.targets`): when it is compared, the pair each chosen target's copy completes, in
+    /// `chosen`'s order; empty when it is not. One draw per request, so that every target
+    /// compares the same requests and the primary's answer is captured once.
+    fn pairs(
+        &self,
+        rule: usize,
+        chosen: &[usize],
+        request: impl FnOnce() -> compare::RequestLine,
+    ) -> Vec<Option<Arc<compare::Pair>>> {
+        let Some(comparisons) = self
+            .comparisons(rule)
+            .filter(|comparisons| !chosen.is_empty() && comparisons.sample())
+        else {
+            return Vec::new();
+        };
+        let request = request();
+        chosen
+            .iter()
+            .map(|&index| {
+                let position = self.rules[rule].targets.iter().position(|&t| t == index)?;
+                let comparison = comparisons.target(position)?.clone();
+                Some(compare::Pair::new(comparison, request.clone()))
+            })
+            .collect()
     }
 }

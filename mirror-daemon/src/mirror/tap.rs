@@ -43,6 +43,12 @@ impl Context {
         self.engine.clone().filter(|_| !self.rules.is_empty())
     }
 
+    /// Whether a rule that may match this connection now compares answers.
+    pub fn compares(&mut self) -> bool {
+        self.refresh_engine()
+            .is_some_and(|engine| engine.compares_any(&self.rules))
+    }
+
     /// Counts an HTTP/2 stream whose request could not be copied (if the connection is mirrored).
     pub fn count_skipped(&self, reason: &'static str) {
         if let Some(engine) = self.engine.as_ref().filter(|_| !self.rules.is_empty()) {
@@ -159,7 +165,9 @@ impl Tap {
                     self.protocol = Observer::Tunnel;
                     return;
                 };
-                let mut copies = Box::new(http2::Copies::new(self.limits.max_header_bytes));
+                let compares = self.context.compares();
+                let mut copies =
+                    Box::new(http2::Copies::new(self.limits.max_header_bytes, compares));
                 let tunnelled = copies.observe_server(&mut self.context, &early)
                     || copies.observe_client(&mut self.context, &CLIENT_PREFACE[..before])
                     || copies.observe_client(&mut self.context, chunk);

@@ -1,7 +1,8 @@
-//! Keeping what the comparison needs of a compared copy's answer while [`super::response`] reads
-//! it: the final status, the headers the comparison looks at, the body up to the compare cap
-//! (charged to the copy budget) and when its head and end arrived. Copies that are not compared
-//! carry no capture and cost nothing more than before.
+//! Keeping what the comparison needs of a compared copy's answer while it is read
+//! ([`super::response`] for HTTP/1.1, [`super::http2`] for HTTP/2): the final status, the headers
+//! (and HTTP/2 trailers) the comparison looks at, the body up to the compare cap (charged to the
+//! copy budget), when its head and end arrived, and for gRPC the `grpc-status` it ended with.
+//! Copies that are not compared carry no capture and cost nothing more than before.
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ pub(super) struct Capture {
     compared: Compared,
     status: u16,
     headers: Vec<(String, Bytes)>,
+    trailers: Vec<(String, Bytes)>,
     body: BodyCapture,
     head_at: Option<Instant>,
 }
@@ -38,6 +40,7 @@ impl Capture {
             compared: compared.clone(),
             status: 0,
             headers: Vec::new(),
+            trailers: Vec::new(),
             body: BodyCapture::default(),
             head_at: None,
         }
@@ -55,11 +58,11 @@ impl Capture {
             None => AnswerBody::OverCap,
         };
         let answer = Answer {
+            grpc_status: compare::grpc::status(&self.headers, &self.trailers),
             status: self.status,
             headers: self.headers,
             body,
-            trailers: Vec::new(),
-            grpc_status: None,
+            trailers: self.trailers,
             to_head: head_at.duration_since(start),
             to_end: end.duration_since(start),
         };
@@ -77,10 +80,9 @@ impl AnswerCapture for Capture {
 
     /// A field of the head being parsed, kept if the comparison looks at it.
     fn field(&mut self, name: &str, value: &[u8]) {
-        if self.compared.pair.keeps_header(name) {
-            self.headers
-                .push((name.to_ascii_lowercase(), Bytes::copy_from_slice(value)));
-        }
+        self.compared
+            .pair
+            .keep_field(&mut self.headers, name, value);
     }
 
     /// Payload bytes of the final answer, in order.
@@ -90,6 +92,15 @@ impl AnswerCapture for Capture {
             self.compared.pair.max_body_bytes(),
             &self.compared.budget,
         );
+    }
+}
+
+impl Capture {
+    /// A trailer field (HTTP/2), kept if the comparison looks at it.
+    pub fn trailer(&mut self, name: &str, value: &[u8]) {
+        self.compared
+            .pair
+            .keep_field(&mut self.trailers, name, value);
     }
 }
 

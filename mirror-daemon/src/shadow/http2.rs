@@ -10,7 +10,9 @@
 //! the original follows through a channel, as for HTTP/1.1 copies. The shadow's answer (head,
 //! data, trailers) is read and dropped, its windows released as it comes; its `:status` class is
 //! counted, and for gRPC its `grpc-status` (from the trailers, or from the head of a
-//! Trailers-Only answer).
+//! Trailers-Only answer). A compared copy's answer is kept as it is read ([`super::capture`]:
+//! status, the compared fields and trailers, data up to the compare cap) and handed to its pair;
+//! a copy that fails (timeout, reset, refused, ...) hands its error kind instead.
 
 use std::{
     future::poll_fn,
@@ -33,9 +35,11 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
+    capture::{Capture, Compared},
     dial::Protocol,
     error::{Abort, Failure, Phase},
     metrics::GrpcStatus,
+    response::AnswerCapture,
     sender::Delivery,
 };
 
@@ -52,6 +56,8 @@ pub struct H2Copy {
     /// are all of it). A channel that closes without [`H2Chunk::End`] or
     /// [`H2Chunk::Trailers`], or an [`H2Chunk::Abort`], cancels the copy's stream.
     pub rest: Option<mpsc::Receiver<H2Chunk>>,
+    /// Set when the copy's answer is compared with the primary's.
+    pub compare: Option<Compared>,
 }
 
 impl H2Copy {
@@ -147,27 +153,43 @@ impl H2Sender {
     }
 
     /// Sends one copy and counts how it went.
-    pub async fn deliver(&self, copy: H2Copy, place: QueuePlace, dequeued: Instant) {
+    pub async fn deliver(&self, mut copy: H2Copy, place: QueuePlace, dequeued: Instant) {
         let mut peer = None;
+        let compared = copy.compare.take();
+        let mut capture = compared.as_ref().map(Capture::new);
+        let mut written = None;
         let result = timeout_at(
             dequeued + self.parts.request_timeout,
-            self.exchange(copy, place, &mut peer),
+            self.exchange(copy, place, &mut peer, capture.as_mut(), &mut written),
         )
         .await
         .unwrap_or(Err(Failure::Timeout(self.parts.request_timeout)));
         match result {
-            Ok(answer) => self
-                .parts
-                .answered(answer.status, answer.grpc, dequeued.elapsed()),
-            Err(failure) => self.parts.failed(failure, peer),
+            Ok(answer) => {
+                self.parts
+                    .answered(answer.status, answer.grpc, dequeued.elapsed());
+                if let Some(capture) = capture {
+                    capture.answered(written);
+                }
+            }
+            Err(failure) => {
+                if let Some(compared) = &compared {
+                    compared.failed(failure.kind().as_str());
+                }
+                self.parts.failed(failure, peer);
+            }
         }
     }
 
+    /// Sends the copy and reads the answer (into `capture`, when compared); `written` is set
+    /// when the copy is completely sent.
     async fn exchange(
         &self,
         copy: H2Copy,
         mut place: QueuePlace,
         peer: &mut Option<SocketAddr>,
+        capture: Option<&mut Capture>,
+        written_at: &mut Option<Instant>,
     ) -> Result<H2Answer, Failure> {
         let Live {
             send,
@@ -195,6 +217,7 @@ impl H2Sender {
             body_ready,
             trailers,
             rest,
+            compare: _,
         } = copy;
         let ends_with_head =
             rest.is_none() && body_ready.iter().all(Bytes::is_empty) && trailers.is_none();
@@ -211,20 +234,21 @@ impl H2Sender {
                 write_body(&mut stream, body_ready, trailers, rest).await?;
             }
             self.parts.metrics.requests.inc();
-            Ok::<_, Failure>(())
+            Ok::<_, Failure>(Instant::now())
         };
-        let read = read_answer(response);
+        let read = read_answer(response, capture);
         tokio::pin!(write, read);
         let mut written = ends_with_head;
         if written {
             self.parts.metrics.requests.inc();
+            *written_at = Some(Instant::now());
         }
         loop {
             tokio::select! {
                 biased;
                 result = &mut write, if !written => {
                     // A failure ends only this stream: the connection carries the others on.
-                    result?;
+                    *written_at = Some(result?);
                     written = true;
                 }
                 answer = &mut read => return answer,
@@ -367,19 +391,37 @@ async fn send_data(
     Ok(())
 }
 
-/// Reads the answer to its end, releasing flow-control capacity as data comes.
-async fn read_answer(response: h2::client::ResponseFuture) -> Result<H2Answer, Failure> {
+/// Reads the answer to its end, releasing flow-control capacity as data comes, and keeps what
+/// the comparison needs in `capture`, if compared.
+async fn read_answer(
+    response: h2::client::ResponseFuture,
+    mut capture: Option<&mut Capture>,
+) -> Result<H2Answer, Failure> {
     let response = response.await.map_err(Failure::Http2)?;
     let status = response.status().as_u16();
     // Trailers-Only: a gRPC answer with no message carries its status in the head.
     let mut grpc = GrpcStatus::from_headers(response.headers());
+    if let Some(capture) = capture.as_deref_mut() {
+        capture.head(status);
+        for (name, value) in response.headers() {
+            capture.field(name.as_str(), value.as_bytes());
+        }
+    }
     let mut body = response.into_body();
     while let Some(data) = body.data().await {
         let data = data.map_err(Failure::Http2)?;
         let _ = body.flow_control().release_capacity(data.len());
+        if let Some(capture) = capture.as_deref_mut() {
+            capture.data(&data);
+        }
     }
     if let Some(trailers) = body.trailers().await.map_err(Failure::Http2)? {
         grpc = GrpcStatus::from_headers(&trailers).or(grpc);
+        if let Some(capture) = capture {
+            for (name, value) in &trailers {
+                capture.trailer(name.as_str(), value.as_bytes());
+            }
+        }
     }
     Ok(H2Answer { status, grpc })
 }

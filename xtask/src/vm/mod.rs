@@ -72,6 +72,12 @@ const VM_SKIP_BINARIES: &[(&str, &str)] = &[
          venv, which the guest does not carry; comparing answers is user space only",
     ),
     (
+        "compare_grpc",
+        "real gRPC clients and servers (the host's Python venv), which the guest does not carry; \
+         the daemon's kernel side is the same as for HTTP/1.1, which every other mirroring test \
+         covers on each kernel",
+    ),
+    (
         "deploy",
         "checks the deploy/ manifests: no kernel involved, and its validator (a Python venv) is \
          not in the guest",

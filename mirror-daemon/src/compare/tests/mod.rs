@@ -74,6 +74,13 @@ impl Fixture {
     }
 }
 
+/// Rule `orders` comparing target `staging` under `[compare]` lines `compare`: the registry
+/// (for the report) and the comparison, for the captures' tests elsewhere.
+pub(crate) fn comparison(compare: &str) -> (Arc<Reports>, Arc<Comparison>) {
+    let fixture = Fixture::new(compare);
+    (fixture.reports, fixture.comparison)
+}
+
 fn request() -> RequestLine {
     RequestLine::new("GET", "/api/orders/7?currency=EUR", Protocol::Http1)
 }

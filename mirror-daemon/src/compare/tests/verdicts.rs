@@ -331,3 +331,106 @@ fn status_mismatches_do_not_count_for_noise() {
     assert_eq!(report.window_pairs, 0);
     assert!(report.fields.is_empty());
 }
+
+/// A gRPC answer: 200, `content-type`, the `body` as sent, and `grpc-status` in the trailers
+/// (or, `trailers_only`, in the head), its status read as the captures read it.
+fn grpc_answer(content_type: &str, body: &[u8], code: &str, trailers_only: bool) -> Answer {
+    let mut headers = vec![(
+        "content-type".to_string(),
+        Bytes::copy_from_slice(content_type.as_bytes()),
+    )];
+    let status = (
+        "grpc-status".to_string(),
+        Bytes::copy_from_slice(code.as_bytes()),
+    );
+    let mut trailers = Vec::new();
+    if trailers_only {
+        headers.push(status);
+    } else {
+        trailers.push(status);
+    }
+    Answer {
+        grpc_status: crate::compare::grpc::status(&headers, &trailers),
+        headers,
+        trailers,
+        body: AnswerBody::Complete(Bytes::copy_from_slice(body)),
+        ..answer("", &[])
+    }
+}
+
+#[test]
+fn grpc_answers_are_judged_by_their_grpc_status_and_their_bytes() {
+    let fixture = Fixture::new("");
+    let grpc = "application/grpc";
+    // The same code, in the trailers or a Trailers-Only head: a match.
+    assert_eq!(
+        fixture.record(
+            grpc_answer(grpc, b"", "5", true),
+            grpc_answer(grpc, b"", "5", false)
+        ),
+        Verdict::Match
+    );
+    // Both 200, codes differ: a status mismatch, reported with both codes.
+    let message = b"\0\0\0\0\x03abc";
+    assert_eq!(
+        fixture.record(
+            grpc_answer(grpc, message, "0", false),
+            grpc_answer(grpc, b"", "5", true)
+        ),
+        Verdict::StatusMismatch
+    );
+    let report = fixture.reports.report();
+    let mismatch = &report.comparisons[0].last_mismatches[0];
+    assert_eq!(
+        (
+            mismatch.primary_status,
+            mismatch.primary_grpc_status,
+            mismatch.shadow_status,
+            mismatch.shadow_grpc_status
+        ),
+        (Some(200), Some(0), Some(200), Some(5))
+    );
+    let text = crate::compare::render::render(&report);
+    assert!(
+        text.contains("primary 200 grpc-status 0, shadow 200 grpc-status 5"),
+        "{text}"
+    );
+    // A gRPC answer without a code differs from one with a code.
+    assert_eq!(
+        fixture.record(
+            grpc_answer(grpc, message, "0", false),
+            Answer {
+                trailers: Vec::new(),
+                grpc_status: None,
+                ..grpc_answer(grpc, message, "0", false)
+            }
+        ),
+        Verdict::StatusMismatch
+    );
+    // Messages are compared byte for byte, never as JSON, even gRPC's JSON flavour.
+    let json = "application/grpc+json";
+    let compact = b"\0\0\0\0\x07{\"a\":1}";
+    let spaced = b"\0\0\0\0\x0b{ \"a\": 1 }";
+    assert_eq!(
+        fixture.record(
+            grpc_answer(json, compact, "0", false),
+            grpc_answer(json, spaced, "0", false)
+        ),
+        Verdict::BodyMismatch
+    );
+    assert_eq!(
+        fixture.record(
+            grpc_answer(json, compact, "0", false),
+            grpc_answer(json, compact, "0", false)
+        ),
+        Verdict::Match
+    );
+    // `grpc-status` says nothing in an answer that is not gRPC.
+    assert_eq!(
+        fixture.record(
+            grpc_answer("application/json", b"{}", "0", false),
+            grpc_answer("application/json", b"{}", "13", false)
+        ),
+        Verdict::Match
+    );
+}

@@ -30,6 +30,7 @@ fn copy(path: &str, body: &[u8], trailers: Option<HeaderMap>) -> H2Copy {
         },
         trailers,
         rest: None,
+        compare: None,
     }
 }
 
@@ -125,6 +126,7 @@ async fn a_body_larger_than_the_shadows_window_and_a_streaming_one_arrive_whole(
             body_ready: vec![Bytes::from_static(b"first ")],
             trailers: None,
             rest: Some(rx),
+            compare: None,
         })
         .expect("queued");
     for part in [&b"second "[..], b"third"] {
@@ -157,6 +159,7 @@ async fn an_original_that_breaks_off_cancels_its_copys_stream_only() {
             body_ready: vec![Bytes::from_static(b"half")],
             trailers: None,
             rest: Some(rx),
+            compare: None,
         })
         .expect("queued");
     tx.send(H2Chunk::Abort).await.expect("sent");
@@ -263,4 +266,105 @@ async fn tls_targets_speak_http2_by_alpn() {
         .expect("queued");
     harness.reaches("an answer", 1.0, |h| grpc(h, "ok")).await;
     assert_eq!(find(&shadow.seen().requests, "/tls").body, b"over tls");
+}
+
+/// The primary's side of a compared gRPC call to the fake shadow: 200, `answer`, ending with
+/// `code`.
+fn primary_grpc(code: u32) -> crate::compare::Primary {
+    let headers = vec![(
+        "content-type".to_string(),
+        Bytes::from_static(b"application/grpc"),
+    )];
+    let trailers = vec![("grpc-status".to_string(), Bytes::from(code.to_string()))];
+    crate::compare::Primary::Answered(crate::compare::Answer {
+        status: 200,
+        grpc_status: crate::compare::grpc::status(&headers, &trailers),
+        headers,
+        body: crate::compare::AnswerBody::Complete(Bytes::from_static(b"answer")),
+        trailers,
+        to_head: Duration::from_millis(1),
+        to_end: Duration::from_millis(2),
+    })
+}
+
+/// `copy` of `path`, compared under `comparison` with the primary's `primary`.
+fn compared_copy(
+    path: &str,
+    comparison: &std::sync::Arc<crate::compare::Comparison>,
+    primary: crate::compare::Primary,
+) -> H2Copy {
+    let pair = crate::compare::Pair::new(
+        comparison.clone(),
+        crate::compare::RequestLine::new("POST", path, crate::compare::Protocol::Http2),
+    );
+    pair.primary(primary);
+    H2Copy {
+        compare: Some(crate::shadow::Compared {
+            pair,
+            budget: crate::mirror::budget::Budget::new(1 << 20),
+        }),
+        ..copy(path, b"x", None)
+    }
+}
+
+/// Sends `copies` to a target at `address`, and waits until `reports` holds `pairs` verdicts.
+async fn judged(
+    address: impl std::fmt::Display,
+    copies: Vec<H2Copy>,
+    reports: &crate::compare::Reports,
+    pairs: u64,
+) {
+    let harness = Harness::new();
+    let target = harness.spawn(target_config(address));
+    for copy in copies {
+        target.try_submit_h2(copy).expect("queued");
+    }
+    eventually(&format!("{pairs} verdicts"), || {
+        reports.report().comparisons[0].pairs == pairs
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_compared_copys_answer_is_kept_with_its_grpc_status_and_a_failure_is_a_shadow_error() {
+    let (reports, comparison) = crate::compare::tests::comparison("");
+    let verdicts = || reports.report().comparisons[0].verdicts.clone();
+    // Trailers: `answer`, then grpc-status 5.
+    let shadow = FakeH2::new().grpc(5).start().await;
+    let copies = vec![
+        compared_copy("/same", &comparison, primary_grpc(5)),
+        compared_copy("/differs", &comparison, primary_grpc(0)),
+    ];
+    judged(shadow.address, copies, &reports, 2).await;
+    assert_eq!(verdicts().matched, 1, "{:?}", verdicts());
+    assert_eq!(verdicts().status_mismatch, 1);
+
+    // Trailers-Only: no body, grpc-status 5 in the head; the primary ended the same way.
+    let shadow = FakeH2::new().trailers_only(5).start().await;
+    let crate::compare::Primary::Answered(answer) = primary_grpc(5) else {
+        unreachable!("answered");
+    };
+    let trailers_only = crate::compare::Primary::Answered(crate::compare::Answer {
+        body: crate::compare::AnswerBody::Complete(Bytes::new()),
+        ..answer
+    });
+    let copies = vec![compared_copy("/only", &comparison, trailers_only)];
+    judged(shadow.address, copies, &reports, 3).await;
+    assert_eq!(verdicts().matched, 2, "{:?}", verdicts());
+
+    // A shadow that refuses the connection.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = closed.local_addr().expect("address");
+    drop(closed);
+    let copies = vec![compared_copy("/refused", &comparison, primary_grpc(0))];
+    judged(address, copies, &reports, 4).await;
+    assert_eq!(verdicts().shadow_error, 1, "{:?}", verdicts());
+    let report = reports.report();
+    assert_eq!(
+        report.comparisons[0].shadow_errors.get("connect"),
+        Some(&1),
+        "{report:?}"
+    );
 }

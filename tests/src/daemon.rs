@@ -199,6 +199,9 @@ pub struct MirrorRule {
     pub host: Option<String>,
     pub path_prefix: Option<String>,
     pub methods: Vec<String>,
+    /// `[mirror.rules.compare]` with this `percent` (the daemon's defaults otherwise); `None`:
+    /// no section, nothing compared.
+    pub compare_percent: Option<u8>,
 }
 
 impl MirrorRule {
@@ -217,6 +220,12 @@ impl MirrorRule {
 
     pub fn destination(mut self, cidr: &str) -> MirrorRule {
         self.destination = Some(cidr.to_owned());
+        self
+    }
+
+    /// Compares the answers of `percent` % of the rule's copies with the primary's.
+    pub fn compare(mut self, percent: u8) -> MirrorRule {
+        self.compare_percent = Some(percent);
         self
     }
 
@@ -244,6 +253,9 @@ impl MirrorRule {
         if !self.methods.is_empty() {
             let methods: Vec<String> = self.methods.iter().map(|m| toml_string(m)).collect();
             let _ = writeln!(text, "methods = [{}]", methods.join(", "));
+        }
+        if let Some(percent) = self.compare_percent {
+            let _ = writeln!(text, "[mirror.rules.compare]\npercent = {percent}");
         }
     }
 }
@@ -720,7 +732,11 @@ mod tests {
                     .connect_timeout("1s")
                     .max_concurrent(1),
             )
-            .mirror_rule(MirrorRule::to(&["staging"]).path_prefix("/api/"));
+            .mirror_rule(
+                MirrorRule::to(&["staging"])
+                    .path_prefix("/api/")
+                    .compare(100),
+            );
         let value: toml::Table = toml::from_str(&config.to_toml())?;
         let target = &value["mirror"]["targets"][0];
         assert_eq!(target["address"].as_str(), Some("172.20.0.10:8080"));
@@ -739,6 +755,9 @@ mod tests {
             .as_table()
             .is_some_and(toml::Table::is_empty));
         assert_eq!(rules[1]["match"]["path_prefix"].as_str(), Some("/api/"));
+        // Only the rule asking for it compares.
+        assert!(rules[0].get("compare").is_none());
+        assert_eq!(rules[1]["compare"]["percent"].as_integer(), Some(100));
         Ok(())
     }
 

@@ -8,6 +8,9 @@ Paths (n is a number):
   GET /api/price/<n>     200 JSON {"id": n, "price": P, "currency": "EUR"}; P = 100 + n, and
                          the shadow's is 1 more when n % 10 == 0
   GET /api/stamped/<n>   200 JSON {"id": n, "generated_at": <nanoseconds now>}  (always differs)
+  GET /api/quote/<n>     200 JSON {"id": n, "price": P, "currency": "EUR", "generated_at": <ns>}:
+                         /api/price/<n>'s price and /api/stamped/<n>'s stamp in one answer (the
+                         demo's prices API)
   HEAD /api/head/<n>     200 with Content-Length 42, no body
   GET /api/empty/<n>     204
   GET /api/cached/<n>    304 with an ETag
@@ -103,6 +106,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.json(200, {"id": n, "price": price, "currency": "EUR"})
         elif kind == "stamped":
             self.json(200, {"id": n, "generated_at": time.time_ns()})
+        elif kind == "quote":
+            price = 100 + n + (1 if shadow and n % 10 == 0 else 0)
+            self.json(200, {"id": n, "price": price, "currency": "EUR", "generated_at": time.time_ns()})
         elif kind == "empty":
             self.send_response(204)
             self.end_headers()

@@ -8,7 +8,7 @@ use std::process::ExitStatus;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Result};
 use nix::sys::signal::Signal;
 
 use crate::background::Background;
@@ -393,6 +393,8 @@ pub struct Daemon {
     process: Background,
     netns: Netns,
     admin: SocketAddr,
+    /// The program, for its other commands.
+    binary: PathBuf,
     /// The `--config` file (`None`: the embedded default).
     config_path: Option<PathBuf>,
     /// A directory the harness made for the config file, removed on drop.
@@ -519,10 +521,29 @@ impl Daemon {
             process,
             netns: netns.clone(),
             admin,
+            binary: binary.to_path_buf(),
             config_path,
             config_dir: None,
             print_log_on_drop: true,
         })
+    }
+
+    /// What `mirror-daemon comparisons --admin <its admin address>` prints, run in its namespace:
+    /// the comparison report for a person.
+    pub fn comparisons_report(&self) -> Result<String> {
+        let admin = self.admin.to_string();
+        let output = self.netns.exec_output(
+            &self.binary.display().to_string(),
+            &["comparisons", "--admin", &admin],
+            None,
+            Duration::from_secs(10),
+        )?;
+        ensure!(
+            output.success,
+            "mirror-daemon comparisons --admin {admin} failed: {}",
+            output.stderr
+        );
+        Ok(output.stdout)
     }
 
     /// The `--config` file the daemon was started with (`None`: the embedded default).

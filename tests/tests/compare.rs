@@ -45,7 +45,6 @@ ignore_noisy = true
 /// A node with the answers server as primary and shadow, and the daemon comparing under
 /// `rules` (name, path prefix), one rule each, all to target `staging`.
 struct Setup {
-    binary: std::path::PathBuf,
     daemon: Daemon,
     node: Node,
     _primary: PythonServer,
@@ -71,7 +70,6 @@ impl Setup {
         }
         let daemon = Daemon::start_toml(binary, node.netns(), &text, config.admin)?;
         Ok(Setup {
-            binary: binary.to_path_buf(),
             daemon,
             node,
             _primary: primary,
@@ -135,19 +133,7 @@ impl Setup {
 
     /// What `mirror-daemon comparisons` prints for a person, run in the node.
     fn rendered(&self) -> Result<String> {
-        let admin = self.daemon.admin_address().to_string();
-        let output = self.node.netns().exec_output(
-            &self.binary.display().to_string(),
-            &["comparisons", "--admin", &admin],
-            None,
-            Duration::from_secs(10),
-        )?;
-        ensure!(
-            output.success,
-            "mirror-daemon comparisons failed: {}",
-            output.stderr
-        );
-        Ok(output.stdout)
+        self.daemon.comparisons_report()
     }
 
     fn verdicts(&self, rule: &str, verdict: &str) -> Result<u64> {
@@ -163,17 +149,7 @@ fn server(role: &str, node: &Node, address: SocketAddr) -> Result<PythonServer> 
         "primary" => node.primary().netns(),
         _ => node.shadow().netns(),
     };
-    PythonServer::start(
-        &format!("{role} answers server"),
-        netns,
-        "answers_server.py",
-        vec![
-            "--listen".into(),
-            address.to_string(),
-            "--role".into(),
-            role.into(),
-        ],
-    )
+    PythonServer::answers(role, netns, address)
 }
 
 fn count(comparison: &Value, verdict: &str) -> u64 {

@@ -199,8 +199,7 @@ pub struct MirrorRule {
     pub host: Option<String>,
     pub path_prefix: Option<String>,
     pub methods: Vec<String>,
-    /// `[mirror.rules.compare]` with this `percent` (the daemon's defaults otherwise); `None`:
-    /// no section, nothing compared.
+    /// `[mirror.rules.compare]` with this `percent`; none: answers are not compared.
     pub compare_percent: Option<u8>,
 }
 

@@ -274,14 +274,31 @@ fn a_changed_json_field_is_reported_at_its_rate_and_a_timestamp_as_noise() -> Re
         field(&prices, "/id").is_none() && field(&prices, "/currency").is_none(),
         "equal fields are not reported: {prices:#}"
     );
-    let mismatch = &prices["last_mismatches"][0];
-    let shown = mismatch["fields"][0].to_string();
+    // Pairs end in the order their answers complete, not their requests': each kept mismatch
+    // must show both values of its own request (price 100 + n, the shadow's one more).
+    let mismatches = prices["last_mismatches"]
+        .as_array()
+        .context("last_mismatches is a list")?;
     ensure!(
-        mismatch["fields"][0]["field"] == "/price"
-            && shown.contains("141")
-            && shown.contains("140"),
-        "the newest mismatch (/api/price/40) shows both values: {mismatch}"
+        mismatches.len() == 5,
+        "the 5 mismatches are kept: {prices:#}"
     );
+    for mismatch in mismatches {
+        let n: u64 = mismatch["request"]
+            .as_str()
+            .and_then(|line| line.strip_prefix("GET /api/price/"))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("a price request: {mismatch}"))?;
+        let shown = &mismatch["fields"][0];
+        let value = |side: &str| shown[side].as_str().and_then(|v| v.parse::<u64>().ok());
+        ensure!(
+            shown["field"] == "/price"
+                && value("primary") == Some(100 + n)
+                && value("shadow") == Some(101 + n),
+            "the mismatch of /api/price/{n} shows both values: {mismatch}"
+        );
+    }
 
     let stamps = setup.report("stamps", 40)?;
     let stamp = field(&stamps, "/generated_at").context("/generated_at is reported")?;

@@ -313,6 +313,8 @@ fn the_dashboard_shows_each_family_an_operator_opens_first() -> Result<()> {
         "mirror_config_reloads_total",
         "mirror_kernel_events_total",
         "mirror_ready",
+        "mirror_comparisons_total",
+        "mirror_answer_latency_seconds_bucket",
     ];
     let missing: Vec<&str> = wanted
         .iter()
@@ -342,6 +344,14 @@ fn the_dashboard_shows_each_family_an_operator_opens_first() -> Result<()> {
     assert!(legend_of("mirror_tunnelled_connections_total", &["reason"]));
     assert!(legend_of("mirror_kernel_events_total", &["event"]));
     assert!(legend_of("mirror_config_reloads_total", &["result"]));
+    assert!(legend_of(
+        "mirror_comparisons_total",
+        &["rule", "target", "verdict"]
+    ));
+    assert!(legend_of(
+        "mirror_answer_latency_seconds_bucket",
+        &["rule", "target", "side"]
+    ));
     assert!(
         queries
             .iter()

@@ -1,7 +1,8 @@
 //! The Grafana dashboard and the alerting rules of `deploy/monitoring` against a real Prometheus
 //! (Debian's `prometheus`) scraping the daemon on the simulated node: after traffic that gives
 //! every panel something to show (copies to a healthy and to an unreachable shadow, a tunnelled
-//! connection, a failed and a successful reload), each of the dashboard's queries, with its
+//! connection, a failed and a successful reload; every copy's answer compared with the
+//! primary's), each of the dashboard's queries, with its
 //! variables resolved the way Grafana resolves them, returns series carrying the labels its
 //! legend shows, and the rules Prometheus evaluates raise exactly the alerts that traffic calls
 //! for.
@@ -49,7 +50,11 @@ fn config() -> mirror_tests::DaemonConfig {
                 .connect_timeout("200ms")
                 .request_timeout("500ms"),
         )
-        .mirror_rule(MirrorRule::to(&[TARGET, UNREACHABLE_TARGET]).path_prefix("/api/"))
+        .mirror_rule(
+            MirrorRule::to(&[TARGET, UNREACHABLE_TARGET])
+                .path_prefix("/api/")
+                .compare(100),
+        )
 }
 
 /// An alert as the test compares them: name, `target` label (empty for none), state.

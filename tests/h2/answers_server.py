@@ -8,6 +8,7 @@ Paths (n is a number):
   GET /api/price/<n>     200 JSON {"id": n, "price": P, "currency": "EUR"}; P = 100 + n, and
                          the shadow's is 1 more when n % 10 == 0
   GET /api/stamped/<n>   200 JSON {"id": n, "generated_at": <nanoseconds now>}  (always differs)
+  GET /api/slow/<n>      as /api/same/<n>; the shadow answers after SLOW_SECONDS (0.2 s)
   GET /api/quote/<n>     200 JSON {"id": n, "price": P, "currency": "EUR", "generated_at": <ns>}:
                          /api/price/<n>'s price and /api/stamped/<n>'s stamp in one answer (the
                          demo's prices API)
@@ -43,6 +44,8 @@ def parse_args():
     parser.add_argument("--role", choices=["primary", "shadow"], required=True)
     return parser.parse_args()
 
+
+SLOW_SECONDS = 0.2
 
 ARGS = parse_args()
 RECORD = open(ARGS.record, "a", buffering=1)
@@ -95,6 +98,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         shadow = ARGS.role == "shadow"
         kind = self.path.split("/")[2] if self.path.count("/") >= 3 else ""
         if kind == "same":
+            self.json(200, {"id": n, "name": "item %d" % n})
+        elif kind == "slow":
+            if shadow:
+                time.sleep(SLOW_SECONDS)
             self.json(200, {"id": n, "name": "item %d" % n})
         elif kind == "fail":
             if shadow and n % 4 == 0:

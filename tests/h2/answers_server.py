@@ -8,6 +8,10 @@ Paths (n is a number):
   GET /api/price/<n>     200 JSON {"id": n, "price": P, "currency": "EUR"}; P = 100 + n, and
                          the shadow's is 1 more when n % 10 == 0
   GET /api/stamped/<n>   200 JSON {"id": n, "generated_at": <nanoseconds now>}  (always differs)
+  GET /api/slow/<n>      as /api/same/<n>; the shadow answers after SLOW_SECONDS (0.2 s)
+  GET /api/quote/<n>     200 JSON {"id": n, "price": P, "currency": "EUR", "generated_at": <ns>}:
+                         /api/price/<n>'s price and /api/stamped/<n>'s stamp in one answer (the
+                         demo's prices API)
   HEAD /api/head/<n>     200 with Content-Length 42, no body
   GET /api/empty/<n>     204
   GET /api/cached/<n>    304 with an ETag
@@ -40,6 +44,8 @@ def parse_args():
     parser.add_argument("--role", choices=["primary", "shadow"], required=True)
     return parser.parse_args()
 
+
+SLOW_SECONDS = 0.2
 
 ARGS = parse_args()
 RECORD = open(ARGS.record, "a", buffering=1)
@@ -93,6 +99,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         kind = self.path.split("/")[2] if self.path.count("/") >= 3 else ""
         if kind == "same":
             self.json(200, {"id": n, "name": "item %d" % n})
+        elif kind == "slow":
+            if shadow:
+                time.sleep(SLOW_SECONDS)
+            self.json(200, {"id": n, "name": "item %d" % n})
         elif kind == "fail":
             if shadow and n % 4 == 0:
                 self.json(500, {"error": "boom"})
@@ -103,6 +113,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.json(200, {"id": n, "price": price, "currency": "EUR"})
         elif kind == "stamped":
             self.json(200, {"id": n, "generated_at": time.time_ns()})
+        elif kind == "quote":
+            price = 100 + n + (1 if shadow and n % 10 == 0 else 0)
+            self.json(200, {"id": n, "price": price, "currency": "EUR", "generated_at": time.time_ns()})
         elif kind == "empty":
             self.send_response(204)
             self.end_headers()

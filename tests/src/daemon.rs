@@ -8,7 +8,7 @@ use std::process::ExitStatus;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use nix::sys::signal::Signal;
 
 use crate::background::Background;
@@ -392,6 +392,8 @@ pub struct Daemon {
     process: Background,
     netns: Netns,
     admin: SocketAddr,
+    /// The program, for its other commands.
+    binary: PathBuf,
     /// The `--config` file (`None`: the embedded default).
     config_path: Option<PathBuf>,
     /// A directory the harness made for the config file, removed on drop.
@@ -518,10 +520,29 @@ impl Daemon {
             process,
             netns: netns.clone(),
             admin,
+            binary: binary.to_path_buf(),
             config_path,
             config_dir: None,
             print_log_on_drop: true,
         })
+    }
+
+    /// What `mirror-daemon comparisons --admin <its admin address>` prints, run in its namespace:
+    /// the comparison report for a person.
+    pub fn comparisons_report(&self) -> Result<String> {
+        let admin = self.admin.to_string();
+        let output = self.netns.exec_output(
+            &self.binary.display().to_string(),
+            &["comparisons", "--admin", &admin],
+            None,
+            Duration::from_secs(10),
+        )?;
+        ensure!(
+            output.success,
+            "mirror-daemon comparisons --admin {admin} failed: {}",
+            output.stderr
+        );
+        Ok(output.stdout)
     }
 
     /// The `--config` file the daemon was started with (`None`: the embedded default).
@@ -642,21 +663,6 @@ impl Daemon {
                 })
             },
         )
-    }
-
-    /// What `binary comparisons --admin <this daemon's>` prints for a person, run in the node.
-    pub fn rendered_comparisons(&self, binary: &Path) -> Result<String> {
-        let admin = self.admin.to_string();
-        let output = self.netns.exec_output(
-            &binary.display().to_string(),
-            &["comparisons", "--admin", &admin],
-            None,
-            Duration::from_secs(10),
-        )?;
-        if !output.success {
-            bail!("mirror-daemon comparisons failed: {}", output.stderr);
-        }
-        Ok(output.stdout)
     }
 
     /// `mirror_intercepted_connections_total` now.
@@ -791,7 +797,11 @@ mod tests {
                     .connect_timeout("1s")
                     .max_concurrent(1),
             )
-            .mirror_rule(MirrorRule::to(&["staging"]).path_prefix("/api/"));
+            .mirror_rule(
+                MirrorRule::to(&["staging"])
+                    .path_prefix("/api/")
+                    .compare(100),
+            );
         let value: toml::Table = toml::from_str(&config.to_toml())?;
         let target = &value["mirror"]["targets"][0];
         assert_eq!(target["address"].as_str(), Some("172.20.0.10:8080"));
@@ -810,6 +820,9 @@ mod tests {
             .as_table()
             .is_some_and(toml::Table::is_empty));
         assert_eq!(rules[1]["match"]["path_prefix"].as_str(), Some("/api/"));
+        // Only the rule asking for it compares.
+        assert!(rules[0].get("compare").is_none());
+        assert_eq!(rules[1]["compare"]["percent"].as_integer(), Some(100));
         Ok(())
     }
 

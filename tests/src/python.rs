@@ -103,6 +103,26 @@ pub struct PythonServer {
 }
 
 impl PythonServer {
+    /// `tests/h2/answers_server.py` as `role` (`"primary"` or `"shadow"`) on `address`: the
+    /// HTTP/1.1 server whose answers the comparison tests (and the demo) compare.
+    pub fn answers(
+        role: &str,
+        netns: &Netns,
+        address: std::net::SocketAddr,
+    ) -> Result<PythonServer> {
+        PythonServer::start(
+            &format!("{role} answers server"),
+            netns,
+            "answers_server.py",
+            vec![
+                "--listen".into(),
+                address.to_string(),
+                "--role".into(),
+                role.into(),
+            ],
+        )
+    }
+
     /// Starts `tests/h2/<program_name> --record <file> args...` in `netns` and waits until it
     /// listens. `role` names it in messages (`"shadow gRPC server"`).
     pub fn start(

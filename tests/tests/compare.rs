@@ -6,7 +6,7 @@
 //!
 //! The servers' rules, restated: `/api/same/<n>` answers alike; `/api/fail/<n>` is a 500 on the
 //! shadow when n % 4 == 0; `/api/price/<n>` has the shadow's `price` one higher when
-//! n % 10 == 0; `/api/stamped/<n>` carries `generated_at`, the time in nanoseconds (always
+//! n % 10 == 0; `/api/slow/<n>` answers alike, the shadow after 0.2 s; `/api/stamped/<n>` carries `generated_at`, the time in nanoseconds (always
 //! differs); `/api/head`, `/api/empty` (204), `/api/cached` (304), `/api/chunked`,
 //! `/api/echo` (POST), `/api/close` (close-delimited) answer alike; `/api/broken` answers with a
 //! head a framer cannot frame with certainty (Content-Length with Transfer-Encoding), then
@@ -14,7 +14,7 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use mirror_tests::client::{Client, Request};
@@ -45,7 +45,6 @@ ignore_noisy = true
 /// A node with the answers server as primary and shadow, and the daemon comparing under
 /// `rules` (name, path prefix), one rule each, all to target `staging`.
 struct Setup {
-    binary: std::path::PathBuf,
     daemon: Daemon,
     node: Node,
     _primary: PythonServer,
@@ -71,7 +70,6 @@ impl Setup {
         }
         let daemon = Daemon::start_toml(binary, node.netns(), &text, config.admin)?;
         Ok(Setup {
-            binary: binary.to_path_buf(),
             daemon,
             node,
             _primary: primary,
@@ -109,7 +107,7 @@ impl Setup {
 
     /// What `mirror-daemon comparisons` prints for a person, run in the node.
     fn rendered(&self) -> Result<String> {
-        self.daemon.rendered_comparisons(&self.binary)
+        self.daemon.comparisons_report()
     }
 
     fn verdicts(&self, rule: &str, verdict: &str) -> Result<u64> {
@@ -125,17 +123,7 @@ fn server(role: &str, node: &Node, address: SocketAddr) -> Result<PythonServer> 
         "primary" => node.primary().netns(),
         _ => node.shadow().netns(),
     };
-    PythonServer::start(
-        &format!("{role} answers server"),
-        netns,
-        "answers_server.py",
-        vec![
-            "--listen".into(),
-            address.to_string(),
-            "--role".into(),
-            role.into(),
-        ],
-    )
+    PythonServer::answers(role, netns, address)
 }
 
 fn count(comparison: &Value, verdict: &str) -> u64 {
@@ -193,6 +181,82 @@ fn identical_answers_all_match_and_both_latencies_are_reported() -> Result<()> {
     }
     ensure!(setup.verdicts("same", "match")? == 40);
     ensure!(setup.verdicts("same", "status_mismatch")? == 0);
+    Ok(())
+}
+
+/// How long `answers_server.py`'s shadow waits before answering `/api/slow/<n>`.
+const SLOW_SHADOW: Duration = Duration::from_millis(200);
+
+#[test]
+fn a_slow_shadow_has_both_latencies_reported_and_leaves_the_primarys_unchanged() -> Result<()> {
+    let Some(setup) = start("slow_shadow", &[("slow", "/api/slow/")])? else {
+        return Ok(());
+    };
+    // One keep-alive connection, each answer timed by the client.
+    let mut client = setup.client()?;
+    let mut took = Vec::new();
+    for n in 0..10 {
+        let started = Instant::now();
+        client.send(&Request::get(HOST, &format!("/api/slow/{n}")).to_bytes())?;
+        let response = client.read_response("GET")?;
+        took.push(started.elapsed());
+        ensure!(
+            response.status() == 200,
+            "/api/slow/{n}: {}",
+            response.status()
+        );
+    }
+    // The client never waits for the shadow: every answer well within its delay (the primary
+    // answers in about a millisecond here).
+    let slowest = took.iter().max().copied().unwrap_or_default();
+    ensure!(
+        slowest < SLOW_SHADOW / 2,
+        "the client waited {slowest:?} for an answer (the shadow takes {SLOW_SHADOW:?}): {took:?}"
+    );
+    let comparison = setup.report("slow", 10)?;
+    ensure!(
+        count(&comparison, "match") == 10,
+        "slow but identical answers match: {comparison:#}"
+    );
+    let ms = |side: &str, point: &str, p: &str| {
+        comparison["latency"][side][point][p]
+            .as_f64()
+            .with_context(|| format!("{side} {point} {p}: {comparison:#}"))
+    };
+    eprintln!(
+        "slowest answer at the client {slowest:?}; daemon's latencies: {}",
+        comparison["latency"]
+    );
+    let delay_ms = SLOW_SHADOW.as_secs_f64() * 1e3;
+    for point in ["to_head", "to_end"] {
+        ensure!(
+            ms("shadow", point, "p50_ms")? >= delay_ms,
+            "the shadow's latency {point} holds its delay: {}",
+            comparison["latency"]
+        );
+        ensure!(
+            ms("primary", point, "p99_ms")? < delay_ms / 2.0,
+            "the primary's latency {point} is its own, not the shadow's: {}",
+            comparison["latency"]
+        );
+    }
+    // The same in the histograms, by side: 10 answers each, the shadow's taking at least its
+    // delay each, the primary's all of them together less than one delay.
+    let metrics = setup.daemon.metrics()?;
+    let seconds = |side: &str, sample: &str| -> Result<f64> {
+        metrics
+            .get(
+                &format!("mirror_answer_latency_seconds_{sample}"),
+                &[("rule", "slow"), ("target", TARGET), ("side", side)],
+            )
+            .with_context(|| format!("no mirror_answer_latency_seconds_{sample} for {side}"))
+    };
+    ensure!(seconds("primary", "count")? == 10.0 && seconds("shadow", "count")? == 10.0);
+    let (primary, shadow) = (seconds("primary", "sum")?, seconds("shadow", "sum")?);
+    ensure!(
+        shadow >= 10.0 * SLOW_SHADOW.as_secs_f64() && primary < SLOW_SHADOW.as_secs_f64(),
+        "latency sums: primary {primary} s, shadow {shadow} s"
+    );
     Ok(())
 }
 

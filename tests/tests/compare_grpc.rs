@@ -29,7 +29,6 @@ const WAIT: Duration = Duration::from_secs(20);
 /// A node with gRPC servers as primary (normal) and shadow (behaving as told), and the daemon
 /// comparing every call on [`PORT`].
 struct Setup {
-    binary: std::path::PathBuf,
     daemon: Daemon,
     node: Node,
     _primary: GrpcServer,
@@ -69,7 +68,6 @@ impl Setup {
         ));
         let daemon = Daemon::start_toml(&binary, node.netns(), &text, config.admin)?;
         Ok(Some(Setup {
-            binary,
             daemon,
             node,
             _primary: primary,
@@ -116,7 +114,7 @@ impl Setup {
 
     /// What `mirror-daemon comparisons` prints for a person, run in the node.
     fn rendered(&self) -> Result<String> {
-        self.daemon.rendered_comparisons(&self.binary)
+        self.daemon.comparisons_report()
     }
 }
 

@@ -166,11 +166,16 @@ fn render_mismatch(out: &mut String, m: &Mismatch) {
         );
     }
     let mut notes = Vec::new();
+    let fields = |n: u32| if n == 1 { "field" } else { "fields" };
     if m.more_fields > 0 {
-        notes.push(format!("{} more fields", m.more_fields));
+        notes.push(format!("{} more {}", m.more_fields, fields(m.more_fields)));
     }
     if m.noisy_fields_left_out > 0 {
-        notes.push(format!("{} noisy fields left out", m.noisy_fields_left_out));
+        notes.push(format!(
+            "{} noisy {} left out",
+            m.noisy_fields_left_out,
+            fields(m.noisy_fields_left_out)
+        ));
     }
     if !notes.is_empty() {
         let _ = writeln!(out, "            ({})", notes.join("; "));

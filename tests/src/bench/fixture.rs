@@ -102,6 +102,13 @@ fn run(scenario: Scenario, loadavg: f64, m: Measured) -> Run {
         });
     }
     let has_proxy = scenario != scenario.baseline();
+    // `compare` compared every copy (and the warm-up's few more).
+    let copies: u64 = phases.iter().map(|p| p.copies_delivered).sum();
+    let comparisons = if scenario == Scenario::Compare {
+        vec![("match".to_owned(), copies + 100)]
+    } else {
+        Vec::new()
+    };
     Run {
         scenario,
         loadavg,
@@ -111,5 +118,6 @@ fn run(scenario: Scenario, loadavg: f64, m: Measured) -> Run {
         peak_rss: has_proxy.then_some(26 << 20),
         daemon_drops: Vec::new(),
         shadow_errors: Vec::new(),
+        comparisons,
     }
 }

@@ -5,6 +5,11 @@
 //! http2` on a plain port, nginx 1.22), with the same answers; `stub_status` counts HTTP/2
 //! requests (streams) too.
 //!
+//! For the comparison scenarios both also serve the same ~1 KiB JSON document ([`json_document`])
+//! on a port of their own, with one field nginx generates per answer (`$request_id`), as services
+//! stamp their answers: the daemon then parses and compares both bodies as JSON (identical bytes
+//! would take its byte-equality shortcut) and learns that field as noise.
+//!
 //! Every instance has its own prefix directory (config, pid file, temp paths) under the bench's
 //! work directory, runs in the foreground (`daemon off`) and is stopped by its handle.
 
@@ -31,6 +36,49 @@ pub const STATUS_PATH: &str = "/__bench_status";
 /// tags each wrk request with its send time and reads it back from the answer.
 pub const ECHOED_FIELD: &str = "X-Sent-At";
 
+/// Size of the JSON document's answers, once nginx has filled in its `$request_id` (32 hex digits).
+pub const JSON_BYTES: usize = 1024;
+
+/// The JSON document primary and shadow serve, as nginx's `return` text: an order with its items,
+/// `$request_id` filled in by nginx, padded to [`JSON_BYTES`] once filled in. No `'`, `\\` or
+/// other `$`: it goes between single quotes in the config.
+pub fn json_document() -> String {
+    let mut items = Vec::new();
+    for n in 1..=6 {
+        items.push(format!(
+            "{{\"sku\":\"sku-{n:04}\",\"name\":\"item {n}\",\"quantity\":{n},\
+             \"unit_price\":{}.{:02},\"tags\":[\"bench\",\"json\"]}}",
+            n * 3,
+            n * 7 % 100
+        ));
+    }
+    let head = format!(
+        "{{\"request_id\":\"$request_id\",\"order\":{{\"id\":\"ord-00042\",\
+         \"status\":\"confirmed\",\"currency\":\"EUR\",\"total\":129.9,\
+         \"customer\":{{\"id\":\"cus-7\",\"tier\":\"gold\"}}}},\"items\":[{}],\"note\":\"",
+        items.join(",")
+    );
+    let tail = "\"}\n";
+    // `$request_id` (11 characters) becomes 32.
+    let filled = head.len() - "$request_id".len() + 32 + tail.len();
+    let pad = JSON_BYTES.saturating_sub(filled);
+    format!("{head}{}{tail}", "x".repeat(pad))
+}
+
+/// The server block serving [`json_document`] on `listen`.
+fn json_server(listen: &[SocketAddr]) -> String {
+    let mut text = String::from("  server {\n");
+    for address in listen {
+        let _ = writeln!(text, "    {}", listen_directive(*address));
+    }
+    let _ = writeln!(
+        text,
+        "    default_type application/json;\n    location / {{ return 200 '{}'; }}\n  }}",
+        json_document()
+    );
+    text
+}
+
 /// A shadow the proxy mirrors to: the name of its nginx location and its address.
 #[derive(Clone, Debug)]
 pub struct MirrorTo {
@@ -48,11 +96,14 @@ pub enum Role<'a> {
         listen: &'a [SocketAddr],
         /// h2c with prior knowledge.
         listen_h2: &'a [SocketAddr],
+        /// The JSON document's.
+        listen_json: &'a [SocketAddr],
     },
     Shadow {
         listen: SocketAddr,
         /// h2c with prior knowledge.
         listen_h2: Option<SocketAddr>,
+        listen_json: Option<SocketAddr>,
     },
     Proxy {
         listen: SocketAddr,
@@ -89,7 +140,11 @@ pub fn config(role: &Role<'_>, prefix: &Path) -> String {
          keepalive_requests 100000000;\n  keepalive_timeout 120s;\n  server_tokens off;\n"
     );
     match role {
-        Role::Primary { listen, listen_h2 } => {
+        Role::Primary {
+            listen,
+            listen_h2,
+            listen_json,
+        } => {
             text.push_str("  server {\n");
             for address in *listen {
                 let _ = writeln!(text, "    {}", listen_directive(*address));
@@ -104,8 +159,15 @@ pub fn config(role: &Role<'_>, prefix: &Path) -> String {
                 "    default_type text/plain;\n    add_header {ECHOED_FIELD} $http_{variable};\n\
                  location / {{ return 200 \"{body}\\n\"; }}\n  }}"
             );
+            if !listen_json.is_empty() {
+                text.push_str(&json_server(listen_json));
+            }
         }
-        Role::Shadow { listen, listen_h2 } => {
+        Role::Shadow {
+            listen,
+            listen_h2,
+            listen_json,
+        } => {
             let _ = writeln!(text, "  server {{\n    {}", listen_directive(*listen));
             if let Some(address) = listen_h2 {
                 let _ = writeln!(text, "    {}", listen_h2_directive(*address));
@@ -116,6 +178,10 @@ pub fn config(role: &Role<'_>, prefix: &Path) -> String {
                  location = {STATUS_PATH} {{ stub_status; }}\n\
                  location / {{ return 200 \"shadow ok\\n\"; }}\n  }}"
             );
+            // `stub_status` counts the requests of every server block of the process.
+            if let Some(address) = listen_json {
+                text.push_str(&json_server(&[*address]));
+            }
         }
         Role::Proxy {
             listen,
@@ -343,6 +409,7 @@ mod tests {
             &Role::Shadow {
                 listen: "172.20.0.10:8080".parse()?,
                 listen_h2: Some("172.20.0.10:8090".parse()?),
+                listen_json: None,
             },
             Path::new("/tmp/x"),
         );
@@ -353,6 +420,7 @@ mod tests {
             &Role::Shadow {
                 listen: "172.20.0.10:8080".parse()?,
                 listen_h2: None,
+                listen_json: None,
             },
             Path::new("/tmp/x"),
         );
@@ -394,6 +462,7 @@ mod tests {
             &Role::Primary {
                 listen: &["10.96.0.10:8080".parse().expect("address")],
                 listen_h2: &["10.96.0.10:8090".parse().expect("address")],
+                listen_json: &[],
             },
             Path::new("/tmp/x"),
         );
@@ -414,5 +483,46 @@ mod tests {
             text.contains("add_header X-Sent-At $http_x_sent_at;"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn primary_and_shadow_serve_the_same_json_document_of_one_kib() -> Result<()> {
+        let document = json_document();
+        // As nginx sends it: `$request_id` is 32 hex digits.
+        let sent = document.replace("$request_id", &"0f".repeat(16));
+        assert_eq!(sent.len(), JSON_BYTES, "{sent}");
+        let value: serde_json::Value = serde_json::from_str(&sent)?;
+        assert_eq!(value["request_id"].as_str().map(str::len), Some(32));
+        assert_eq!(value["items"].as_array().map(Vec::len), Some(6));
+        // Single-quoted in the config: nothing that would end the string or interpolate.
+        assert!(!document.contains('\'') && !document.contains('\\'));
+        assert_eq!(document.matches('$').count(), 1);
+        let server = format!("return 200 '{document}';");
+        let primary = config(
+            &Role::Primary {
+                listen: &["10.96.0.10:8080".parse()?],
+                listen_h2: &[],
+                listen_json: &["10.96.0.10:8070".parse()?],
+            },
+            Path::new("/tmp/x"),
+        );
+        let shadow = config(
+            &Role::Shadow {
+                listen: "172.20.0.10:8080".parse()?,
+                listen_h2: None,
+                listen_json: Some("172.20.0.10:8070".parse()?),
+            },
+            Path::new("/tmp/x"),
+        );
+        for (text, listen) in [
+            (&primary, "listen 10.96.0.10:8070 backlog=4096;"),
+            (&shadow, "listen 172.20.0.10:8070 backlog=4096;"),
+        ] {
+            assert_eq!(text.matches("server {").count(), 2, "{text}");
+            assert!(text.contains(listen), "{text}");
+            assert!(text.contains(&server), "{text}");
+            assert!(text.contains("default_type application/json;"), "{text}");
+        }
+        Ok(())
     }
 }

@@ -156,6 +156,9 @@ fn colour(scenario: Scenario) -> RGBColor {
         Scenario::H2Intercept => RGBColor(86, 180, 233),
         Scenario::H2Mirror => RGBColor(0, 90, 65),
         Scenario::H2Degraded => RGBColor(150, 100, 0),
+        // mirror's green, lighter; compare in a purple of its own.
+        Scenario::MirrorJson => RGBColor(100, 200, 160),
+        Scenario::Compare => RGBColor(110, 60, 150),
     }
 }
 

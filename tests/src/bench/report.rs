@@ -1,11 +1,18 @@
 //! Results across repetitions: medians with their spread (min–max over repetitions), ratios
 //! taken within each repetition (the scenarios of one repetition ran back to back), the goals of
-//! issue 11 checked as such ratios, and the markdown that is printed and written.
+//! issue 11 checked as such ratios, and the markdown that is printed and written. The comparison
+//! scenarios (issue 13) add a table of the daemon's CPU per request, compare vs mirror-json, and
+//! a goal on it, withheld when the daemon did not in fact compare the copies' answers.
 
 use std::fmt::Write as _;
 
 use super::load::{Distribution, Mode};
 use super::scenario::{Kind, Phase, Protocol, Run, Scenario};
+
+/// Share of the copies delivered in the measured phases that `compare` must have compared (pairs
+/// counted in `mirror_comparisons_total` with a verdict that looked at both answers) for its CPU
+/// to count as the cost of comparing.
+const COMPARED_AT_LEAST: f64 = 0.9;
 
 /// Share of the cores other processes may keep busy during the fixed-rate phases before the
 /// latency and throughput goals are not judged.
@@ -323,7 +330,108 @@ impl Results<'_> {
                 free_proxy,
             );
         }
+        if self.has(Scenario::Compare) {
+            self.compare_table(&mut out);
+        }
         out
+    }
+
+    /// The daemon's CPU per request in `compare` beside `mirror-json`'s (the same answers,
+    /// mirrored alone), in every phase, with their ratio taken within each repetition.
+    fn compare_table(&self, out: &mut String) {
+        let (compare, base) = (Scenario::Compare, Scenario::MirrorJson);
+        out.push_str(
+            "\n### Comparing answers: daemon CPU µs per request, compare vs mirror-json\n\n\
+             Both serve the same 1 KiB JSON document (primary and shadow, with a `request_id` \
+             each draws per answer: the daemon parses and compares both bodies as JSON and learns \
+             that field as noise); compare also compares every pair of answers.\n\n\
+             | phase | mode | mirror-json | compare | compare vs mirror-json |\n\
+             |---|---|---:|---:|---:|\n",
+        );
+        for kind in [Kind::Rate, Kind::Saturation] {
+            for &mode in compare.modes() {
+                let us = |scenario| self.spread(scenario, kind, mode, cpu_us_per_request);
+                let ratio = if self.has(base) {
+                    format!(
+                        "×{}",
+                        show(self.ratio(compare, base, kind, mode, cpu_us_per_request), 2)
+                    )
+                } else {
+                    "– (run mirror-json)".into()
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {ratio} |",
+                    match kind {
+                        Kind::Rate => "fixed rate",
+                        Kind::Saturation => "saturation",
+                    },
+                    mode.label(),
+                    show(us(base), 1),
+                    show(us(compare), 1),
+                );
+            }
+        }
+        let _ = writeln!(out, "\n{}", self.comparisons_made());
+    }
+
+    /// What the daemon compared in each `compare` run, and whether that was every copy.
+    pub fn comparisons_made(&self) -> String {
+        let runs: Vec<String> = self
+            .runs_of(Scenario::Compare)
+            .map(|(rep, run)| {
+                let verdicts: Vec<String> = run
+                    .comparisons
+                    .iter()
+                    .map(|(verdict, n)| format!("{verdict} {n}"))
+                    .collect();
+                format!(
+                    "rep {}: {} (copies delivered in the measured phases: {})",
+                    rep + 1,
+                    if verdicts.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        verdicts.join(", ")
+                    },
+                    run.copies_delivered()
+                )
+            })
+            .collect();
+        let mut out = format!(
+            "Pairs of answers the daemon judged in compare (`mirror_comparisons_total` by verdict, \
+             over the whole run with its warm-up): {}.",
+            runs.join("; ")
+        );
+        if let Some(why) = self.comparisons_missing() {
+            let _ = write!(
+                out,
+                " **The daemon did not compare the copies' answers ({why}): compare's CPU is not \
+                 the cost of comparing, and its goal is not judged.**"
+            );
+        }
+        out
+    }
+
+    /// Why `compare`'s runs do not show the cost of comparing, if they do not: a run that
+    /// compared no pair, or fewer than [`COMPARED_AT_LEAST`] of the copies delivered.
+    pub fn comparisons_missing(&self) -> Option<String> {
+        let short: Vec<String> = self
+            .runs_of(Scenario::Compare)
+            .filter_map(|(rep, run)| {
+                let (compared, delivered) = (run.compared_pairs(), run.copies_delivered());
+                if compared == 0 {
+                    Some(format!("rep {}: no pair compared", rep + 1))
+                } else if (compared as f64) < COMPARED_AT_LEAST * delivered as f64 {
+                    Some(format!(
+                        "rep {}: {compared} pairs compared for {delivered} copies delivered",
+                        rep + 1
+                    ))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        (!short.is_empty()).then(|| short.join("; "))
     }
 
     /// One latency table at the fixed rate: a row per scenario and mode, compared with the
@@ -541,7 +649,10 @@ impl Results<'_> {
     /// repetition (or, for RSS, an amount), with the medians it comes from and a verdict on the
     /// median over repetitions.
     pub fn goal_checks(&self, rate: f64) -> Vec<GoalCheck> {
-        use Scenario::{Degraded, Direct, H2Degraded, H2Mirror, Intercept, Mirror, NginxMirror};
+        use Scenario::{
+            Compare, Degraded, Direct, H2Degraded, H2Mirror, Intercept, Mirror, MirrorJson,
+            NginxMirror,
+        };
         let ka = Mode::KeepAlive;
         let fixed = format!("{rate:.0} req/s, keep-alive, 100 % mirrored");
         let p99 = |scenario| self.spread(scenario, Kind::Rate, ka, |p| p.load.p99);
@@ -569,6 +680,16 @@ impl Results<'_> {
         });
         let rss = self.run_spread(Mirror, |run| run.rss_at_rate.map(mebibytes));
         let hwm = self.run_spread(Mirror, |run| run.peak_rss.map(mebibytes));
+        let saturation_cpu =
+            |scenario| self.spread(scenario, Kind::Saturation, ka, cpu_per_thousand);
+        let compared = |check: GoalCheck| match (&check.verdict, self.comparisons_missing()) {
+            (Verdict::Met | Verdict::Missed, Some(why)) => GoalCheck {
+                verdict: Verdict::NotJudged(format!("the daemon did not compare ({why})")),
+                ..check
+            },
+            _ => check,
+        };
+        let json = "every answer pair compared vs mirrored alone, the same 1 KiB JSON answers";
         vec![
             self.check(
                 format!("primary p99, mirror vs direct ({fixed})"),
@@ -708,6 +829,36 @@ impl Results<'_> {
                     "µs",
                 ),
             ),
+            compared(self.check(
+                format!("daemon CPU per request, compare vs mirror-json ({fixed}; {json})"),
+                &[Compare, MirrorJson],
+                Bound::AtMost(1.25),
+                Judge::Always,
+                cpu_ratio(Compare, MirrorJson),
+                medians(
+                    &[(Compare, cpu(Compare)), (MirrorJson, cpu(MirrorJson))],
+                    3,
+                    "CPU s / 1000 req",
+                ),
+            )),
+            compared(self.check(
+                format!(
+                    "daemon CPU per request at saturation, compare vs mirror-json (keep-alive; \
+                     {json})"
+                ),
+                &[Compare, MirrorJson],
+                Bound::AtMost(1.25),
+                Judge::Always,
+                self.ratio(Compare, MirrorJson, Kind::Saturation, ka, cpu_per_thousand),
+                medians(
+                    &[
+                        (Compare, saturation_cpu(Compare)),
+                        (MirrorJson, saturation_cpu(MirrorJson)),
+                    ],
+                    3,
+                    "CPU s / 1000 req",
+                ),
+            )),
         ]
     }
 
@@ -914,6 +1065,9 @@ impl Results<'_> {
                 drops.join("; ")
             );
         }
+        if self.has(Scenario::Compare) {
+            let _ = writeln!(out, "- {}", self.comparisons_made());
+        }
         let errors = per_run(|run| &run.shadow_errors);
         if !errors.is_empty() {
             let _ = writeln!(
@@ -925,6 +1079,10 @@ impl Results<'_> {
         }
         out
     }
+}
+
+fn cpu_us_per_request(phase: &Phase) -> f64 {
+    phase.proxy_cpu * 1e6 / phase.load.completed.max(1) as f64
 }
 
 fn cpu_per_thousand(phase: &Phase) -> f64 {
@@ -1021,6 +1179,10 @@ mod tests {
             ),
             // p99 against h2-mirror's: ×1.05, ×1.15, ×1.0.
             Scenario::H2Degraded => ([115.5, 230.0, 120.0], [0.05; 3], [1200.0; 3], 15.0, 20.0),
+            Scenario::MirrorJson => ([120.0; 3], [0.05; 3], [300.0; 3], 30.0, 40.0),
+            // CPU per request against mirror-json's: ×1.2, ×1.4, ×1.1 at the fixed rate; ×1.33
+            // at saturation.
+            Scenario::Compare => ([125.0; 3], [0.06, 0.07, 0.055], [280.0; 3], 40.0, 40.0),
         };
         Measured {
             p99: pick(p99),
@@ -1080,6 +1242,14 @@ mod tests {
                     None,
                     Verdict::NotMeasured("run scenarios h2-mirror-degraded, h2-mirror".into())
                 ),
+                (
+                    None,
+                    Verdict::NotMeasured("run scenarios compare, mirror-json".into())
+                ),
+                (
+                    None,
+                    Verdict::NotMeasured("run scenarios compare, mirror-json".into())
+                ),
             ]
         );
         assert!(checks[0].goal.contains("mirror vs direct"));
@@ -1107,6 +1277,8 @@ mod tests {
                 "yes",
                 "not measured (run scenarios h2-mirror)",
                 "not measured (run scenarios h2-mirror-degraded, h2-mirror)",
+                "not measured (run scenarios compare, mirror-json)",
+                "not measured (run scenarios compare, mirror-json)",
             ]
         );
         let only_nginx = self::checks(&[Scenario::NginxMirror], 0.5);
@@ -1138,6 +1310,8 @@ mod tests {
                 Verdict::Met,
                 Verdict::NotMeasured("run scenarios h2-mirror".into()),
                 Verdict::NotMeasured("run scenarios h2-mirror-degraded, h2-mirror".into()),
+                Verdict::NotMeasured("run scenarios compare, mirror-json".into()),
+                Verdict::NotMeasured("run scenarios compare, mirror-json".into()),
             ]
         );
         // Measured all the same.
@@ -1159,7 +1333,7 @@ mod tests {
         let judged: Vec<bool> = checks.iter().map(|c| c.verdict != late).collect();
         assert_eq!(
             judged,
-            [false, false, true, true, true, true, true, false, true, true, true]
+            [false, false, true, true, true, true, true, false, true, true, true, true, true]
         );
     }
 
@@ -1198,7 +1372,7 @@ mod tests {
     #[test]
     fn http2_goals_pair_h2_mirror_with_mirror_within_each_repetition() {
         let checks = checks(&HTTP2_AND_MIRROR, 0.5);
-        let http2 = &summary(&checks)[9..];
+        let http2 = &summary(&checks)[9..11];
         assert_eq!(
             http2,
             [
@@ -1312,5 +1486,130 @@ mod tests {
         let even = Spread::of([1.0, 2.0, 3.0, 4.0]).expect("values");
         assert_eq!(even.median, 2.5);
         assert!(Spread::of([]).is_none());
+    }
+
+    const COMPARE_AND_MIRROR: [Scenario; 4] = [
+        Scenario::Direct,
+        Scenario::Mirror,
+        Scenario::MirrorJson,
+        Scenario::Compare,
+    ];
+
+    #[test]
+    fn compare_goals_pair_compare_with_mirror_json_within_each_repetition() {
+        let checks = checks(&COMPARE_AND_MIRROR, 0.5);
+        let compare = &summary(&checks)[11..];
+        assert_eq!(
+            compare,
+            [
+                // Fixed rate: ×1.2, ×1.4, ×1.1.
+                (Some(1.2), Verdict::Met),
+                // Saturation: 40 / 30 µs in every repetition.
+                (Some(1.33), Verdict::Missed),
+            ]
+        );
+        assert!(checks[11].goal.contains("compare vs mirror-json"));
+        assert_eq!(checks[11].bound, Bound::AtMost(1.25));
+        assert_eq!(
+            checks[11].from,
+            "compare 0.060, mirror-json 0.050 CPU s / 1000 req"
+        );
+        assert!(
+            checks[12].goal.contains("at saturation"),
+            "{}",
+            checks[12].goal
+        );
+        let spread = checks[11].measured.expect("measured");
+        assert!(
+            (spread.min - 1.1).abs() < 1e-9 && (spread.max - 1.4).abs() < 1e-9,
+            "{spread:?}"
+        );
+    }
+
+    #[test]
+    fn a_compare_run_that_compared_nothing_is_flagged_and_its_goals_not_judged() {
+        let mut runs = fixture::runs(&COMPARE_AND_MIRROR, 3, 0.5, measured);
+        // Repetition 2's compare run: no verdict at all; repetition 3's: a tenth of its copies.
+        let compare: Vec<usize> = (0..runs.len())
+            .filter(|&i| runs[i].scenario == Scenario::Compare)
+            .collect();
+        runs[compare[1]].comparisons.clear();
+        let delivered = runs[compare[2]].copies_delivered();
+        runs[compare[2]].comparisons = vec![
+            ("match".into(), delivered / 10),
+            ("not_compared".into(), delivered),
+        ];
+        let results = Results {
+            runs: &runs,
+            scenarios: &COMPARE_AND_MIRROR,
+        };
+        let why = format!(
+            "rep 2: no pair compared; rep 3: {} pairs compared for {delivered} copies delivered",
+            delivered / 10
+        );
+        assert_eq!(results.comparisons_missing(), Some(why.clone()));
+        let checks = results.goal_checks(1000.0);
+        for check in &checks[11..] {
+            assert_eq!(
+                check.verdict,
+                Verdict::NotJudged(format!("the daemon did not compare ({why})")),
+                "{}",
+                check.goal
+            );
+            // Still measured, and shown.
+            assert!(check.measured.is_some());
+        }
+        let noise = results.noise();
+        assert!(noise.contains("rep 2: none (copies delivered"), "{noise}");
+        assert!(
+            noise.contains("**The daemon did not compare the copies' answers"),
+            "{noise}"
+        );
+        // A goal that is not the comparison's keeps its verdict.
+        assert_eq!(checks[0].verdict, Verdict::Met);
+    }
+
+    #[test]
+    fn compare_table_sets_compare_beside_mirror_json_in_every_phase() {
+        let runs = fixture::runs(&COMPARE_AND_MIRROR, 3, 0.5, measured);
+        let results = Results {
+            runs: &runs,
+            scenarios: &COMPARE_AND_MIRROR,
+        };
+        assert_eq!(results.comparisons_missing(), None);
+        let tables = results.tables(1000.0);
+        let section = tables
+            .split("### ")
+            .find(|part| part.starts_with("Comparing answers"))
+            .unwrap_or_else(|| panic!("no comparison table in\n{tables}"));
+        let rows: Vec<&str> = section
+            .lines()
+            .filter(|line| line.starts_with("| ") && !line.starts_with("| phase"))
+            .collect();
+        assert_eq!(rows.len(), 4, "{rows:?}");
+        // 0.05 and 0.06 CPU s per 1000 requests: 50 and 60 µs per request.
+        assert_eq!(
+            rows[0],
+            "| fixed rate | keep-alive | 50.0 (50.0–50.0) | 60.0 (55.0–70.0) | ×1.20 (1.10–1.40) |"
+        );
+        assert_eq!(
+            rows[2],
+            "| saturation | keep-alive | 30.0 (30.0–30.0) | 40.0 (40.0–40.0) | ×1.33 (1.33–1.33) |"
+        );
+        // Every repetition compared its copies (1000 + 1000 + 280 + 280 delivered, and the
+        // warm-up's), counted beside the table.
+        assert!(
+            section.contains("rep 1: match 2660 (copies delivered in the measured phases: 2560)"),
+            "{section}"
+        );
+        assert!(!section.contains("did not compare"), "{section}");
+        // No comparison table without compare.
+        let mirror_only = fixture::runs(&[Scenario::Mirror], 1, 0.5, measured);
+        let tables = Results {
+            runs: &mirror_only,
+            scenarios: &[Scenario::Mirror],
+        }
+        .tables(1000.0);
+        assert!(!tables.contains("Comparing answers"), "{tables}");
     }
 }

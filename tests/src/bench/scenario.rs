@@ -12,6 +12,11 @@
 //!                                                              :8082 blackholed (SYNs dropped)
 //! ```
 //!
+//! The comparison scenarios (`mirror-json`, `compare`) use the same nginx processes on a port of
+//! their own (8070) where both serve the same ~1 KiB JSON document (one field, `request_id`,
+//! generated per answer), so mirroring alone and mirroring with every answer compared are
+//! measured on the same answers.
+//!
 //! The HTTP/2 scenarios use the same nginx processes on their h2c ports (`listen … http2` on a
 //! plain port: prior knowledge only), the harness's Python h2c server (`tests/h2/h2_server.py
 //! --delay 1`) as the slow shadow, and the same blackholed port.
@@ -42,6 +47,8 @@ const PROXY_PORT: u16 = 8888;
 pub const H2_PRIMARY_PORT: u16 = 8090;
 const H2_HEALTHY_PORT: u16 = 8090;
 const H2_SLOW_PORT: u16 = 8091;
+/// Where the primary and the healthy shadow serve the JSON document.
+pub const JSON_PORT: u16 = 8070;
 /// The slow shadow's delay.
 pub const SLOW_DELAY: Duration = Duration::from_secs(1);
 
@@ -68,6 +75,11 @@ pub enum Scenario {
     H2Mirror,
     /// HTTP/2: the daemon copying every stream to the slow h2c and to the blackholed shadow.
     H2Degraded,
+    /// The daemon copying every request to the healthy shadow, both answering the JSON document:
+    /// `compare`'s baseline.
+    MirrorJson,
+    /// As `mirror-json`, every answer pair compared (`[mirror.rules.compare]`, 100 %).
+    Compare,
 }
 
 /// What the pod speaks to the primary.
@@ -96,7 +108,10 @@ impl Scenario {
         Scenario::H2Degraded,
     ];
 
-    /// HTTP/1.1, then HTTP/2.
+    /// Comparing the answers, and its baseline (mirroring the same answers alone), first.
+    pub const COMPARE: [Scenario; 2] = [Scenario::MirrorJson, Scenario::Compare];
+
+    /// HTTP/1.1, then HTTP/2 (the comparison scenarios are not part of it: `compare`).
     pub const ALL: [Scenario; 10] = {
         let mut all = [Scenario::Direct; 10];
         let mut i = 0;
@@ -124,6 +139,8 @@ impl Scenario {
             Scenario::H2Intercept => "h2-intercept",
             Scenario::H2Mirror => "h2-mirror",
             Scenario::H2Degraded => "h2-mirror-degraded",
+            Scenario::MirrorJson => "mirror-json",
+            Scenario::Compare => "compare",
         }
     }
 
@@ -148,19 +165,32 @@ impl Scenario {
                 "HTTP/2 (h2c): through the daemon, every stream mirrored to the slow (1 s) h2c \
                  and the blackholed shadow"
             }
+            Scenario::MirrorJson => {
+                "through the daemon, 100 % mirrored to the healthy shadow, both answering the \
+                 same 1 KiB JSON document"
+            }
+            Scenario::Compare => {
+                "as mirror-json, and every pair of answers compared (`[mirror.rules.compare]`, \
+                 percent = 100)"
+            }
         }
     }
 
     pub fn parse(key: &str) -> Option<Scenario> {
-        Scenario::ALL.into_iter().find(|s| s.key() == key)
+        Scenario::ALL
+            .into_iter()
+            .chain(Scenario::COMPARE)
+            .find(|s| s.key() == key)
     }
 
-    /// A scenario's key, or a group of them: `http1` (the default), `h2`, `all`.
+    /// A scenario's key, or a group of them: `http1` (the default), `h2`, `all`; `compare` is
+    /// `mirror-json,compare`: the comparison with the baseline its goal needs.
     pub fn parse_group(key: &str) -> Option<Vec<Scenario>> {
         match key {
             "http1" => Some(Scenario::HTTP1.to_vec()),
             "h2" => Some(Scenario::HTTP2.to_vec()),
             "all" => Some(Scenario::ALL.to_vec()),
+            "compare" => Some(Scenario::COMPARE.to_vec()),
             _ => Scenario::parse(key).map(|scenario| vec![scenario]),
         }
     }
@@ -195,9 +225,18 @@ impl Scenario {
             Scenario::Direct | Scenario::Intercept | Scenario::H2Direct | Scenario::H2Intercept => {
                 0
             }
-            Scenario::Mirror | Scenario::NginxMirror | Scenario::H2Mirror => 1,
+            Scenario::Mirror
+            | Scenario::NginxMirror
+            | Scenario::H2Mirror
+            | Scenario::MirrorJson
+            | Scenario::Compare => 1,
             Scenario::Degraded | Scenario::NginxDegraded | Scenario::H2Degraded => 2,
         }
+    }
+
+    /// Whether the primary and the shadow answer the JSON document (on [`JSON_PORT`]).
+    pub fn serves_json(self) -> bool {
+        Scenario::COMPARE.contains(&self)
     }
 }
 
@@ -268,6 +307,7 @@ impl Bed {
             &Role::Primary {
                 listen: &primary_addresses,
                 listen_h2: &[node.primary().addr(Family::V4, H2_PRIMARY_PORT)],
+                listen_json: &[node.primary().addr(Family::V4, JSON_PORT)],
             },
             &settings.work_dir.join("nginx-primary"),
             settings.server_cpus(),
@@ -279,6 +319,7 @@ impl Bed {
             &Role::Shadow {
                 listen: healthy_address,
                 listen_h2: Some(shadow(H2_HEALTHY_PORT)),
+                listen_json: Some(shadow(JSON_PORT)),
             },
             &settings.work_dir.join("nginx-shadow"),
             settings.server_cpus(),
@@ -383,6 +424,7 @@ impl Bed {
         let target = match scenario {
             Scenario::NginxMirror | Scenario::NginxDegraded => self.proxy(),
             _ if scenario.protocol() == Protocol::Http2 => self.h2_primary(),
+            _ if scenario.serves_json() => self.node.primary().addr(Family::V4, JSON_PORT),
             _ => self.primary(),
         };
         if !settings.warmup.is_zero() {
@@ -453,6 +495,13 @@ impl Bed {
         }
         let daemon_drops = proxy.daemon_totals("mirror_copies_total", "outcome", "mirrored");
         let shadow_errors = proxy.daemon_totals("mirror_shadow_errors_total", "kind", "");
+        // Comparisons are made as each copy's answer arrives: give the last ones a moment.
+        let comparisons = if scenario == Scenario::Compare {
+            std::thread::sleep(Duration::from_millis(200));
+            proxy.daemon_totals("mirror_comparisons_total", "verdict", "")
+        } else {
+            Vec::new()
+        };
         Ok(Run {
             scenario,
             loadavg,
@@ -462,6 +511,7 @@ impl Bed {
             peak_rss: proxy.peak_rss(),
             daemon_drops,
             shadow_errors,
+            comparisons,
         })
     }
 }
@@ -603,6 +653,9 @@ pub struct Run {
     /// The daemon's count of copies that failed towards a shadow, by kind (`connect`, `timeout`,
     /// `refused` (HTTP/2: no stream free), ...), summed over targets.
     pub shadow_errors: Vec<(String, u64)>,
+    /// `compare` only: the daemon's verdicts (`mirror_comparisons_total`) over the whole run,
+    /// warm-up included, summed over targets, by verdict (zeros left out).
+    pub comparisons: Vec<(String, u64)>,
 }
 
 impl Run {
@@ -610,6 +663,21 @@ impl Run {
         self.phases
             .iter()
             .find(|p| p.kind == kind && p.mode == mode)
+    }
+
+    /// Pairs whose answers were compared (a verdict other than `shadow_error` and
+    /// `not_compared`).
+    pub fn compared_pairs(&self) -> u64 {
+        self.comparisons
+            .iter()
+            .filter(|(verdict, _)| !matches!(verdict.as_str(), "shadow_error" | "not_compared"))
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// Copies the shadows answered in the measured phases.
+    pub fn copies_delivered(&self) -> u64 {
+        self.phases.iter().map(|p| p.copies_delivered).sum()
     }
 }
 
@@ -655,6 +723,7 @@ impl Proxy {
     fn start(bed: &Bed, scenario: Scenario, settings: &Settings) -> Result<Proxy> {
         // Each protocol has its ports; the blackholed port drops every SYN, whatever follows.
         let (primary_port, healthy_port, slow_port) = match scenario.protocol() {
+            Protocol::Http1 if scenario.serves_json() => (JSON_PORT, JSON_PORT, SLOW_PORT),
             Protocol::Http1 => (PRIMARY_PORT, HEALTHY_PORT, SLOW_PORT),
             Protocol::Http2 => (H2_PRIMARY_PORT, H2_HEALTHY_PORT, H2_SLOW_PORT),
         };
@@ -675,7 +744,7 @@ impl Proxy {
             daemon.print_log_on_drop(false);
             Ok(Proxy::Daemon(daemon))
         };
-        let to_daemon = |mirrors: &[MirrorTo]| {
+        let to_daemon = |mirrors: &[MirrorTo], compare: bool| {
             let names: Vec<&str> = mirrors.iter().map(|m| m.name.as_str()).collect();
             let mut config = intercept.clone();
             for mirror in mirrors {
@@ -685,7 +754,8 @@ impl Proxy {
                         .request_timeout(nginx::MIRROR_REQUEST_TIMEOUT),
                 );
             }
-            config.mirror_rule(MirrorRule::to(&names))
+            let rule = MirrorRule::to(&names);
+            config.mirror_rule(if compare { rule.compare(100) } else { rule })
         };
         let nginx = |mirrors: &[MirrorTo]| -> Result<Proxy> {
             let nginx = Nginx::start(
@@ -707,8 +777,11 @@ impl Proxy {
         match scenario {
             Scenario::Direct | Scenario::H2Direct => Ok(Proxy::None),
             Scenario::Intercept | Scenario::H2Intercept => daemon(intercept.clone()),
-            Scenario::Mirror | Scenario::H2Mirror => daemon(to_daemon(&healthy)),
-            Scenario::Degraded | Scenario::H2Degraded => daemon(to_daemon(&degraded)),
+            Scenario::Mirror | Scenario::H2Mirror | Scenario::MirrorJson => {
+                daemon(to_daemon(&healthy, false))
+            }
+            Scenario::Compare => daemon(to_daemon(&healthy, true)),
+            Scenario::Degraded | Scenario::H2Degraded => daemon(to_daemon(&degraded, false)),
             Scenario::NginxMirror => nginx(&healthy),
             Scenario::NginxDegraded => nginx(&degraded),
         }
@@ -804,8 +877,20 @@ mod tests {
             Some(vec![Scenario::H2Degraded])
         );
         assert_eq!(Scenario::parse_group("h3"), None);
+        // `compare` brings its baseline, first; `all` stays HTTP/1.1 and HTTP/2 (the default
+        // run and `all` are no longer for it).
+        assert_eq!(
+            Scenario::parse_group("compare"),
+            Some(vec![Scenario::MirrorJson, Scenario::Compare])
+        );
+        assert_eq!(
+            Scenario::parse_group("mirror-json"),
+            Some(vec![Scenario::MirrorJson])
+        );
+        assert!(!all.contains(&Scenario::Compare) && !all.contains(&Scenario::MirrorJson));
+        assert!(!Scenario::HTTP1.contains(&Scenario::Compare));
         // Every key reads back as its scenario.
-        for scenario in Scenario::ALL {
+        for scenario in Scenario::ALL.into_iter().chain(Scenario::COMPARE) {
             assert_eq!(Scenario::parse(scenario.key()), Some(scenario));
         }
     }
@@ -826,5 +911,40 @@ mod tests {
             .map(|s| s.copies_per_request())
             .collect();
         assert_eq!(copies, [0, 0, 1, 2]);
+    }
+
+    #[test]
+    fn compare_scenarios_mirror_the_json_answers_over_http1() {
+        for scenario in Scenario::COMPARE {
+            assert!(scenario.serves_json());
+            assert_eq!(scenario.protocol(), Protocol::Http1);
+            assert_eq!(scenario.baseline(), Scenario::Direct);
+            assert_eq!(scenario.modes(), Mode::ALL);
+            assert_eq!(scenario.copies_per_request(), 1);
+        }
+        assert!(!Scenario::Mirror.serves_json());
+    }
+
+    #[test]
+    fn compared_pairs_leave_out_shadow_errors_and_pairs_not_compared() {
+        let mut runs = super::super::fixture::runs(&[Scenario::Compare], 1, 0.5, |_, _| {
+            super::super::fixture::Measured {
+                p99: 100.0,
+                cpu: 0.05,
+                rps: 500.0,
+                proxy_us: 30.0,
+                rest_us: 40.0,
+            }
+        });
+        let run = &mut runs[0];
+        run.comparisons = vec![
+            ("match".into(), 90),
+            ("body_mismatch".into(), 20),
+            ("shadow_error".into(), 3),
+            ("not_compared".into(), 7),
+        ];
+        assert_eq!(run.compared_pairs(), 110);
+        // 1000 per fixed-rate phase and 500 per saturation phase, in both modes.
+        assert_eq!(run.copies_delivered(), 3000);
     }
 }

@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: builds a node in network namespaces and measures, for each scenario
 //! (direct; through the daemon with no rule, with 100 % mirrored to a healthy shadow, to a slow
 //! and a blackholed shadow; nginx's `mirror` to the same shadows; and, when asked for, the same
-//! daemon scenarios over HTTP/2 with h2load), latency at a fixed rate and throughput at
+//! daemon scenarios over HTTP/2 with h2load; and, when asked for, mirroring 1 KiB JSON answers
+//! alone and with every pair of answers compared), latency at a fixed rate and throughput at
 //! saturation, keep-alive and with a new connection per request. Scenarios run
 //! interleaved (A B C …, A B C …) and repeated; the report gives medians and their range, ratios
 //! to direct taken within each repetition, the daemon's CPU and peak RSS, and the copies that
@@ -33,7 +34,9 @@ usage: bench [options]
   --scenarios LIST      comma-separated, in run order (default: http1):
                         direct,intercept,mirror,mirror-degraded,nginx-mirror,nginx-degraded
                         (group http1), h2-direct,h2-intercept,h2-mirror,h2-mirror-degraded
-                        (group h2: HTTP/2 with h2load, keep-alive only), or all
+                        (group h2: HTTP/2 with h2load, keep-alive only), or all (http1
+                        and h2); compare: mirror-json,compare (the same 1 KiB JSON answers
+                        mirrored alone, then mirrored with every pair of answers compared)
   --reps N              repetitions of the interleaved sequence (default 3)
   --rate R              fixed rate of the latency phases, requests/s (default 1000)
   --rate-duration S     seconds of each fixed-rate phase (default 4)
@@ -378,6 +381,20 @@ fn method(settings: &Settings, options: &Options) -> String {
         nginx::MIRROR_CONNECT_TIMEOUT,
         nginx::MIRROR_REQUEST_TIMEOUT
     );
+    if options.scenarios.contains(&Scenario::Compare) {
+        let _ = writeln!(
+            out,
+            "- comparison scenarios: primary and healthy shadow nginx also serve, on port {}, the same \
+             {} B JSON document (`application/json`; an order with six items and a `request_id` nginx \
+             draws per answer, so the two bodies differ in that field only: the daemon parses both as \
+             JSON, and the field becomes noise after 20 pairs and leaves the verdicts); mirror-json \
+             mirrors it to the healthy shadow, compare the same with `[mirror.rules.compare]` \
+             `percent = 100` (other compare settings at their defaults); their ratio is the cost of \
+             comparing",
+            scenario::JSON_PORT,
+            nginx::JSON_BYTES,
+        );
+    }
     if options
         .scenarios
         .iter()

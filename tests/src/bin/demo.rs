@@ -3,9 +3,14 @@
 //! request untouched and copies those of the orders API, and the gRPC call, to the shadow, the
 //! staging cluster's ingress, with `Host: <host>-shadow` (`:authority` for gRPC). The demo tells
 //! in plain words what the client got, what the shadow received and what the daemon counted.
+//! Then the orders service's prices API (port 8080, the Python answers server of the comparison
+//! tests in both places) is mirrored with every answer compared, and the demo ends with the
+//! comparison report, as `mirror-daemon comparisons` prints it: a price that differs in one
+//! answer in ten, and a timestamp that differs in every answer, told apart as noise.
 //!
 //! Exit codes: 0 when every request was intercepted and answered by the primary byte for byte
-//! and exactly the expected copies reached the shadow; 1 when interception or mirroring did not
+//! and exactly the expected copies reached the shadow, and the comparison found what the prices
+//! API's two versions differ in; 1 when interception or mirroring did not
 //! happen as expected; 2 when the demo could not run. Everything it creates is removed before it
 //! exits.
 
@@ -19,6 +24,7 @@ use mirror_tests::environment::{daemon_binary, DAEMON_BIN_ENV};
 use mirror_tests::grpc::{run_client, Call, GrpcBehaviour, GrpcServer, Message, Script};
 use mirror_tests::metrics::{Counters, MirrorCounters};
 use mirror_tests::node::{Family, SHADOW_V4};
+use mirror_tests::python::PythonServer;
 use mirror_tests::recording::RecordedRequest;
 use mirror_tests::{
     wait, Behaviour, Client, Daemon, Node, Pod, PrimaryServer, Request, ShadowServer,
@@ -156,6 +162,10 @@ fn run() -> Result<Verdict> {
         "   target \"staging\" at 172.20.0.10:80, adding x-shadow: true and removing authorization,"
     );
     println!("   and gRPC calls of /mirror.test.Echo/ on port 50051 to \"staging-grpc\" at 172.20.0.10:50051");
+    println!(
+        "   and requests under /api/ on port 8080 to \"staging-prices\" at 172.20.0.10:8080, \
+         comparing every answer with production's"
+    );
     let ready_clock = Instant::now();
     let mut daemon = Daemon::start_toml(&binary, node.netns(), CONFIG, DEFAULT_ADMIN.parse()?)?;
     println!(
@@ -228,7 +238,13 @@ fn run() -> Result<Verdict> {
         Err(error) => problems.push(format!("gRPC: {error:#}")),
     }
 
-    println!("\n6. Stopping the daemon with SIGTERM");
+    println!("\n6. Comparing staging's answers with production's: the prices API on port 8080");
+    match compare_prices(&node, &daemon) {
+        Ok(found) => problems.extend(found),
+        Err(error) => problems.push(format!("comparison: {error:#}")),
+    }
+
+    println!("\n7. Stopping the daemon with SIGTERM");
     daemon.signal(nix::sys::signal::Signal::SIGTERM)?;
     let status = daemon
         .wait_exit(EXIT_LIMIT)
@@ -242,8 +258,10 @@ fn run() -> Result<Verdict> {
         println!(
             "\nResult: all {} HTTP requests and the gRPC call went through mirror-daemon to the \
              primary and back unchanged; the {expected_copies} orders-API requests and the gRPC \
-             call were copied to the staging shadow, the rest were not.",
-            steps.len()
+             call were copied to the staging shadow, the rest were not; of the {PRICES} prices-API \
+             answers compared, /price differed in {} and /generated_at in all, as noise.",
+            steps.len(),
+            PRICES / 10
         );
         Ok(Verdict::AsExpected)
     } else {
@@ -319,6 +337,130 @@ fn grpc_call(node: &Node, daemon: &Daemon) -> Result<()> {
         counted.shadow_2xx
     );
     Ok(())
+}
+
+/// The prices API's port, on the primary and on the staging ingress.
+const PRICES_PORT: u16 = 8080;
+/// The rule and target comparing its answers in [`CONFIG`].
+const PRICES_RULE: &str = "orders-prices";
+const PRICES_TARGET: &str = "staging-prices";
+/// Requests the demo sends to the prices API: `/api/quote/<n>`, n = 0, 1, ...; staging's price
+/// differs when n % 10 == 0.
+const PRICES: u64 = 40;
+
+/// Starts the answers server as the prices API in production and in staging, sends [`PRICES`]
+/// requests from the pod, waits for their verdicts and prints the report `mirror-daemon
+/// comparisons` renders. Returns what is not as the servers' rules say it must be.
+fn compare_prices(node: &Node, daemon: &Daemon) -> Result<Vec<String>> {
+    let primary = node.primary().addr(Family::V4, PRICES_PORT);
+    let staging = SocketAddr::new(SHADOW_V4.into(), PRICES_PORT);
+    let _primary = PythonServer::answers("primary", node.primary().netns(), primary)?;
+    let _staging = PythonServer::answers("shadow", node.shadow().netns(), staging)?;
+    println!(
+        "   production and staging run the same JSON API at {primary} and {staging}, where the \
+         staging version"
+    );
+    println!(
+        "   answers a price one higher for every tenth order, and both stamp each answer with \
+         generated_at"
+    );
+    println!(
+        "   (tests/h2/answers_server.py); rule \"{PRICES_RULE}\" mirrors /api/ on port \
+         {PRICES_PORT} to \"{PRICES_TARGET}\" and compares every answer"
+    );
+    let mut client = Client::connect(node.pod("web"), primary)?;
+    client
+        .stream()
+        .set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut statuses = Vec::new();
+    for n in 0..PRICES {
+        let path = format!("/api/quote/{n}");
+        client.send(&Request::get(&format!("{HOST}:{PRICES_PORT}"), &path).to_bytes())?;
+        statuses.push(client.read_response("GET")?.status());
+    }
+    println!(
+        "   the pod sent {PRICES} GETs on one connection (/api/quote/0 to /api/quote/{}): {} \
+         answered 200 by production",
+        PRICES - 1,
+        statuses.iter().filter(|s| **s == 200).count()
+    );
+    let comparison = wait::until("every pair judged", COPY_LIMIT * 2, || {
+        let response = daemon.admin_get("/comparisons")?;
+        let report: serde_json::Value =
+            serde_json::from_str(&response.text()).context("/comparisons is not JSON")?;
+        let comparison = report["comparisons"]
+            .as_array()
+            .and_then(|all| all.iter().find(|c| c["rule"] == PRICES_RULE))
+            .cloned()
+            .context("/comparisons has no orders-prices comparison")?;
+        let pairs = comparison["pairs"].as_u64().unwrap_or_default();
+        Ok(if pairs >= PRICES {
+            Ok(comparison)
+        } else {
+            Err(pairs)
+        })
+    })?;
+    let rendered = daemon.comparisons_report()?;
+    println!(
+        "\n   mirror-daemon comparisons --admin {}:\n",
+        daemon.admin_address()
+    );
+    for line in rendered.lines() {
+        println!("   | {line}");
+    }
+    println!(
+        "\n   /price differs in one pair in ten: a regression to look at. /generated_at differs \
+         in every pair: noise;"
+    );
+    println!(
+        "   once 10 pairs had shown it, it left the verdicts: pairs that differ only there are \
+         \"match\" (\"apart from noise\")."
+    );
+    Ok(prices_problems(&comparison, &statuses))
+}
+
+/// What the prices comparison should have found and did not.
+fn prices_problems(comparison: &serde_json::Value, statuses: &[u16]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if statuses.len() as u64 != PRICES || statuses.iter().any(|s| *s != 200) {
+        problems.push(format!("the prices API answered {statuses:?}"));
+    }
+    let field = |name: &str| {
+        comparison["fields"]
+            .as_array()
+            .and_then(|fields| fields.iter().find(|f| f["field"] == name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (price, stamp) = (field("/price"), field("/generated_at"));
+    // n = 0, 10, 20, 30.
+    if price["differing_pairs"] != PRICES / 10
+        || price["compared_pairs"] != PRICES
+        || price["noise"] != false
+    {
+        problems.push(format!(
+            "/price should differ in {} of {PRICES} pairs, not as noise: {price}",
+            PRICES / 10
+        ));
+    }
+    if stamp["rate"] != 1.0 || stamp["noise"] != true {
+        problems.push(format!(
+            "/generated_at should differ in every pair, as noise: {stamp}"
+        ));
+    }
+    // Those before the stamp was known as noise, and those with another price, differ.
+    if comparison["verdicts"]["match"].as_u64().unwrap_or_default() < PRICES / 2
+        || comparison["matched_apart_from_noise"]
+            .as_u64()
+            .unwrap_or_default()
+            == 0
+    {
+        problems.push(format!(
+            "fewer matches than expected: {}",
+            comparison["verdicts"]
+        ));
+    }
+    problems
 }
 
 /// Sends one request on a new connection and says what the client got.

@@ -95,6 +95,7 @@ impl Bed {
             &Role::Primary {
                 listen: &listen,
                 listen_h2: &[],
+                listen_json: &[],
             },
             &settings.work_dir.join("nginx-primary"),
             settings.server_cpus(),

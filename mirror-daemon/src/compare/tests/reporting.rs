@@ -160,7 +160,7 @@ fn the_terminal_rendering_reads_at_a_glance() {
   22:13:22  body_mismatch    GET /api/orders/7?currency=EUR HTTP/1.1  primary 200, shadow 200
             /price  primary "12.50"
                     shadow  "13.00"
-            (1 noisy fields left out)
+            (1 noisy field left out)
 "#;
     assert_eq!(text, expected, "got:\n{text}");
     assert!(render(&Report::default()).starts_with("No comparisons"));

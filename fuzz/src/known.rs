@@ -21,4 +21,7 @@ pub fn skipping() -> bool {
 // the head after every read (parsed once the head has ended). Finding 5 is fixed, its test in
 // `mirror-daemon/src/shadow/response.rs` (the reader is private): a blank line among the empty
 // lines before a head made the shadow response reader parse early, so its error depended on the
-// split (the end of a head is looked for from its first byte).
+// split (the end of a head is looked for from its first byte). Finding 6 is fixed, its test
+// beside finding 5's: thousands of interim heads ended by bare LF LF in one read took the shadow
+// response reader quadratic time (11 s for one 320 KiB input; the end of a head is now found in
+// one pass that stops at the first blank line).

@@ -299,8 +299,10 @@ pub fn describe(events: &[Norm]) -> Described {
                     0
                 };
                 open.retain(|id, _| *id <= last);
-                responses.awaited.retain(|id| *id <= last);
-                responses.heads.retain(|id, _| *id <= last);
+                // Answers to streams up to the last may still come, whatever the code.
+                let answered = last_stream_id.value();
+                responses.awaited.retain(|id| *id <= answered);
+                responses.heads.retain(|id, _| *id <= answered);
                 described
                     .complete
                     .retain(|id, _| *id <= last_stream_id.value());

@@ -14,7 +14,11 @@ pub fn skipping() -> bool {
     *SKIP.get_or_init(|| std::env::var_os("MIRROR_FUZZ_SKIP_KNOWN").is_some_and(|v| v == "1"))
 }
 
-// None is open. Findings 1 to 4 are fixed, each with its regression test in
+// Finding 8 is open and not skipped yet (h2_chunks, input kept outside the corpus): with the
+// primary's responses decoded, one client DATA payload was reported as two ranges where without
+// them it is one, so `assert_requests_unchanged` sees the requests "changed" although their bytes
+// are the same; whether the harness's merging of adjacent ranges or the decoder cuts differently
+// is not known yet. Findings 1 to 4 are fixed, each with its regression test in
 // `mirror-daemon/tests/fuzz_regressions.rs`: copy edits touching framing fields or Host
 // (refused by the config), `Connection` naming a framing field (kept in the copy), a config
 // error split by a newline in a quoted key (escaped), and the shadow response reader re-parsing
@@ -24,4 +28,8 @@ pub fn skipping() -> bool {
 // split (the end of a head is looked for from its first byte). Finding 6 is fixed, its test
 // beside finding 5's: thousands of interim heads ended by bare LF LF in one read took the shadow
 // response reader quadratic time (11 s for one 320 KiB input; the end of a head is now found in
-// one pass that stops at the first blank line).
+// one pass that stops at the first blank line). Finding 7 (h2_differential) is fixed, its test
+// `goaway_from_the_primary_drops_the_responses_above_its_last_stream` in
+// `mirror-daemon/src/http/h2/tests/responses.rs`: after the primary's GOAWAY with an error code
+// the HTTP/2 decoder stopped following answers to streams up to its last stream identifier,
+// which h2's client still takes (RFC 9113 section 6.8).

@@ -973,8 +973,10 @@ impl H2Decoder {
                     let processed = if code == ErrorCode::NO_ERROR { last } else { 0 };
                     self.streams.server_goaway(processed);
                     self.live.server_goaway(processed);
+                    // Its answers to streams up to `last` may still come whatever the code
+                    // (RFC 9113 section 6.8), and h2's client takes them: they are still followed.
                     if let Some(side) = &mut self.responses {
-                        side.goaway(processed);
+                        side.goaway(last);
                     }
                     if let Some(block) = &mut self.block {
                         if block.kind == BlockKind::Request && block.stream > processed {

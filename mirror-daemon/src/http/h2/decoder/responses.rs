@@ -48,8 +48,8 @@ impl ResponseSide {
         }
     }
 
-    /// The primary's GOAWAY: it answers no stream above `processed` (0 when it is closing the
-    /// connection with an error).
+    /// The primary's GOAWAY: it answers no stream above `processed` (its last stream identifier,
+    /// whatever the error code).
     pub fn goaway(&mut self, processed: u32) {
         self.awaited.retain(|id| id <= processed);
     }

@@ -14,11 +14,7 @@ pub fn skipping() -> bool {
     *SKIP.get_or_init(|| std::env::var_os("MIRROR_FUZZ_SKIP_KNOWN").is_some_and(|v| v == "1"))
 }
 
-// Finding 8 is open and not skipped yet (h2_chunks, input kept outside the corpus): with the
-// primary's responses decoded, one client DATA payload was reported as two ranges where without
-// them it is one, so `assert_requests_unchanged` sees the requests "changed" although their bytes
-// are the same; whether the harness's merging of adjacent ranges or the decoder cuts differently
-// is not known yet. Findings 1 to 4 are fixed, each with its regression test in
+// Findings 1 to 4 are fixed, each with its regression test in
 // `mirror-daemon/tests/fuzz_regressions.rs`: copy edits touching framing fields or Host
 // (refused by the config), `Connection` naming a framing field (kept in the copy), a config
 // error split by a newline in a quoted key (escaped), and the shadow response reader re-parsing
@@ -32,4 +28,9 @@ pub fn skipping() -> bool {
 // `goaway_from_the_primary_drops_the_responses_above_its_last_stream` in
 // `mirror-daemon/src/http/h2/tests/responses.rs`: after the primary's GOAWAY with an error code
 // the HTTP/2 decoder stopped following answers to streams up to its last stream identifier,
-// which h2's client still takes (RFC 9113 section 6.8).
+// which h2's client still takes (RFC 9113 section 6.8). Finding 8 (h2_chunks) was the harness's:
+// a primary's answer event between two pieces of one request body kept them apart, where
+// decoding without answers gives them as one piece, so the requests looked "changed" with the
+// same bytes; the request events are now merged again after the answers are filtered out
+// (`h2::assert_requests_unchanged`), its input kept as the seed
+// `corpus/h2_chunks/turns_answer_between_request_data`.

@@ -7,10 +7,15 @@
 //! `fuzz/work/logs/<target>.log`. A failing input is written to `fuzz/artifacts/<target>/`, and
 //! the command fails naming it. Fuzzing is not part of `cargo xtask test` or CI.
 //!
+//! Clean runs add up: `fuzz/work/executions` keeps, per target, the executions of every run
+//! that ended without a failure since its grown corpus was made (a target whose corpus
+//! directory is gone starts again at 0), and the summary shows that total beside the run's.
+//!
 //! Needs a nightly toolchain (sanitizers; `rust-src` is not needed) and cargo-fuzz, which is
 //! installed with `cargo install` when missing.
 
 use std::{
+    collections::BTreeMap,
     fs,
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -107,14 +112,26 @@ pub fn run(options: &Options) -> Result<()> {
     eprintln!("fuzz: building ({})", cmd::display(&cargo));
     cmd::run(&mut cargo)?;
 
+    let tally_path = fuzz_dir.join("work").join("executions");
+    let mut tally = read_tally(&tally_path);
     let mut results = Vec::new();
     for target in targets {
-        results.push((target.name, run_target(&fuzz_dir, target, options)?));
+        let fresh = !fuzz_dir.join("work/corpus").join(target.name).is_dir();
+        let outcome = run_target(&fuzz_dir, target, options)?;
+        let total = tally.entry(target.name.to_string()).or_default();
+        if fresh {
+            *total = 0;
+        }
+        if outcome.failure.is_none() && outcome.artifact.is_none() {
+            *total += outcome.executions.unwrap_or_default();
+        }
+        write_tally(&tally_path, &tally)?;
+        results.push((target.name, outcome));
     }
 
     println!(
-        "{:<20} {:>12} {:>8}  {:<44} result",
-        "target", "executions", "exec/s", "coverage"
+        "{:<28} {:>10} {:>8} {:>12}  {:<44} result",
+        "target", "executions", "exec/s", "clean total", "coverage"
     );
     let mut failed = Vec::new();
     for (name, outcome) in &results {
@@ -131,10 +148,11 @@ pub fn run(options: &Options) -> Result<()> {
             }
         };
         println!(
-            "{:<20} {:>12} {:>8}  {:<44} {result}",
+            "{:<28} {:>10} {:>8} {:>12}  {:<44} {result}",
             name,
             number(outcome.executions),
             number(outcome.execs_per_sec),
+            number(tally.get(*name).copied()),
             outcome.coverage.as_deref().unwrap_or("?"),
         );
     }
@@ -258,6 +276,27 @@ fn run_target(fuzz_dir: &Path, target: &Target, options: &Options) -> Result<Out
     Ok(outcome)
 }
 
+/// Clean executions per target so far: lines of `<target> <executions>`; a missing or
+/// unreadable line counts as 0.
+fn read_tally(path: &Path) -> BTreeMap<String, u64> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (name, count) = line.split_once(' ')?;
+            Some((name.to_string(), count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn write_tally(path: &Path, tally: &BTreeMap<String, u64>) -> Result<()> {
+    let text: String = tally
+        .iter()
+        .map(|(name, count)| format!("{name} {count}\n"))
+        .collect();
+    fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// The committed seeds of `target`, if it has any (libFuzzer refuses a missing directory).
 fn seeds(fuzz_dir: &Path, target: &str) -> Option<PathBuf> {
     Some(fuzz_dir.join("corpus").join(target)).filter(|dir| dir.is_dir())
@@ -344,6 +383,23 @@ mod tests {
             outcome.failure.as_deref(),
             Some("panic: assertion `left == right` failed: the copy is not one clean request")
         );
+    }
+
+    #[test]
+    fn the_tally_reads_back_what_it_wrote_and_skips_bad_lines() {
+        let dir = std::env::temp_dir().join(format!("xtask-tally-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("executions");
+        let tally = BTreeMap::from([("config".to_string(), 12), ("h2_chunks".to_string(), 3)]);
+        write_tally(&path, &tally).expect("written");
+        assert_eq!(read_tally(&path), tally);
+        fs::write(&path, "config 7\nbroken\nh2_chunks x\n").expect("written");
+        assert_eq!(
+            read_tally(&path),
+            BTreeMap::from([("config".to_string(), 7)])
+        );
+        fs::remove_dir_all(&dir).expect("removed");
+        assert!(read_tally(&path).is_empty());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! [`ChunkedDrain::advance`] is fed whatever bytes arrived and says how many belong to the body
 //! and whether it ended. Chunk data is skipped by its declared size; size lines, extensions and
-//! trailers are walked byte by byte and forgotten, so memory stays fixed however long the body.
+//! trailers are walked and forgotten (extension and trailer text a run at a time, up to its line
+//! end), so memory stays fixed however long the body; extensions and trailers are bounded, so
+//! a broken server cannot stream either forever.
 //! Being a reader of responses we only discard, it is strict only where framing depends on it:
 //! sizes are hex (at most 16 digits), every line ends in CRLF, data ends where its size says.
 
@@ -11,11 +13,14 @@ use super::error::ProtocolError;
 /// The trailer section may be at most this long, so a broken server cannot stream trailers
 /// forever.
 const MAX_TRAILER_BYTES: usize = 64 * 1024;
+/// The chunk extensions of a body may be at most this long in all (as hyper bounds them).
+const MAX_EXTENSION_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ChunkedDrain {
     state: State,
     trailer_bytes: usize,
+    extension_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +59,7 @@ impl Default for ChunkedDrain {
         Self {
             state: State::SizeStart,
             trailer_bytes: 0,
+            extension_bytes: 0,
         }
     }
 }
@@ -94,10 +100,37 @@ impl ChunkedDrain {
                 };
                 continue;
             }
+            if let State::Extension { .. } | State::TrailerLine = self.state {
+                // Text up to the line's CR (or a bare LF, an error) changes nothing but a
+                // count: skipped as one run.
+                let rest = &input[at..];
+                let run = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+                if run > 0 {
+                    self.count_text(run)?;
+                    at += run;
+                    continue;
+                }
+            }
             self.step(input[at])?;
             at += 1;
         }
         Ok((at, self.state == State::Done))
+    }
+
+    /// Counts `bytes` of extension or trailer text against their bounds.
+    fn count_text(&mut self, bytes: usize) -> Result<(), ProtocolError> {
+        if let State::Extension { .. } = self.state {
+            self.extension_bytes += bytes;
+            if self.extension_bytes > MAX_EXTENSION_BYTES {
+                return Err(invalid("chunk extensions too long"));
+            }
+        } else {
+            self.trailer_bytes += bytes;
+            if self.trailer_bytes > MAX_TRAILER_BYTES {
+                return Err(invalid("trailer section too large"));
+            }
+        }
+        Ok(())
     }
 
     fn step(&mut self, byte: u8) -> Result<(), ProtocolError> {
@@ -232,6 +265,28 @@ mod tests {
         assert_eq!(
             drain(&body, 4096),
             Err(ProtocolError::Chunked("trailer section too large"))
+        );
+    }
+
+    #[test]
+    fn endless_extensions_are_cut_off_in_any_split() {
+        let mut body = b"1;".to_vec();
+        body.extend(std::iter::repeat_n(b'a', MAX_EXTENSION_BYTES + 1));
+        for piece in [1, 7, 4096, body.len()] {
+            assert_eq!(
+                drain(&body, piece),
+                Err(ProtocolError::Chunked("chunk extensions too long")),
+                "piece {piece}"
+            );
+        }
+        // The bound is on all of a body's extensions together, and reaching it is fine.
+        let half = "a".repeat(MAX_EXTENSION_BYTES / 2);
+        let within = format!("1;{half}\r\nx\r\n1;{half}\r\ny\r\n0\r\n\r\n");
+        assert_eq!(drain(within.as_bytes(), 100), Ok(Some(within.len())));
+        let over = format!("1;{half}\r\nx\r\n1;{half}a\r\ny\r\n0\r\n\r\n");
+        assert_eq!(
+            drain(over.as_bytes(), 100),
+            Err(ProtocolError::Chunked("chunk extensions too long"))
         );
     }
 

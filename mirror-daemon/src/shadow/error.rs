@@ -212,4 +212,6 @@ pub enum ProtocolError {
     ContentLength,
     #[error("invalid chunked body: {0}")]
     Chunked(&'static str),
+    #[error("more than {0} interim (1xx) responses before the final one")]
+    TooManyInterim(usize),
 }

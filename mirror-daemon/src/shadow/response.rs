@@ -1,6 +1,8 @@
 //! Reading a shadow's response and throwing it away, to its exact end (RFC 9112 section 6.3).
 //!
-//! Interim 1xx responses (100 Continue, 103 Early Hints) are skipped; the final response's body
+//! Interim 1xx responses (100 Continue, 103 Early Hints) are skipped, at most
+//! [`MAX_INTERIM`] of them (a shadow that sends more is broken, and each costs a parse); the
+//! final response's body
 //! is drained by its framing: none (HEAD, 1xx, 204, 304), chunked, Content-Length, or until the
 //! shadow closes. Memory is fixed: the head may use up to [`MAX_HEAD_BYTES`], the body is read
 //! through one reused buffer. The answer says whether the connection can carry another copy.
@@ -16,6 +18,10 @@ use super::{
 /// A response head beyond this is a protocol error.
 pub(super) const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
+/// Interim (1xx) heads before the final one, at most: servers send one or two (100 Continue,
+/// 103 Early Hints); a shadow sending them without end would keep a copy's connection, and the
+/// daemon's CPU, busy until the request timeout.
+pub(super) const MAX_INTERIM: usize = 16;
 const READ_CHUNK: usize = 16 * 1024;
 
 /// The final response, read to its end.
@@ -106,10 +112,17 @@ pub(super) async fn read_next_response<R: AsyncRead + Unpin>(
     is_head: bool,
     mut capture: Option<&mut (dyn AnswerCapture + Send)>,
 ) -> Result<Response, Failure> {
+    let mut interim = 0;
     let head = loop {
         let head = read_head(io, buf, is_head, reborrow(&mut capture)).await?;
         if head.status >= 200 || head.status == 101 {
             break head;
+        }
+        interim += 1;
+        if interim > MAX_INTERIM {
+            return Err(Failure::Protocol(ProtocolError::TooManyInterim(
+                MAX_INTERIM,
+            )));
         }
     };
     drain_body(io, buf, head.body, capture).await?;
@@ -533,13 +546,29 @@ mod tests {
     /// Fuzz finding 6 (found by `shadow_response` as a slow input: interim heads ended by bare
     /// LF LF, repeated for 320 KiB): each head made the reader search the rest of the read for
     /// CRLF CRLF before finding its LF LF. The speed is the fuzz target's to watch (libFuzzer
-    /// reports inputs slower than 10 s); this checks that such a stream still reads right.
+    /// reports inputs slower than 10 s); this checks that such a stream still reads right, up
+    /// to the most interim heads a shadow may send.
     #[tokio::test]
     async fn many_interim_heads_in_one_read_are_each_skipped() {
-        let mut wire = b"HTTP/1.1 100 Continue\n\n".repeat(2000);
+        let mut wire = b"HTTP/1.1 100 Continue\n\n".repeat(MAX_INTERIM);
         wire.extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
         let (response, left) = read(&wire, false).await;
         assert_eq!((response.ok(), left), (Some(ok(204, true)), 0));
+    }
+
+    /// A shadow sending interim heads without end is cut off at the first one too many, not
+    /// parsed until the request timeout.
+    #[tokio::test]
+    async fn more_interim_heads_than_the_bound_are_a_protocol_error() {
+        let mut wire = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n".repeat(MAX_INTERIM + 1);
+        wire.extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
+        let (response, _) = read(&wire, false).await;
+        assert_eq!(
+            response.err().map(|e| e.to_string()),
+            Some(format!(
+                "malformed response: more than {MAX_INTERIM} interim (1xx) responses before the final one"
+            ))
+        );
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub(super) fn judge<R>(
         }
     }
     let bodies = Bodies::prepare(primary, shadow, settings.max_body_bytes);
-    let arena = bumpalo::Bump::new();
+    let arena = bodies.arena();
     let documents = bodies.documents(&arena);
     bodies.differences(documents.as_ref(), &settings.ignore, &mut differences);
     then(Judgement::Compared {

@@ -3,18 +3,19 @@
 //! The cheapest test comes first: the same bytes under the same `Content-Encoding` are equal,
 //! with nothing decoded or parsed. Otherwise each body is decoded ([`super::decode`]), and
 //! compared as JSON values when both sides are JSON: declared so (`application/json`, `+json`),
-//! or starting like a document (`{` or `[`), and parsing as one. Each side is parsed once. Bodies
-//! that are not both JSON are compared byte for byte, and so are gRPC answers' (length-prefixed
-//! messages, [`super::grpc`]).
+//! or starting like a document (`{` or `[`), and parsing as one ([`Documents`], which borrow the
+//! decoded bodies). Each side is parsed once. Bodies that are not both JSON are compared byte for
+//! byte, and so are gRPC answers' (length-prefixed messages, [`super::grpc`]).
 
 use std::borrow::Cow;
 
-use serde_json::Value;
+use bumpalo::Bump;
 
 use super::{
     answer::{Answer, AnswerBody},
     decode::{decode, Decoded},
     differences::{Differences, Shown, WHOLE_BODY},
+    document::Node,
     json,
     path::IgnoreSet,
     verdict::NotCompared,
@@ -27,14 +28,19 @@ pub(super) enum Bodies<'a> {
     NotCompared(NotCompared),
     /// The primary's decoded; the shadow's does not decode.
     ShadowUndecodable,
-    Bytes {
+    /// Decoded, and not equal byte for byte.
+    Decoded {
         primary: Cow<'a, [u8]>,
         shadow: Cow<'a, [u8]>,
+        /// Both are JSON by their type or their first byte: worth parsing.
+        json: bool,
     },
-    Json {
-        primary: Value,
-        shadow: Value,
-    },
+}
+
+/// Both bodies parsed as JSON documents.
+pub(super) struct Documents<'s> {
+    primary: Node<'s>,
+    shadow: Node<'s>,
 }
 
 impl<'a> Bodies<'a> {
@@ -68,20 +74,42 @@ impl<'a> Bodies<'a> {
         if left == right {
             return Self::Same;
         }
-        if is_json(primary, &left) && is_json(shadow, &right) {
-            if let (Ok(left), Ok(right)) = (
-                serde_json::from_slice::<Value>(&left),
-                serde_json::from_slice::<Value>(&right),
-            ) {
-                return Self::Json {
-                    primary: left,
-                    shadow: right,
-                };
-            }
-        }
-        Self::Bytes {
+        let json = is_json(primary, &left) && is_json(shadow, &right);
+        Self::Decoded {
             primary: left,
             shadow: right,
+            json,
+        }
+    }
+
+    /// The arena for [`Self::documents`]: room for both trees in one allocation when they are
+    /// small (about 7 bytes of tree per byte of JSON; the arena grows past that, up to 64 KiB at
+    /// first), none when nothing will be parsed.
+    pub fn arena(&self) -> Bump {
+        const FIRST_CHUNK_MAX: usize = 64 * 1024;
+        match self {
+            Self::Decoded {
+                primary,
+                shadow,
+                json: true,
+            } => Bump::with_capacity((8 * (primary.len() + shadow.len())).min(FIRST_CHUNK_MAX)),
+            _ => Bump::new(),
+        }
+    }
+
+    /// Both bodies as JSON documents parsed into `arena`, when both are JSON and parse as
+    /// such; else they are compared byte for byte.
+    pub fn documents<'s>(&'s self, arena: &'s Bump) -> Option<Documents<'s>> {
+        match self {
+            Self::Decoded {
+                primary,
+                shadow,
+                json: true,
+            } => Some(Documents {
+                primary: Node::parse(primary, arena)?,
+                shadow: Node::parse(shadow, arena)?,
+            }),
+            _ => None,
         }
     }
 
@@ -90,19 +118,31 @@ impl<'a> Bodies<'a> {
         !matches!(self, Self::NotCompared(_))
     }
 
-    /// Adds the bodies' differences to `out`.
-    pub fn differences<'s>(&'s self, ignore: &IgnoreSet, out: &mut Differences<'s>) {
-        match self {
-            Self::Same | Self::NotCompared(_) => {}
-            Self::ShadowUndecodable => out.add(
+    /// Adds the bodies' differences to `out`; `documents` are [`Self::documents`].
+    pub fn differences<'s>(
+        &'s self,
+        documents: Option<&'s Documents<'s>>,
+        ignore: &IgnoreSet,
+        out: &mut Differences<'s>,
+    ) {
+        match (self, documents) {
+            (Self::Same | Self::NotCompared(_), _) => {}
+            (Self::ShadowUndecodable, _) => out.add(
                 WHOLE_BODY,
                 || WHOLE_BODY.to_string(),
                 Shown::Note("(decoded)"),
                 Shown::Note("(does not decode as its Content-Encoding says)"),
                 true,
             ),
-            Self::Json { primary, shadow } => json::diff(primary, shadow, ignore, out),
-            Self::Bytes { primary, shadow } => {
+            (Self::Decoded { .. }, Some(documents)) => {
+                json::diff(&documents.primary, &documents.shadow, ignore, out)
+            }
+            (
+                Self::Decoded {
+                    primary, shadow, ..
+                },
+                None,
+            ) => {
                 let at = primary
                     .iter()
                     .zip(shadow.iter())

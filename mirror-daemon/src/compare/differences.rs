@@ -8,9 +8,7 @@
 //! that is never noise. The values are borrowed from the answers and rendered only for a
 //! mismatch that is reported ([`Shown::excerpt`]).
 
-use serde_json::Value;
-
-use super::{answer::Answer, excerpt};
+use super::{answer::Answer, document::Node, excerpt};
 
 /// Distinct field shapes kept per pair.
 pub(super) const MAX_SHAPES: usize = 64;
@@ -23,7 +21,7 @@ pub(super) const WHOLE_BODY: &str = "body";
 pub(super) enum Shown<'a> {
     /// The field is not there.
     Absent,
-    Json(&'a Value),
+    Json(&'a Node<'a>),
     Header {
         answer: &'a Answer,
         name: &'a str,

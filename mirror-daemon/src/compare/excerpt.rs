@@ -120,8 +120,8 @@ fn bounded(display: impl fmt::Display) -> String {
 }
 
 /// A JSON value as compact JSON text, cut.
-pub fn json(value: &serde_json::Value) -> String {
-    // serde_json's Display writes compact JSON and stops at the writer's first error.
+pub(super) fn json(value: &super::document::Node<'_>) -> String {
+    // Node's Display writes compact JSON and stops at the writer's first error.
     bounded(value)
 }
 
@@ -201,12 +201,13 @@ mod tests {
 
     #[test]
     fn long_values_are_cut_without_rendering_them_whole() {
-        let big = serde_json::Value::Array((0..100_000).map(serde_json::Value::from).collect());
-        let excerpt = json(&big);
+        use super::super::document::Node;
+        let items: Vec<Node> = (0..100_000u64).map(|i| Node::Number(i.into())).collect();
+        let excerpt = json(&Node::Array(&items));
         assert_eq!(excerpt.chars().count(), MAX_EXCERPT_CHARS + 1);
         assert!(excerpt.starts_with("[0,1,2,"), "{excerpt}");
         assert!(excerpt.ends_with('…'));
-        assert_eq!(json(&serde_json::json!("12.50")), "\"12.50\"");
+        assert_eq!(json(&Node::String("12.50")), "\"12.50\"");
         assert_eq!(truncate("héllo", 2), "hé…");
         assert_eq!(truncate("hé", 2), "hé");
     }

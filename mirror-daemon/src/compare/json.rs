@@ -1,21 +1,24 @@
 //! Comparing two JSON documents as values: member order and number spelling do not matter
 //! (`1.0` equals `1`), and every differing place is reported by its path.
 //!
-//! One walk over both documents at once; a member present on one side only, an array item beyond
-//! the other's length, or a value of another type or value is a difference at that place. Places
-//! under an `ignore` pattern are skipped without being compared.
+//! One walk over both documents ([`Node`]s) at once; a member present on one side only, an array
+//! item beyond the other's length, or a value of another type or value is a difference at that
+//! place. Places under an `ignore` pattern are skipped without being compared. Members are
+//! visited by name (the primary's, then those only the shadow has), so differences come in the
+//! same order whatever the documents' member order.
 
-use serde_json::{Number, Value};
+use serde_json::Number;
 
 use super::{
     differences::{Differences, Shown, WHOLE_BODY},
+    document::Node,
     path::{self, IgnoreSet, Live, Step},
 };
 
 /// Adds every differing place of `primary` and `shadow` to `out`.
 pub(super) fn diff<'a>(
-    primary: &'a Value,
-    shadow: &'a Value,
+    primary: &'a Node<'a>,
+    shadow: &'a Node<'a>,
     ignore: &IgnoreSet,
     out: &mut Differences<'a>,
 ) {
@@ -38,21 +41,33 @@ struct Walker<'a, 'w> {
 }
 
 impl<'a> Walker<'a, '_> {
-    fn walk(&mut self, primary: &'a Value, shadow: &'a Value, live: Live) {
+    fn walk(&mut self, primary: &'a Node<'a>, shadow: &'a Node<'a>, live: Live) {
         match (primary, shadow) {
-            (Value::Object(left), Value::Object(right)) => {
-                for (name, value) in left {
+            (&Node::Object(left), &Node::Object(right)) => {
+                // Members are sorted by name: objects with the same names (the usual case) pair
+                // them up by place, and have none on one side only.
+                let same_names = left.len() == right.len()
+                    && left.iter().zip(right).all(|((l, _), (r, _))| l == r);
+                for (at, (name, value)) in left.iter().enumerate() {
                     let Some(live) = self.enter(Step::Member(name), live) else {
                         continue;
                     };
-                    match right.get(name) {
+                    let other = if same_names {
+                        right.get(at).map(|(_, other)| other)
+                    } else {
+                        Node::member(right, name)
+                    };
+                    match other {
                         Some(other) => self.walk(value, other, live),
                         None => self.differ(Shown::Json(value), Shown::Absent),
                     }
                     self.steps.pop();
                 }
+                if same_names {
+                    return;
+                }
                 for (name, value) in right {
-                    if left.contains_key(name) {
+                    if Node::member(left, name).is_some() {
                         continue;
                     }
                     if self.enter(Step::Member(name), live).is_some() {
@@ -61,7 +76,7 @@ impl<'a> Walker<'a, '_> {
                     }
                 }
             }
-            (Value::Array(left), Value::Array(right)) => {
+            (&Node::Array(left), &Node::Array(right)) => {
                 for index in 0..left.len().max(right.len()) {
                     let Some(live) = self.enter(Step::Item(index), live) else {
                         continue;
@@ -75,13 +90,20 @@ impl<'a> Walker<'a, '_> {
                     self.steps.pop();
                 }
             }
-            (Value::Number(left), Value::Number(right)) => {
+            (Node::Number(left), Node::Number(right)) => {
                 if !numbers_equal(left, right) {
                     self.differ(Shown::Json(primary), Shown::Json(shadow));
                 }
             }
             _ => {
-                if primary != shadow {
+                let equal = match (primary, shadow) {
+                    (Node::Null, Node::Null) => true,
+                    (Node::Bool(left), Node::Bool(right)) => left == right,
+                    (Node::String(left), Node::String(right)) => left == right,
+                    // Values of different types.
+                    _ => false,
+                };
+                if !equal {
                     self.differ(Shown::Json(primary), Shown::Json(shadow));
                 }
             }
@@ -142,12 +164,17 @@ fn numbers_equal(left: &Number, right: &Number) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
     use crate::compare::path::IgnorePath;
 
+    /// The differences of two documents, given as values (written out, then parsed as bodies).
     fn differences(primary: &Value, shadow: &Value, ignore: &[&str]) -> Vec<(String, String, u32)> {
+        let (primary, shadow) = (primary.to_string(), shadow.to_string());
+        let arena = bumpalo::Bump::new();
+        let primary = Node::parse(primary.as_bytes(), &arena).expect("primary parses");
+        let shadow = Node::parse(shadow.as_bytes(), &arena).expect("shadow parses");
         let ignore = IgnoreSet::new(
             ignore
                 .iter()
@@ -155,7 +182,7 @@ mod tests {
                 .collect(),
         );
         let mut out = Differences::default();
-        diff(primary, shadow, &ignore, &mut out);
+        diff(&primary, &shadow, &ignore, &mut out);
         out.list
             .into_iter()
             .map(|d| (d.shape, d.path, d.places))
@@ -237,6 +264,10 @@ mod tests {
             .map(|i| (format!("f{i}"), json!(-i - 1)))
             .collect::<serde_json::Map<_, _>>()
             .into();
+        let (primary, shadow) = (primary.to_string(), shadow.to_string());
+        let arena = bumpalo::Bump::new();
+        let primary = Node::parse(primary.as_bytes(), &arena).expect("primary parses");
+        let shadow = Node::parse(shadow.as_bytes(), &arena).expect("shadow parses");
         let ignore = IgnoreSet::default();
         let mut out = Differences::default();
         diff(&primary, &shadow, &ignore, &mut out);

@@ -11,17 +11,18 @@
 //! sender.
 //!
 //! How a verdict is reached: [`verdict`]. How bodies are compared: [`bodies`] (decoding in
-//! [`decode`], JSON values in [`json`], paths and `ignore` patterns in [`path`]). Noise:
-//! [`noise`]. What leaves the daemon: [`excerpt`] (never a credential), [`report`] (served as
-//! JSON on `/comparisons`), [`render`] (for a terminal, via [`fetch`]), [`metrics`]
-//! (`mirror_comparisons_total`, `mirror_answer_latency_seconds`) and one log line per mismatch,
-//! at most [`log::LINES_PER_SECOND`] per (rule, target).
+//! [`decode`], parsing JSON in [`document`], comparing its values in [`json`], paths and `ignore`
+//! patterns in [`path`]). Noise: [`noise`]. What leaves the daemon: [`excerpt`] (never a
+//! credential), [`report`] (served as JSON on `/comparisons`), [`render`] (for a terminal, via
+//! [`fetch`]), [`metrics`] (`mirror_comparisons_total`, `mirror_answer_latency_seconds`) and one
+//! log line per mismatch, at most [`log::LINES_PER_SECOND`] per (rule, target).
 
 mod answer;
 mod bodies;
 mod comparison;
 mod decode;
 mod differences;
+mod document;
 mod excerpt;
 pub mod fetch;
 pub mod grpc;

@@ -1,0 +1,274 @@
+//! A JSON body parsed for comparing: a tree in an arena, its strings borrowed from the body.
+//!
+//! serde_json parses it (so exactly the bodies that parse as a [`serde_json::Value`] parse, with
+//! the same numbers), but the tree lives in one [`Bump`] arena per pair, freed at once, strings
+//! without escapes (member names included) are not copied, and an object is one list of members
+//! sorted by name, not a map of owned keys: parsing a 1 KiB answer costs a few allocations, not
+//! one per string and map node. Objects read as serde_json's do (its default map): members by
+//! name in byte order, the last of duplicate names wins; [`Node`]'s `Display` writes compact JSON
+//! as `Value`'s does, for excerpts.
+
+use std::{fmt, io};
+
+use bumpalo::{collections::Vec as BumpVec, Bump};
+use serde::{
+    de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor},
+    ser::{Serialize, Serializer},
+};
+use serde_json::Number;
+
+/// One JSON value of a parsed body; `'b` is the arena's and the body's lifetime.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Node<'b> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(&'b str),
+    Array(&'b [Node<'b>]),
+    /// Members sorted by name, names distinct.
+    Object(&'b [(&'b str, Node<'b>)]),
+}
+
+impl<'b> Node<'b> {
+    /// Parses `body` as one JSON document into `arena`; `None` when it is not one.
+    pub fn parse(body: &'b [u8], arena: &'b Bump) -> Option<Self> {
+        // Valid UTF-8 as a whole exactly when its strings are (JSON is ASCII outside strings),
+        // so serde_json need not check each string again.
+        let text = std::str::from_utf8(body).ok()?;
+        // As serde_json::from_slice: one value, then nothing but whitespace.
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let node = Seed(arena).deserialize(&mut deserializer).ok()?;
+        deserializer.end().ok()?;
+        Some(node)
+    }
+
+    /// The member `name` of an object's sorted `members`.
+    pub fn member(members: &'b [(&'b str, Node<'b>)], name: &str) -> Option<&'b Self> {
+        members
+            .binary_search_by(|(member, _)| (*member).cmp(name))
+            .ok()
+            .map(|at| &members[at].1)
+    }
+}
+
+/// Parses one value into the arena.
+#[derive(Clone, Copy)]
+struct Seed<'b>(&'b Bump);
+
+impl<'b> DeserializeSeed<'b> for Seed<'b> {
+    type Value = Node<'b>;
+
+    fn deserialize<D: Deserializer<'b>>(self, deserializer: D) -> Result<Node<'b>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'b> Visitor<'b> for Seed<'b> {
+    type Value = Node<'b>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Node<'b>, E> {
+        Ok(Node::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Node<'b>, E> {
+        Ok(Node::Number(value.into()))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Node<'b>, E> {
+        Ok(Node::Number(value.into()))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Node<'b>, E> {
+        // As serde_json's Value: a number it cannot hold is null (never from parsing JSON).
+        Ok(Number::from_f64(value).map_or(Node::Null, Node::Number))
+    }
+
+    fn visit_borrowed_str<E>(self, value: &'b str) -> Result<Node<'b>, E> {
+        Ok(Node::String(value))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Node<'b>, E> {
+        Ok(Node::String(self.0.alloc_str(value)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Node<'b>, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Node<'b>, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_some<D: Deserializer<'b>>(self, deserializer: D) -> Result<Node<'b>, D::Error> {
+        self.deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'b>>(self, mut seq: A) -> Result<Node<'b>, A::Error> {
+        let mut items = BumpVec::new_in(self.0);
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Node::Array(items.into_bump_slice()))
+    }
+
+    fn visit_map<A: MapAccess<'b>>(self, mut map: A) -> Result<Node<'b>, A::Error> {
+        let mut members = BumpVec::new_in(self.0);
+        while let Some(name) = map.next_key_seed(Name(self.0))? {
+            let value = map.next_value_seed(self)?;
+            members.push((name, value));
+        }
+        // Stable: duplicates stay in document order, and the one kept takes the last value.
+        members.sort_by_key(|(name, _)| *name);
+        members.dedup_by(|later, kept| {
+            let duplicate = later.0 == kept.0;
+            if duplicate {
+                std::mem::swap(&mut later.1, &mut kept.1);
+            }
+            duplicate
+        });
+        Ok(Node::Object(members.into_bump_slice()))
+    }
+}
+
+/// Parses a member name: borrowed from the body when it has no escapes, else into the arena.
+#[derive(Clone, Copy)]
+struct Name<'b>(&'b Bump);
+
+impl<'b> DeserializeSeed<'b> for Name<'b> {
+    type Value = &'b str;
+
+    fn deserialize<D: Deserializer<'b>>(self, deserializer: D) -> Result<&'b str, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'b> Visitor<'b> for Name<'b> {
+    type Value = &'b str;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_borrowed_str<E>(self, value: &'b str) -> Result<&'b str, E> {
+        Ok(value)
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<&'b str, E> {
+        Ok(self.0.alloc_str(value))
+    }
+}
+
+impl Serialize for Node<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Node::Null => serializer.serialize_unit(),
+            Node::Bool(value) => serializer.serialize_bool(*value),
+            Node::Number(number) => number.serialize(serializer),
+            Node::String(text) => serializer.serialize_str(text),
+            Node::Array(items) => serializer.collect_seq(items.iter()),
+            Node::Object(members) => {
+                serializer.collect_map(members.iter().map(|(name, value)| (name, value)))
+            }
+        }
+    }
+}
+
+/// Compact JSON, as serde_json's `Value` writes it; a writer that fails stops the rendering.
+impl fmt::Display for Node<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Adapter<'f, 'g>(&'f mut fmt::Formatter<'g>);
+        impl io::Write for Adapter<'_, '_> {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                // serde_json writes whole UTF-8 sequences (it splits strings at escapes only).
+                let text = std::str::from_utf8(buf).map_err(io::Error::other)?;
+                self.0.write_str(text).map_err(io::Error::other)?;
+                Ok(buf.len())
+            }
+
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        serde_json::to_writer(Adapter(f), self).map_err(|_| fmt::Error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    /// Documents that stress what a `Value` settles: duplicate names, member order, escapes,
+    /// numbers of every kind, nesting.
+    const DOCUMENTS: &[&str] = &[
+        r#"{"b":1,"a":[true,false,null],"a":{"z":"\u00e9\n","y":-0.0},"c":"x\"y"}"#,
+        r#"[1, 1.0, -7, 18446744073709551615, -9223372036854775808, 1e300, 2.5e-3, 12.50]"#,
+        r#"{"k":{"k":{"k":{"k":[[],{},"",0]}}},"é":"ü","a/b~c":null}"#,
+        r#""just a string""#,
+        r#"{"dup":1,"dup":2,"dup":3,"other":{"x":1,"x":{"deep":true}}}"#,
+        "  {\"spaced\" : [ 1 , 2 ] }  \n",
+        r#"{"\u0041b":1,"Ab":2,"c\td":[{"\"":"\\"}]}"#,
+    ];
+
+    #[test]
+    fn parses_as_a_value_does_and_renders_the_same_text() {
+        let arena = Bump::new();
+        for text in DOCUMENTS {
+            let node = Node::parse(text.as_bytes(), &arena).expect("parses");
+            let value: Value = serde_json::from_str(text).expect("parses as a value");
+            assert_eq!(node.to_string(), value.to_string(), "{text}");
+        }
+        // Names and strings without escapes are not copied; others are unescaped in the arena.
+        let text = br#"{"plain":"text","\u0041b":"\t"}"#;
+        let node = Node::parse(text, &arena).expect("parses");
+        let borrowed = |s: &str| text.as_ptr_range().contains(&s.as_ptr());
+        let Node::Object([(escaped, Node::String(tab)), (plain, Node::String(value))]) = node
+        else {
+            panic!("two members: {node:?}");
+        };
+        assert_eq!(
+            (*escaped, *tab, *plain, *value),
+            ("Ab", "\t", "plain", "text")
+        );
+        assert!(!borrowed(escaped) && !borrowed(tab) && borrowed(plain) && borrowed(value));
+        let node = Node::parse(br#"{"dup":1,"dup":2}"#, &arena).expect("parses");
+        let Node::Object(members) = &node else {
+            panic!("an object: {node:?}");
+        };
+        assert_eq!(Node::member(members, "dup"), Some(&Node::Number(2.into())));
+        assert_eq!(Node::member(members, "none"), None);
+    }
+
+    #[test]
+    fn rejects_what_a_value_rejects() {
+        for text in [
+            "",
+            "{",
+            r#"{"a":1}x"#,
+            r#"{"a":1,}"#,
+            "[1e400]",
+            r#""\ud800""#,
+            "\"\u{1}\"",
+            "01",
+            &format!("{}{}", "[".repeat(200), "]".repeat(200)),
+        ] {
+            assert!(
+                serde_json::from_str::<Value>(text).is_err(),
+                "{text} is rejected by serde_json"
+            );
+            assert_eq!(Node::parse(text.as_bytes(), &Bump::new()), None, "{text}");
+        }
+        // Bytes that are not UTF-8, in a string or out of one.
+        for body in [&b"[1,\xff]"[..], b"{\"a\":\"\xc3\"}", b"\"\xed\xa0\x80\""] {
+            assert!(serde_json::from_slice::<Value>(body).is_err());
+            assert_eq!(Node::parse(body, &Bump::new()), None, "{body:?}");
+        }
+        let body = "{\"é\":\"ü\"}".as_bytes();
+        assert!(Node::parse(body, &Bump::new()).is_some());
+    }
+}

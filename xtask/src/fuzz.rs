@@ -8,9 +8,9 @@
 //! `fuzz/work/logs/<target>.log`. A failing input is written to `fuzz/artifacts/<target>/`, and
 //! the command fails naming it. Fuzzing is not part of `cargo xtask test` or CI.
 //!
-//! Clean runs add up: `fuzz/work/executions` keeps, per target, the executions of every run
-//! that ended without a failure since its grown corpus was made (a target whose corpus
-//! directory is gone starts again at 0), and the summary shows that total beside the run's.
+//! Clean runs add up: `fuzz/work/executions` logs, per target, the executions of every run that
+//! ended without a failure since its grown corpus was made (a target whose corpus directory is
+//! gone starts again at 0), and the summary shows that total beside the run's.
 //!
 //! Needs a nightly toolchain (sanitizers; `rust-src` is not needed) and cargo-fuzz, which is
 //! installed with `cargo install` when missing.
@@ -117,23 +117,22 @@ pub fn run(options: &Options) -> Result<()> {
     cmd::run(&mut cargo)?;
 
     let tally_path = fuzz_dir.join("work").join("executions");
-    let mut tally = read_tally(&tally_path);
     let mut results = Vec::new();
     for target in targets {
-        let fresh = !fuzz_dir.join("work/corpus").join(target.name).is_dir();
+        if !fuzz_dir.join("work/corpus").join(target.name).is_dir() {
+            record(&tally_path, target.name, "reset")?;
+        }
         let outcome = run_target(&fuzz_dir, target, options)?;
-        // Read again: another run on other targets may have added to it meanwhile.
-        tally = read_tally(&tally_path);
-        let total = tally.entry(target.name.to_string()).or_default();
-        if fresh {
-            *total = 0;
-        }
         if outcome.failure.is_none() && outcome.artifact.is_none() {
-            *total += outcome.executions.unwrap_or_default();
+            record(
+                &tally_path,
+                target.name,
+                &outcome.executions.unwrap_or_default().to_string(),
+            )?;
         }
-        write_tally(&tally_path, &tally)?;
         results.push((target.name, outcome));
     }
+    let tally = read_tally(&tally_path);
 
     println!(
         "{:<28} {:>10} {:>8} {:>12}  {:<44} result",
@@ -294,25 +293,35 @@ fn run_target(fuzz_dir: &Path, target: &Target, options: &Options) -> Result<Out
     Ok(outcome)
 }
 
-/// Clean executions per target so far: lines of `<target> <executions>`; a missing or
-/// unreadable line counts as 0.
+/// Clean executions per target so far. The file is a log, one line per event: `<target>
+/// <executions>` for a clean run, `<target> reset` when its grown corpus was made anew; a run
+/// only appends its line, so runs on other targets at the same time lose nothing. Lines that
+/// do not parse are skipped.
 fn read_tally(path: &Path) -> BTreeMap<String, u64> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| {
-            let (name, count) = line.split_once(' ')?;
-            Some((name.to_string(), count.trim().parse().ok()?))
-        })
-        .collect()
+    let mut tally = BTreeMap::new();
+    for line in fs::read_to_string(path).unwrap_or_default().lines() {
+        let Some((name, event)) = line.split_once(' ') else {
+            continue;
+        };
+        let total: &mut u64 = tally.entry(name.to_string()).or_default();
+        match event.trim() {
+            "reset" => *total = 0,
+            count => *total += count.parse::<u64>().unwrap_or_default(),
+        }
+    }
+    tally
 }
 
-fn write_tally(path: &Path, tally: &BTreeMap<String, u64>) -> Result<()> {
-    let text: String = tally
-        .iter()
-        .map(|(name, count)| format!("{name} {count}\n"))
-        .collect();
-    fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+/// Appends one event to the tally (one short write in append mode).
+fn record(path: &Path, target: &str, event: &str) -> Result<()> {
+    use std::io::Write;
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    file.write_all(format!("{target} {event}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The committed seeds of `target`, if it has any (libFuzzer refuses a missing directory).
@@ -404,20 +413,30 @@ mod tests {
     }
 
     #[test]
-    fn the_tally_reads_back_what_it_wrote_and_skips_bad_lines() {
+    fn the_tally_adds_runs_up_starts_again_at_a_reset_and_skips_bad_lines() {
         let dir = std::env::temp_dir().join(format!("xtask-tally-{}", std::process::id()));
         fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("executions");
-        let tally = BTreeMap::from([("config".to_string(), 12), ("h2_chunks".to_string(), 3)]);
-        write_tally(&path, &tally).expect("written");
-        assert_eq!(read_tally(&path), tally);
-        fs::write(&path, "config 7\nbroken\nh2_chunks x\n").expect("written");
+        assert!(read_tally(&path).is_empty());
+        for (target, event) in [
+            ("config", "12"),
+            ("h2_chunks", "3"),
+            ("config", "5"),
+            ("h2_chunks", "reset"),
+            ("h2_chunks", "4"),
+        ] {
+            record(&path, target, event).expect("recorded");
+        }
+        fs::write(
+            &path,
+            fs::read_to_string(&path).expect("read") + "broken\nconfig x\n",
+        )
+        .expect("written");
         assert_eq!(
             read_tally(&path),
-            BTreeMap::from([("config".to_string(), 7)])
+            BTreeMap::from([("config".to_string(), 17), ("h2_chunks".to_string(), 4)])
         );
         fs::remove_dir_all(&dir).expect("removed");
-        assert!(read_tally(&path).is_empty());
     }
 
     #[test]

@@ -96,14 +96,7 @@ impl<'a> Walker<'a, '_> {
                 }
             }
             _ => {
-                let equal = match (primary, shadow) {
-                    (Node::Null, Node::Null) => true,
-                    (Node::Bool(left), Node::Bool(right)) => left == right,
-                    (Node::String(left), Node::String(right)) => left == right,
-                    // Values of different types.
-                    _ => false,
-                };
-                if !equal {
+                if primary != shadow {
                     self.differ(Shown::Json(primary), Shown::Json(shadow));
                 }
             }

@@ -107,8 +107,19 @@ impl Comparison {
     /// Judges one pair, counts it (report, metrics, noise window), logs it when it is a
     /// mismatch (rate-limited), and returns its verdict.
     pub fn record(&self, request: &RequestLine, primary: &Primary, shadow: &Shadow) -> Verdict {
+        self.record_at(request, primary, shadow, Instant::now())
+    }
+
+    /// [`Self::record`] with the log's rate limit reading `now`, so tests need no wall clock.
+    pub(crate) fn record_at(
+        &self,
+        request: &RequestLine,
+        primary: &Primary,
+        shadow: &Shadow,
+        now: Instant,
+    ) -> Verdict {
         judge(&self.settings, primary, shadow, |judgement| {
-            self.conclude(request, primary, shadow, judgement)
+            self.conclude(request, primary, shadow, judgement, now)
         })
     }
 
@@ -123,6 +134,7 @@ impl Comparison {
         primary: &Primary,
         shadow: &Shadow,
         judgement: Judgement<'_>,
+        now: Instant,
     ) -> Verdict {
         let primary_answer = match primary {
             Primary::Answered(answer) => Some(answer),
@@ -177,7 +189,7 @@ impl Comparison {
         let mut log = None;
         if verdict.is_mismatch() {
             let wanted = self.settings.last_mismatches > 0;
-            let admitted = state.log.admit(Instant::now());
+            let admitted = state.log.admit(now);
             if wanted || admitted.is_some() {
                 let mismatch = mismatch(request, primary_answer, shadow_answer, &decided);
                 if let Some(suppressed) = admitted {

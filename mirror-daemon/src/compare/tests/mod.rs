@@ -60,10 +60,20 @@ impl Fixture {
     }
 
     fn record(&self, primary: Answer, shadow: Answer) -> super::Verdict {
-        self.comparison.record(
+        self.record_at(std::time::Instant::now(), primary, shadow)
+    }
+
+    fn record_at(
+        &self,
+        now: std::time::Instant,
+        primary: Answer,
+        shadow: Answer,
+    ) -> super::Verdict {
+        self.comparison.record_at(
             &request(),
             &Primary::Answered(primary),
             &Shadow::Answered(shadow),
+            now,
         )
     }
 

@@ -1,7 +1,7 @@
 //! Limits and failures: the primary path never waits, a target never exceeds its concurrency,
 //! and every way of failing is counted under its kind.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{eventually, fake::FakeShadow, get, target_config, within, Harness};
 use crate::shadow::{Rejected, Target};
@@ -25,11 +25,10 @@ async fn full_queue_rejects_at_once_while_the_shadow_hangs() {
     target.try_submit(get("/waits-2")).expect("queued");
     assert_eq!(harness.value("mirror_shadow_queue_depth", None), 2.0);
 
-    let started = Instant::now();
+    // `try_submit` is not async and takes no lock: it answers at once by construction (how soon
+    // is the benchmarks' business, not a test's wall clock).
     let rejected = target.try_submit(get("/dropped"));
-    let took = started.elapsed();
     assert_eq!(rejected, Err(Rejected::QueueFull));
-    assert!(took < Duration::from_millis(50), "try_submit took {took:?}");
     assert_eq!(shadow.seen().accepted, 1);
 }
 

@@ -18,7 +18,7 @@ use prometheus_client::registry::Registry;
 /// A 1 KiB order: `price` of its second item and `generated_at` are the knobs.
 fn order(price: &str, generated_at: &str) -> Bytes {
     let mut items = String::new();
-    for i in 0..9 {
+    for i in 0..15 {
         let price = if i == 1 { price } else { "12.50" };
         items.push_str(&format!(
             r#"{{"sku":"SKU-{i:04}","name":"Widget {i}","qty":{},"price":"{price}"}},"#,

@@ -113,12 +113,18 @@ impl RequestLine {
     /// the values of query parameters that look like credentials (`token`, `key`, `secret`,
     /// `password`, `signature`, `auth`, `session`) are replaced by `[redacted]`.
     pub fn new(method: &str, target: &str, protocol: Protocol) -> Self {
-        let target = super::excerpt::redact_query(target);
-        let target = super::excerpt::truncate(&target, MAX_TARGET_CHARS);
-        let method = super::excerpt::truncate(method, 16);
-        Self {
-            text: format!("{method} {target} {}", protocol.as_str()),
-        }
+        use super::excerpt::{push_truncated, redact_query};
+        // One allocation per pair: every compared request has one.
+        let target = redact_query(target);
+        let protocol = protocol.as_str();
+        let kept = target.len().min(4 * MAX_TARGET_CHARS) + method.len().min(64);
+        let mut text = String::with_capacity(kept + protocol.len() + 8);
+        push_truncated(&mut text, method, 16);
+        text.push(' ');
+        push_truncated(&mut text, &target, MAX_TARGET_CHARS);
+        text.push(' ');
+        text.push_str(protocol);
+        Self { text }
     }
 
     pub fn as_str(&self) -> &str {

@@ -33,14 +33,13 @@ const SECRET_QUERY_WORDS: [&str; 7] = [
     "session",
 ];
 
-/// `text` cut to `max` characters, with `…` at the end when it was cut.
-pub fn truncate(text: &str, max: usize) -> String {
+/// Appends `text` cut to `max` characters to `out`, with `…` at the end when it was cut.
+pub fn push_truncated(out: &mut String, text: &str, max: usize) {
     match text.char_indices().nth(max) {
-        None => text.to_string(),
+        None => out.push_str(text),
         Some((end, _)) => {
-            let mut cut = text[..end].to_string();
-            cut.push('…');
-            cut
+            out.push_str(&text[..end]);
+            out.push('…');
         }
     }
 }
@@ -208,8 +207,13 @@ mod tests {
         assert!(excerpt.starts_with("[0,1,2,"), "{excerpt}");
         assert!(excerpt.ends_with('…'));
         assert_eq!(json(&Node::String("12.50")), "\"12.50\"");
-        assert_eq!(truncate("héllo", 2), "hé…");
-        assert_eq!(truncate("hé", 2), "hé");
+        let truncate = |text: &str, max: usize| {
+            let mut out = String::from(">");
+            push_truncated(&mut out, text, max);
+            out
+        };
+        assert_eq!(truncate("héllo", 2), ">hé…");
+        assert_eq!(truncate("hé", 2), ">hé");
     }
 
     #[test]

@@ -37,10 +37,11 @@ pub(super) enum Bodies<'a> {
     },
 }
 
-/// Both bodies parsed as JSON documents.
+/// Both bodies parsed as JSON documents, their first level (the rest as the walk needs it).
 pub(super) struct Documents<'s> {
     primary: Node<'s>,
     shadow: Node<'s>,
+    arena: &'s Bump,
 }
 
 impl<'a> Bodies<'a> {
@@ -82,23 +83,23 @@ impl<'a> Bodies<'a> {
         }
     }
 
-    /// The arena for [`Self::documents`]: room for both trees in one allocation when they are
-    /// small (about 7 bytes of tree per byte of JSON; the arena grows past that, up to 64 KiB at
-    /// first), none when nothing will be parsed.
+    /// The arena for [`Self::documents`]: one allocation for the levels a comparison of small
+    /// documents parses (up to 16 KiB at first; it grows past that), none when nothing will be
+    /// parsed.
     pub fn arena(&self) -> Bump {
-        const FIRST_CHUNK_MAX: usize = 64 * 1024;
+        const FIRST_CHUNK_MAX: usize = 16 * 1024;
         match self {
             Self::Decoded {
                 primary,
                 shadow,
                 json: true,
-            } => Bump::with_capacity((8 * (primary.len() + shadow.len())).min(FIRST_CHUNK_MAX)),
+            } => Bump::with_capacity((2 * (primary.len() + shadow.len())).min(FIRST_CHUNK_MAX)),
             _ => Bump::new(),
         }
     }
 
-    /// Both bodies as JSON documents parsed into `arena`, when both are JSON and parse as
-    /// such; else they are compared byte for byte.
+    /// Both bodies as JSON documents parsed into `arena` (their first level), when both are
+    /// JSON and parse as such; else they are compared byte for byte.
     pub fn documents<'s>(&'s self, arena: &'s Bump) -> Option<Documents<'s>> {
         match self {
             Self::Decoded {
@@ -106,8 +107,9 @@ impl<'a> Bodies<'a> {
                 shadow,
                 json: true,
             } => Some(Documents {
-                primary: Node::parse(primary, arena)?,
-                shadow: Node::parse(shadow, arena)?,
+                primary: Node::parse_level(primary, arena)?,
+                shadow: Node::parse_level(shadow, arena)?,
+                arena,
             }),
             _ => None,
         }
@@ -134,15 +136,19 @@ impl<'a> Bodies<'a> {
                 Shown::Note("(does not decode as its Content-Encoding says)"),
                 true,
             ),
-            (Self::Decoded { .. }, Some(documents)) => {
-                json::diff(&documents.primary, &documents.shadow, ignore, out)
-            }
             (
                 Self::Decoded {
                     primary, shadow, ..
                 },
-                None,
+                documents,
             ) => {
+                // Documents that turn out not to be JSON where they differ are bytes too.
+                if let Some(documents) = documents {
+                    let (left, right) = (&documents.primary, &documents.shadow);
+                    if json::diff(left, right, documents.arena, ignore, out).is_ok() {
+                        return;
+                    }
+                }
                 let at = primary
                     .iter()
                     .zip(shadow.iter())

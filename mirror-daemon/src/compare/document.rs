@@ -1,12 +1,19 @@
-//! A JSON body parsed for comparing: a tree in an arena, its strings borrowed from the body.
+//! A JSON body parsed for comparing: a tree in an arena, its strings borrowed from the body, and
+//! parsed only as deep as the comparison needs.
 //!
-//! serde_json parses it (so exactly the bodies that parse as a [`serde_json::Value`] parse, with
-//! the same numbers), but the tree lives in one [`Bump`] arena per pair, freed at once, strings
-//! without escapes (member names included) are not copied, and an object is one list of members
-//! sorted by name, not a map of owned keys: parsing a 1 KiB answer costs a few allocations, not
-//! one per string and map node. Objects read as serde_json's do (its default map): members by
+//! serde_json parses it (so the bodies that parse as a [`serde_json::Value`] parse, with the same
+//! numbers), but the tree lives in one [`Bump`] arena per pair, freed at once, strings without
+//! escapes (member names included) are not copied, and an object is one list of members sorted by
+//! name, not a map of owned keys. Objects read as serde_json's do (its default map): members by
 //! name in byte order, the last of duplicate names wins; [`Node`]'s `Display` writes compact JSON
 //! as `Value`'s does, for excerpts.
+//!
+//! A body is parsed one level at a time ([`Node::parse_level`]): an object's member values and an
+//! array's items stay [`Node::Raw`], their text as the body spells it, checked as JSON syntax by
+//! serde_json as it skips them, and are parsed when the comparison finds the two sides spelled
+//! differently ([`Node::expand`]). Most of a shadow's answer is spelled as the primary's, so most
+//! of it is never built into a tree. Below [`LAZY_LEVELS`] a value is parsed whole, so that no
+//! text is scanned more than `LAZY_LEVELS + 1` times however deep the documents.
 
 use std::{cmp::Ordering, fmt, io};
 
@@ -15,7 +22,10 @@ use serde::{
     de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor},
     ser::{Serialize, Serializer},
 };
-use serde_json::Number;
+use serde_json::{value::RawValue, Number};
+
+/// Levels parsed one at a time; deeper values are parsed whole.
+pub(super) const LAZY_LEVELS: usize = 4;
 
 /// One JSON value of a parsed body; `'b` is the arena's and the body's lifetime.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,17 +37,38 @@ pub(super) enum Node<'b> {
     Array(&'b [Node<'b>]),
     /// Members sorted by name, names distinct.
     Object(&'b [(&'b str, Node<'b>)]),
+    /// A value not parsed yet: its JSON text, valid JSON syntax (serde_json skipped it), which
+    /// [`Node::expand`] parses. Equal text is an equal value; different text may still be.
+    Raw(&'b str),
 }
 
 impl<'b> Node<'b> {
-    /// Parses `body` as one JSON document into `arena`; `None` when it is not one.
+    /// Parses `body` as one JSON document into `arena`, whole; `None` when it is not one.
     pub fn parse(body: &'b [u8], arena: &'b Bump) -> Option<Self> {
+        Self::parse_text(std::str::from_utf8(body).ok()?, arena, false)
+    }
+
+    /// Parses the first level of `body` (its root, and the root's members or items as
+    /// [`Node::Raw`]); `None` when it is not JSON as far as serde_json reads it.
+    pub fn parse_level(body: &'b [u8], arena: &'b Bump) -> Option<Self> {
+        Self::parse_text(std::str::from_utf8(body).ok()?, arena, true)
+    }
+
+    /// A [`Node::Raw`] at `level` (the root's members are at level 1) parsed: one more level,
+    /// or whole from [`LAZY_LEVELS`] on; any other node as it is. `None` when it is not JSON.
+    pub fn expand(&self, level: usize, arena: &'b Bump) -> Option<Self> {
+        match *self {
+            Self::Raw(text) => Self::parse_text(text, arena, level < LAZY_LEVELS),
+            ref parsed => Some(parsed.clone()),
+        }
+    }
+
+    fn parse_text(text: &'b str, arena: &'b Bump, lazy: bool) -> Option<Self> {
         // Valid UTF-8 as a whole exactly when its strings are (JSON is ASCII outside strings),
-        // so serde_json need not check each string again.
-        let text = std::str::from_utf8(body).ok()?;
+        // so serde_json reads it as a `str` and need not check each string again.
         // As serde_json::from_slice: one value, then nothing but whitespace.
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        let node = Seed(arena).deserialize(&mut deserializer).ok()?;
+        let node = Seed { arena, lazy }.deserialize(&mut deserializer).ok()?;
         deserializer.end().ok()?;
         Some(node)
     }
@@ -51,9 +82,12 @@ impl<'b> Node<'b> {
     }
 }
 
-/// Parses one value into the arena.
+/// Parses one value into the arena: whole, or (`lazy`) with its members or items left raw.
 #[derive(Clone, Copy)]
-struct Seed<'b>(&'b Bump);
+struct Seed<'b> {
+    arena: &'b Bump,
+    lazy: bool,
+}
 
 impl<'b> DeserializeSeed<'b> for Seed<'b> {
     type Value = Node<'b>;
@@ -92,7 +126,7 @@ impl<'b> Visitor<'b> for Seed<'b> {
     }
 
     fn visit_str<E>(self, value: &str) -> Result<Node<'b>, E> {
-        Ok(Node::String(self.0.alloc_str(value)))
+        Ok(Node::String(self.arena.alloc_str(value)))
     }
 
     fn visit_unit<E>(self) -> Result<Node<'b>, E> {
@@ -108,17 +142,27 @@ impl<'b> Visitor<'b> for Seed<'b> {
     }
 
     fn visit_seq<A: SeqAccess<'b>>(self, mut seq: A) -> Result<Node<'b>, A::Error> {
-        let mut items = BumpVec::new_in(self.0);
-        while let Some(item) = seq.next_element_seed(self)? {
-            items.push(item);
+        let mut items = BumpVec::new_in(self.arena);
+        if self.lazy {
+            while let Some(item) = seq.next_element::<&'b RawValue>()? {
+                items.push(Node::Raw(item.get()));
+            }
+        } else {
+            while let Some(item) = seq.next_element_seed(self)? {
+                items.push(item);
+            }
         }
         Ok(Node::Array(items.into_bump_slice()))
     }
 
     fn visit_map<A: MapAccess<'b>>(self, mut map: A) -> Result<Node<'b>, A::Error> {
-        let mut members = BumpVec::new_in(self.0);
-        while let Some(name) = map.next_key_seed(Name(self.0))? {
-            let value = map.next_value_seed(self)?;
+        let mut members = BumpVec::new_in(self.arena);
+        while let Some(name) = map.next_key_seed(Name(self.arena))? {
+            let value = if self.lazy {
+                Node::Raw(map.next_value::<&'b RawValue>()?.get())
+            } else {
+                map.next_value_seed(self)?
+            };
             members.push((name, value));
         }
         // Strictly ascending already: sorted, and no duplicates to drop.
@@ -189,6 +233,12 @@ impl Serialize for Node<'_> {
             Node::Object(members) => {
                 serializer.collect_map(members.iter().map(|(name, value)| (name, value)))
             }
+            // As a `Value` writes it, not as spelled: the comparison shows only parsed values
+            // ([`Node::expand`]), so this is for completeness.
+            Node::Raw(text) => match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(value) => value.serialize(serializer),
+                Err(_) => serializer.serialize_str(text),
+            },
         }
     }
 }
@@ -241,6 +291,26 @@ mod tests {
             let node = Node::parse(text.as_bytes(), &arena).expect("parses");
             let value: Value = serde_json::from_str(text).expect("parses as a value");
             assert_eq!(node.to_string(), value.to_string(), "{text}");
+            // A level at a time: the root parsed, its values raw, then each parsed in turn.
+            let level = Node::parse_level(text.as_bytes(), &arena).expect("parses a level");
+            assert_eq!(level.to_string(), value.to_string(), "{text}");
+            let children: Vec<&Node> = match &level {
+                Node::Object(members) => members.iter().map(|(_, value)| value).collect(),
+                Node::Array(items) => items.iter().collect(),
+                _ => Vec::new(),
+            };
+            for child in children {
+                let Node::Raw(raw) = child else {
+                    panic!("{text}: the root's values are raw: {child:?}");
+                };
+                let parsed = child.expand(1, &arena).expect("parses");
+                assert!(!matches!(parsed, Node::Raw(_)));
+                let whole = Node::parse(raw.as_bytes(), &arena).expect("parses");
+                assert_eq!(parsed.to_string(), whole.to_string(), "{raw}");
+                // Deep enough, a raw value is parsed whole: nothing raw is left in it.
+                let deep = child.expand(LAZY_LEVELS, &arena).expect("parses");
+                assert_eq!(deep, whole, "{raw}");
+            }
         }
         // Names and strings without escapes are not copied; others are unescaped in the arena.
         let text = br#"{"plain":"text","\u0041b":"\t"}"#;
@@ -289,5 +359,30 @@ mod tests {
         }
         let body = "{\"é\":\"ü\"}".as_bytes();
         assert!(Node::parse(body, &Bump::new()).is_some());
+        // A level at a time, syntax is checked whole, but what serde_json skips without parsing
+        // (out of range, a lone surrogate, nesting past 128) waits for the comparison.
+        for text in [
+            "",
+            "{",
+            r#"{"a":1}x"#,
+            r#"{"a":1,}"#,
+            "\"\u{1}\"",
+            "01",
+            "[1,]",
+            "[\"\\x\"]",
+        ] {
+            assert_eq!(
+                Node::parse_level(text.as_bytes(), &Bump::new()),
+                None,
+                "{text}"
+            );
+        }
+        for text in ["[1e400]", r#"["\ud800"]"#] {
+            let arena = Bump::new();
+            let Some(Node::Array([raw])) = Node::parse_level(text.as_bytes(), &arena) else {
+                panic!("{text} parses a level");
+            };
+            assert_eq!(raw.expand(1, &arena), None, "{text}");
+        }
     }
 }

@@ -6,6 +6,14 @@
 //! place. Places under an `ignore` pattern are skipped without being compared. Members are
 //! visited by name (the primary's, then those only the shadow has), so differences come in the
 //! same order whatever the documents' member order.
+//!
+//! The documents come parsed one level ([`Node::parse_level`]); a place whose two values are
+//! spelled alike is equal without more parsing, and one spelled differently is parsed a level
+//! further ([`Node::expand`]) and walked. A value that does not parse there (serde_json skips
+//! some things it would not parse: numbers out of range, lone surrogates, nesting past 128)
+//! makes the bodies not JSON after all: [`diff`] says so, and they are compared byte for byte.
+
+use bumpalo::Bump;
 
 use serde_json::Number;
 
@@ -15,24 +23,42 @@ use super::{
     path::{self, IgnoreSet, Live, Step},
 };
 
-/// Adds every differing place of `primary` and `shadow` to `out`.
+/// The documents turned out not to be JSON where they differ: nothing was added.
+#[derive(Debug, PartialEq)]
+pub(super) struct NotJson;
+
+/// Adds every differing place of `primary` and `shadow` to `out`, parsing raw values into
+/// `arena` as needed; when one does not parse, adds nothing and says so.
 pub(super) fn diff<'a>(
     primary: &'a Node<'a>,
     shadow: &'a Node<'a>,
+    arena: &'a Bump,
     ignore: &IgnoreSet,
     out: &mut Differences<'a>,
-) {
+) -> Result<(), NotJson> {
+    let before = (out.list.len(), out.overflow);
     let mut walker = Walker {
         ignore,
+        arena,
         steps: Vec::new(),
         shape: String::new(),
+        failed: false,
         out,
     };
     walker.walk(primary, shadow, ignore.root());
+    if walker.failed {
+        out.list.truncate(before.0);
+        out.overflow = before.1;
+        return Err(NotJson);
+    }
+    Ok(())
 }
 
 struct Walker<'a, 'w> {
     ignore: &'w IgnoreSet,
+    arena: &'a Bump,
+    /// A raw value did not parse: stop, and drop what was found.
+    failed: bool,
     /// The path from the root to the values being compared.
     steps: Vec<Step<'a>>,
     /// Reused for each difference's shape, so that a known shape costs no allocation.
@@ -42,6 +68,25 @@ struct Walker<'a, 'w> {
 
 impl<'a> Walker<'a, '_> {
     fn walk(&mut self, primary: &'a Node<'a>, shadow: &'a Node<'a>, live: Live) {
+        if self.failed {
+            return;
+        }
+        if let (Node::Raw(left), Node::Raw(right)) = (primary, shadow) {
+            if left == right {
+                return;
+            }
+        }
+        if matches!(primary, Node::Raw(_)) || matches!(shadow, Node::Raw(_)) {
+            // Two objects or two arrays are walked a level further; anything else is compared
+            // (and shown) whole.
+            let further = container(primary).is_some() && container(primary) == container(shadow);
+            let (Some(primary), Some(shadow)) =
+                (self.parse(primary, further), self.parse(shadow, further))
+            else {
+                return;
+            };
+            return self.walk(primary, shadow, live);
+        }
         match (primary, shadow) {
             (&Node::Object(left), &Node::Object(right)) => {
                 // Members are sorted by name: objects with the same names (the usual case) pair
@@ -59,7 +104,11 @@ impl<'a> Walker<'a, '_> {
                     };
                     match other {
                         Some(other) => self.walk(value, other, live),
-                        None => self.differ(Shown::Json(value), Shown::Absent),
+                        None => {
+                            if let Some(value) = self.whole(value) {
+                                self.differ(value, Shown::Absent)
+                            }
+                        }
                     }
                     self.steps.pop();
                 }
@@ -71,7 +120,9 @@ impl<'a> Walker<'a, '_> {
                         continue;
                     }
                     if self.enter(Step::Member(name), live).is_some() {
-                        self.differ(Shown::Absent, Shown::Json(value));
+                        if let Some(value) = self.whole(value) {
+                            self.differ(Shown::Absent, value);
+                        }
                         self.steps.pop();
                     }
                 }
@@ -83,8 +134,16 @@ impl<'a> Walker<'a, '_> {
                     };
                     match (left.get(index), right.get(index)) {
                         (Some(value), Some(other)) => self.walk(value, other, live),
-                        (Some(value), None) => self.differ(Shown::Json(value), Shown::Absent),
-                        (None, Some(other)) => self.differ(Shown::Absent, Shown::Json(other)),
+                        (Some(value), None) => {
+                            if let Some(value) = self.whole(value) {
+                                self.differ(value, Shown::Absent)
+                            }
+                        }
+                        (None, Some(other)) => {
+                            if let Some(other) = self.whole(other) {
+                                self.differ(Shown::Absent, other)
+                            }
+                        }
                         (None, None) => {}
                     }
                     self.steps.pop();
@@ -101,6 +160,32 @@ impl<'a> Walker<'a, '_> {
                 }
             }
         }
+    }
+
+    /// A raw `node` parsed: a level `further` (whole from [`super::document::LAZY_LEVELS`] on),
+    /// or whole; `None`, and the walk failed, when it does not parse.
+    fn parse(&mut self, node: &'a Node<'a>, further: bool) -> Option<&'a Node<'a>> {
+        let Node::Raw(text) = *node else {
+            return Some(node);
+        };
+        let parsed = if further {
+            node.expand(self.steps.len(), self.arena)
+        } else {
+            Node::parse(text.as_bytes(), self.arena)
+        };
+        match parsed {
+            Some(parsed) => Some(self.arena.alloc(parsed)),
+            None => {
+                self.failed = true;
+                None
+            }
+        }
+    }
+
+    /// `node` to be shown, parsed whole when it is raw; `None`, and the walk failed, when it
+    /// does not parse.
+    fn whole(&mut self, node: &'a Node<'a>) -> Option<Shown<'a>> {
+        self.parse(node, false).map(Shown::Json)
     }
 
     /// Steps in; `None` (and no step) when an `ignore` pattern covers the place.
@@ -141,6 +226,16 @@ impl<'a> Walker<'a, '_> {
     }
 }
 
+/// `{` or `[` when `node` is an object or an array, parsed or raw.
+fn container(node: &Node<'_>) -> Option<u8> {
+    match node {
+        Node::Object(_) => Some(b'{'),
+        Node::Array(_) => Some(b'['),
+        Node::Raw(text) => text.bytes().next().filter(|b| matches!(b, b'{' | b'[')),
+        _ => None,
+    }
+}
+
 /// Numbers are equal by value: as integers when both are, else as floating point.
 fn numbers_equal(left: &Number, right: &Number) -> bool {
     if let (Some(l), Some(r)) = (left.as_i64(), right.as_i64()) {
@@ -162,24 +257,39 @@ mod tests {
     use super::*;
     use crate::compare::path::IgnorePath;
 
-    /// The differences of two documents, given as values (written out, then parsed as bodies).
+    /// The differences of two documents, given as values (written out, then parsed as bodies):
+    /// the same whether the documents are parsed whole or a level at a time.
     fn differences(primary: &Value, shadow: &Value, ignore: &[&str]) -> Vec<(String, String, u32)> {
-        let (primary, shadow) = (primary.to_string(), shadow.to_string());
-        let arena = bumpalo::Bump::new();
-        let primary = Node::parse(primary.as_bytes(), &arena).expect("primary parses");
-        let shadow = Node::parse(shadow.as_bytes(), &arena).expect("shadow parses");
         let ignore = IgnoreSet::new(
             ignore
                 .iter()
                 .map(|p| IgnorePath::parse(p).expect("pattern"))
                 .collect(),
         );
+        let whole = texts_differ(&primary.to_string(), &shadow.to_string(), &ignore, false);
+        let lazy = texts_differ(&primary.to_string(), &shadow.to_string(), &ignore, true);
+        assert_eq!(whole, lazy, "parsed whole and a level at a time");
+        whole.expect("both are JSON")
+    }
+
+    /// The differences of two bodies, parsed whole or (`lazy`) a level at a time.
+    fn texts_differ(
+        primary: &str,
+        shadow: &str,
+        ignore: &IgnoreSet,
+        lazy: bool,
+    ) -> Result<Vec<(String, String, u32)>, NotJson> {
+        let arena = bumpalo::Bump::new();
+        let parse = if lazy { Node::parse_level } else { Node::parse };
+        let primary = parse(primary.as_bytes(), &arena).expect("primary parses");
+        let shadow = parse(shadow.as_bytes(), &arena).expect("shadow parses");
         let mut out = Differences::default();
-        diff(&primary, &shadow, &ignore, &mut out);
-        out.list
+        diff(&primary, &shadow, &arena, ignore, &mut out)?;
+        Ok(out
+            .list
             .into_iter()
             .map(|d| (d.shape, d.path, d.places))
-            .collect()
+            .collect())
     }
 
     fn strings(list: &[(&str, &str, u32)]) -> Vec<(String, String, u32)> {
@@ -248,6 +358,89 @@ mod tests {
     }
 
     #[test]
+    fn places_below_the_lazy_levels_are_found_as_when_parsed_whole() {
+        // Nested deeper than the levels parsed one at a time, objects and arrays in turn, with
+        // equal siblings at every level and member orders that differ; two places differ at the
+        // bottom (`differences` also checks that parsing whole finds the same).
+        let mut primary = json!({"leaf": 1, "same": [1, {"x": "y"}], "gone": 0});
+        let mut shadow: Value =
+            serde_json::from_str(r#"{"same":[1,{"x":"y"}],"leaf":2}"#).expect("json");
+        let mut path = String::new();
+        for level in 0..(super::super::document::LAZY_LEVELS + 3) {
+            if level % 2 == 0 {
+                primary = json!({"next": primary, "n": level, "equal": {"a": [level]}});
+                shadow = json!({"equal": {"a": [level]}, "n": level, "next": shadow});
+                path.insert_str(0, "/next");
+            } else {
+                primary = json!([level, primary, {"b": level}]);
+                shadow = json!([level, shadow, {"b": level}]);
+                path.insert_str(0, "/1");
+            }
+        }
+        let shape = path.replace("/1", "/*");
+        assert_eq!(
+            differences(&primary, &shadow, &[]),
+            [
+                (format!("{shape}/gone"), format!("{path}/gone"), 1),
+                (format!("{shape}/leaf"), format!("{path}/leaf"), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn what_is_not_json_where_it_differs_makes_the_bodies_not_json() {
+        let ignore = IgnoreSet::default();
+        let deep = |leaf: u8| format!("{{\"a\":{}{leaf}{}}}", "[".repeat(200), "]".repeat(200));
+        for (primary, shadow) in [
+            // Out of range, a lone surrogate, nested past serde_json's 128 levels: serde_json
+            // skips them as raw text, and would not parse them.
+            (r#"{"a":1e400,"b":1}"#, r#"{"a":1e401,"b":1}"#),
+            (r#"{"a":["\ud800"],"b":1}"#, r#"{"a":["\ud801"],"b":1}"#),
+            (r#"{"b":1}"#, r#"{"b":1,"only":"\ud800"}"#),
+            (r#"[1]"#, r#"[1,1e999]"#),
+            (&deep(1), &deep(2)),
+        ] {
+            assert_eq!(
+                texts_differ(primary, shadow, &ignore, true),
+                Err(NotJson),
+                "{primary} | {shadow}"
+            );
+            assert!(
+                Node::parse(primary.as_bytes(), &bumpalo::Bump::new()).is_none()
+                    || Node::parse(shadow.as_bytes(), &bumpalo::Bump::new()).is_none()
+            );
+        }
+        // What was found before the walk stays; what the walk found before it failed goes.
+        let arena = bumpalo::Bump::new();
+        let primary = Node::parse_level(br#"{"a":1,"z":1e400}"#, &arena).expect("parses");
+        let shadow = Node::parse_level(br#"{"a":2,"z":1e401}"#, &arena).expect("parses");
+        let mut out = Differences::default();
+        out.add(
+            "header:etag",
+            || "header:etag".into(),
+            Shown::Absent,
+            Shown::Absent,
+            false,
+        );
+        assert_eq!(
+            diff(&primary, &shadow, &arena, &ignore, &mut out),
+            Err(NotJson)
+        );
+        assert_eq!(out.list.len(), 1);
+        assert_eq!(out.list[0].shape, "header:etag");
+        // Spelled alike on both sides, such a value is equal without being parsed.
+        assert_eq!(
+            texts_differ(
+                r#"{"a":1e400,"b":1}"#,
+                r#"{"a":1e400,"b":2}"#,
+                &ignore,
+                true
+            ),
+            Ok(strings(&[("/b", "/b", 1)]))
+        );
+    }
+
+    #[test]
     fn the_shapes_a_pair_keeps_are_bounded() {
         let primary: Value = (0..200)
             .map(|i| (format!("f{i}"), json!(i)))
@@ -258,13 +451,16 @@ mod tests {
             .collect::<serde_json::Map<_, _>>()
             .into();
         let (primary, shadow) = (primary.to_string(), shadow.to_string());
-        let arena = bumpalo::Bump::new();
-        let primary = Node::parse(primary.as_bytes(), &arena).expect("primary parses");
-        let shadow = Node::parse(shadow.as_bytes(), &arena).expect("shadow parses");
-        let ignore = IgnoreSet::default();
-        let mut out = Differences::default();
-        diff(&primary, &shadow, &ignore, &mut out);
-        assert_eq!(out.list.len(), crate::compare::differences::MAX_SHAPES);
-        assert!(out.overflow);
+        for lazy in [false, true] {
+            let arena = bumpalo::Bump::new();
+            let parse = if lazy { Node::parse_level } else { Node::parse };
+            let primary = parse(primary.as_bytes(), &arena).expect("primary parses");
+            let shadow = parse(shadow.as_bytes(), &arena).expect("shadow parses");
+            let ignore = IgnoreSet::default();
+            let mut out = Differences::default();
+            assert_eq!(diff(&primary, &shadow, &arena, &ignore, &mut out), Ok(()));
+            assert_eq!(out.list.len(), crate::compare::differences::MAX_SHAPES);
+            assert!(out.overflow);
+        }
     }
 }

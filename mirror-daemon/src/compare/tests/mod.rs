@@ -1,5 +1,6 @@
 //! Tests of whole comparisons: pairs in, verdicts, report, rendering and metrics out.
 
+mod lazy;
 mod reporting;
 mod secrets;
 mod verdicts;

@@ -37,7 +37,7 @@ pub(super) enum Bodies<'a> {
     },
 }
 
-/// Both bodies parsed as JSON documents, their first level (the rest as the walk needs it).
+/// Both bodies as JSON documents, to be parsed as far as the walk needs ([`json::diff`]).
 pub(super) struct Documents<'s> {
     primary: Node<'s>,
     shadow: Node<'s>,
@@ -98,8 +98,9 @@ impl<'a> Bodies<'a> {
         }
     }
 
-    /// Both bodies as JSON documents parsed into `arena` (their first level), when both are
-    /// JSON and parse as such; else they are compared byte for byte.
+    /// Both bodies as JSON documents, to be parsed into `arena` as the comparison needs, when
+    /// both look like JSON and are UTF-8; else they are compared byte for byte (and so are
+    /// documents that turn out not to parse).
     pub fn documents<'s>(&'s self, arena: &'s Bump) -> Option<Documents<'s>> {
         match self {
             Self::Decoded {
@@ -107,8 +108,8 @@ impl<'a> Bodies<'a> {
                 shadow,
                 json: true,
             } => Some(Documents {
-                primary: Node::parse_level(primary, arena)?,
-                shadow: Node::parse_level(shadow, arena)?,
+                primary: Node::unparsed(primary)?,
+                shadow: Node::unparsed(shadow)?,
                 arena,
             }),
             _ => None,

@@ -8,8 +8,8 @@
 //! name in byte order, the last of duplicate names wins; [`Node`]'s `Display` writes compact JSON
 //! as `Value`'s does, for excerpts.
 //!
-//! A body is parsed one level at a time ([`Node::parse_level`]): an object's member values and an
-//! array's items stay [`Node::Raw`], their text as the body spells it, checked as JSON syntax by
+//! A body is parsed one level at a time ([`Node::unparsed`], then [`Node::expand`]): an object's
+//! member values and an array's items stay [`Node::Raw`], their text as the body spells it, checked as JSON syntax by
 //! serde_json as it skips them, and are parsed when the comparison finds the two sides spelled
 //! differently ([`Node::expand`]). Most of a shadow's answer is spelled as the primary's, so most
 //! of it is never built into a tree. Below [`LAZY_LEVELS`] a value is parsed whole, so that no
@@ -48,14 +48,15 @@ impl<'b> Node<'b> {
         Self::parse_text(std::str::from_utf8(body).ok()?, arena, false)
     }
 
-    /// Parses the first level of `body` (its root, and the root's members or items as
-    /// [`Node::Raw`]); `None` when it is not JSON as far as serde_json reads it.
-    pub fn parse_level(body: &'b [u8], arena: &'b Bump) -> Option<Self> {
-        Self::parse_text(std::str::from_utf8(body).ok()?, arena, true)
+    /// The whole of `body` as one raw value, to be parsed only as far as the comparison needs
+    /// ([`Node::expand`]); `None` when it is not UTF-8, so not JSON.
+    pub fn unparsed(body: &'b [u8]) -> Option<Self> {
+        std::str::from_utf8(body).ok().map(Self::Raw)
     }
 
-    /// A [`Node::Raw`] at `level` (the root's members are at level 1) parsed: one more level,
-    /// or whole from [`LAZY_LEVELS`] on; any other node as it is. `None` when it is not JSON.
+    /// A [`Node::Raw`] at `level` (the root is at level 0, its members at level 1) parsed: that
+    /// level, its members or items left raw, or whole from [`LAZY_LEVELS`] on; any other node as
+    /// it is. `None` when it is not JSON as far as serde_json reads it.
     pub fn expand(&self, level: usize, arena: &'b Bump) -> Option<Self> {
         match *self {
             Self::Raw(text) => Self::parse_text(text, arena, level < LAZY_LEVELS),
@@ -292,7 +293,9 @@ mod tests {
             let value: Value = serde_json::from_str(text).expect("parses as a value");
             assert_eq!(node.to_string(), value.to_string(), "{text}");
             // A level at a time: the root parsed, its values raw, then each parsed in turn.
-            let level = Node::parse_level(text.as_bytes(), &arena).expect("parses a level");
+            let level = Node::unparsed(text.as_bytes())
+                .and_then(|raw| raw.expand(0, &arena))
+                .expect("parses a level");
             assert_eq!(level.to_string(), value.to_string(), "{text}");
             let children: Vec<&Node> = match &level {
                 Node::Object(members) => members.iter().map(|(_, value)| value).collect(),
@@ -371,15 +374,14 @@ mod tests {
             "[1,]",
             "[\"\\x\"]",
         ] {
-            assert_eq!(
-                Node::parse_level(text.as_bytes(), &Bump::new()),
-                None,
-                "{text}"
-            );
+            let arena = Bump::new();
+            let level = Node::unparsed(text.as_bytes()).and_then(|raw| raw.expand(0, &arena));
+            assert_eq!(level, None, "{text}");
         }
         for text in ["[1e400]", r#"["\ud800"]"#] {
             let arena = Bump::new();
-            let Some(Node::Array([raw])) = Node::parse_level(text.as_bytes(), &arena) else {
+            let level = Node::unparsed(text.as_bytes()).and_then(|raw| raw.expand(0, &arena));
+            let Some(Node::Array([raw])) = level else {
                 panic!("{text} parses a level");
             };
             assert_eq!(raw.expand(1, &arena), None, "{text}");

@@ -7,9 +7,9 @@
 //! visited by name (the primary's, then those only the shadow has), so differences come in the
 //! same order whatever the documents' member order.
 //!
-//! The documents come parsed one level ([`Node::parse_level`]); a place whose two values are
-//! spelled alike is equal without more parsing, and one spelled differently is parsed a level
-//! further ([`Node::expand`]) and walked. A value that does not parse there (serde_json skips
+//! The documents come unparsed ([`Node::unparsed`]); a place whose two values are spelled alike
+//! is equal without parsing, two objects or two arrays spelled differently are parsed a level
+//! further ([`Node::expand`]) and walked, anything else is parsed whole and compared. A value that does not parse there (serde_json skips
 //! some things it would not parse: numbers out of range, lone surrogates, nesting past 128)
 //! makes the bodies not JSON after all: [`diff`] says so, and they are compared byte for byte.
 
@@ -231,7 +231,10 @@ fn container(node: &Node<'_>) -> Option<u8> {
     match node {
         Node::Object(_) => Some(b'{'),
         Node::Array(_) => Some(b'['),
-        Node::Raw(text) => text.bytes().next().filter(|b| matches!(b, b'{' | b'[')),
+        Node::Raw(text) => text
+            .bytes()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            .filter(|b| matches!(b, b'{' | b'[')),
         _ => None,
     }
 }
@@ -272,6 +275,26 @@ mod tests {
         whole.expect("both are JSON")
     }
 
+    /// Two bodies as documents: parsed whole, or (`lazy`) left for the walk to parse.
+    fn documents<'a>(
+        primary: &'a str,
+        shadow: &'a str,
+        arena: &'a bumpalo::Bump,
+        lazy: bool,
+    ) -> (Node<'a>, Node<'a>) {
+        let parse = |text: &'a str| {
+            if lazy {
+                Node::unparsed(text.as_bytes())
+            } else {
+                Node::parse(text.as_bytes(), arena)
+            }
+        };
+        (
+            parse(primary).expect("primary parses"),
+            parse(shadow).expect("shadow parses"),
+        )
+    }
+
     /// The differences of two bodies, parsed whole or (`lazy`) a level at a time.
     fn texts_differ(
         primary: &str,
@@ -280,9 +303,7 @@ mod tests {
         lazy: bool,
     ) -> Result<Vec<(String, String, u32)>, NotJson> {
         let arena = bumpalo::Bump::new();
-        let parse = if lazy { Node::parse_level } else { Node::parse };
-        let primary = parse(primary.as_bytes(), &arena).expect("primary parses");
-        let shadow = parse(shadow.as_bytes(), &arena).expect("shadow parses");
+        let (primary, shadow) = documents(primary, shadow, &arena, lazy);
         let mut out = Differences::default();
         diff(&primary, &shadow, &arena, ignore, &mut out)?;
         Ok(out
@@ -398,6 +419,8 @@ mod tests {
             (r#"{"a":["\ud800"],"b":1}"#, r#"{"a":["\ud801"],"b":1}"#),
             (r#"{"b":1}"#, r#"{"b":1,"only":"\ud800"}"#),
             (r#"[1]"#, r#"[1,1e999]"#),
+            // Roots of different kinds are parsed whole, what they hold too.
+            (r#"{"a":1e400}"#, r#"[1]"#),
             (&deep(1), &deep(2)),
         ] {
             assert_eq!(
@@ -412,8 +435,8 @@ mod tests {
         }
         // What was found before the walk stays; what the walk found before it failed goes.
         let arena = bumpalo::Bump::new();
-        let primary = Node::parse_level(br#"{"a":1,"z":1e400}"#, &arena).expect("parses");
-        let shadow = Node::parse_level(br#"{"a":2,"z":1e401}"#, &arena).expect("parses");
+        let primary = Node::unparsed(br#"{"a":1,"z":1e400}"#).expect("utf-8");
+        let shadow = Node::unparsed(br#"{"a":2,"z":1e401}"#).expect("utf-8");
         let mut out = Differences::default();
         out.add(
             "header:etag",
@@ -428,6 +451,16 @@ mod tests {
         );
         assert_eq!(out.list.len(), 1);
         assert_eq!(out.list[0].shape, "header:etag");
+        // Roots are found past whitespace, and walked a level at a time like any other place.
+        assert_eq!(
+            texts_differ(
+                " \n{\"a\":1,\"b\":[1]}",
+                "{\"b\":[1] ,\"a\":2}\t",
+                &ignore,
+                true
+            ),
+            Ok(strings(&[("/a", "/a", 1)]))
+        );
         // Spelled alike on both sides, such a value is equal without being parsed.
         assert_eq!(
             texts_differ(
@@ -453,9 +486,7 @@ mod tests {
         let (primary, shadow) = (primary.to_string(), shadow.to_string());
         for lazy in [false, true] {
             let arena = bumpalo::Bump::new();
-            let parse = if lazy { Node::parse_level } else { Node::parse };
-            let primary = parse(primary.as_bytes(), &arena).expect("primary parses");
-            let shadow = parse(shadow.as_bytes(), &arena).expect("shadow parses");
+            let (primary, shadow) = documents(&primary, &shadow, &arena, lazy);
             let ignore = IgnoreSet::default();
             let mut out = Differences::default();
             assert_eq!(diff(&primary, &shadow, &arena, &ignore, &mut out), Ok(()));

@@ -151,11 +151,17 @@ fn render(value: &Json, choices: &mut Choices<'_>, out: &mut String) {
 /// Shapes, paths, places and both excerpts of each difference, or that the bodies are not JSON.
 type Found = Result<Vec<(String, String, u32, Option<String>, Option<String>)>, NotJson>;
 
-fn compare(primary: &str, shadow: &str, ignore: &IgnoreSet, lazy: bool) -> Option<Found> {
+fn compare<'a>(primary: &'a str, shadow: &'a str, ignore: &IgnoreSet, lazy: bool) -> Option<Found> {
     let arena = Bump::new();
-    let parse = if lazy { Node::parse_level } else { Node::parse };
-    let primary = parse(primary.as_bytes(), &arena)?;
-    let shadow = parse(shadow.as_bytes(), &arena)?;
+    let parse = |text: &'a str| {
+        if lazy {
+            Node::unparsed(text.as_bytes())
+        } else {
+            Node::parse(text.as_bytes(), &arena)
+        }
+    };
+    let primary = parse(primary)?;
+    let shadow = parse(shadow)?;
     let mut out = Differences::default();
     let found = diff(&primary, &shadow, &arena, ignore, &mut out).map(|()| {
         out.list

@@ -9,11 +9,12 @@
 //! as `Value`'s does, for excerpts.
 //!
 //! A body is parsed one level at a time ([`Node::unparsed`], then [`Node::expand`]): an object's
-//! member values and an array's items stay [`Node::Raw`], their text as the body spells it, checked as JSON syntax by
-//! serde_json as it skips them, and are parsed when the comparison finds the two sides spelled
-//! differently ([`Node::expand`]). Most of a shadow's answer is spelled as the primary's, so most
-//! of it is never built into a tree. Below [`LAZY_LEVELS`] a value is parsed whole, so that no
-//! text is scanned more than `LAZY_LEVELS + 1` times however deep the documents.
+//! member values and an array's items stay [`Node::Raw`], their text as the body spells it
+//! (checked as JSON syntax by serde_json as it skips them), and are parsed when the comparison
+//! finds the two sides spelled differently. Most of a shadow's answer is spelled as the
+//! primary's, so most of it is never built into a tree. Below [`LAZY_LEVELS`] a value is parsed
+//! whole, so that no text is scanned more than `LAZY_LEVELS + 1` times however deep the
+//! documents.
 
 use std::{cmp::Ordering, fmt, io};
 

@@ -9,9 +9,10 @@
 //!
 //! The documents come unparsed ([`Node::unparsed`]); a place whose two values are spelled alike
 //! is equal without parsing, two objects or two arrays spelled differently are parsed a level
-//! further ([`Node::expand`]) and walked, anything else is parsed whole and compared. A value that does not parse there (serde_json skips
-//! some things it would not parse: numbers out of range, lone surrogates, nesting past 128)
-//! makes the bodies not JSON after all: [`diff`] says so, and they are compared byte for byte.
+//! further ([`Node::expand`]) and walked, anything else is parsed whole and compared. A value
+//! that does not parse there (serde_json skips some things it would not parse: numbers out of
+//! range, lone surrogates, nesting past 128) makes the bodies not JSON after all: [`diff`] says
+//! so, and they are compared byte for byte.
 
 use bumpalo::Bump;
 

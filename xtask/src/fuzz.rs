@@ -3,7 +3,8 @@
 //!
 //! Each target runs as one libFuzzer process (one core), address sanitizer on (off with
 //! `--no-sanitizer`, built apart in `fuzz/target/no-sanitizer`: the fuzzed code is safe Rust, and
-//! without it the HTTP/2 targets run about 7 times faster), debug assertions on, with the committed seeds in `fuzz/corpus/<target>/` read-only and the corpus it grows in
+//! without it the HTTP/2 targets run about 7 times faster), debug assertions on, with the
+//! committed seeds in `fuzz/corpus/<target>/` read-only and the corpus it grows in
 //! `fuzz/work/corpus/<target>/` (ignored by git, kept between runs). Its whole output goes to
 //! `fuzz/work/logs/<target>.log`. A failing input is written to `fuzz/artifacts/<target>/`, and
 //! the command fails naming it. Fuzzing is not part of `cargo xtask test` or CI.

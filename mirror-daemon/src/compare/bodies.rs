@@ -3,9 +3,9 @@
 //! The cheapest test comes first: the same bytes under the same `Content-Encoding` are equal,
 //! with nothing decoded or parsed. Otherwise each body is decoded ([`super::decode`]), and
 //! compared as JSON values when both sides are JSON: declared so (`application/json`, `+json`),
-//! or starting like a document (`{` or `[`), and parsing as one ([`Documents`], which borrow the
-//! decoded bodies). Each side is parsed once. Bodies that are not both JSON are compared byte for
-//! byte, and so are gRPC answers' (length-prefixed messages, [`super::grpc`]).
+//! or starting like a document (`{` or `[`), and parsing as one, as far as the comparison needs
+//! ([`json::diff`]). Bodies that are not both JSON are compared byte for byte, and so are gRPC
+//! answers' (length-prefixed messages, [`super::grpc`]).
 
 use std::borrow::Cow;
 
@@ -35,13 +35,6 @@ pub(super) enum Bodies<'a> {
         /// Both are JSON by their type or their first byte: worth parsing.
         json: bool,
     },
-}
-
-/// Both bodies as JSON documents, to be parsed as far as the walk needs ([`json::diff`]).
-pub(super) struct Documents<'s> {
-    primary: Node<'s>,
-    shadow: Node<'s>,
-    arena: &'s Bump,
 }
 
 impl<'a> Bodies<'a> {
@@ -83,7 +76,7 @@ impl<'a> Bodies<'a> {
         }
     }
 
-    /// The arena for [`Self::documents`]: one allocation for the levels a comparison of small
+    /// The arena for [`Self::differences`]: one allocation for the levels a comparison of small
     /// documents parses (up to 16 KiB at first; it grows past that), none when nothing will be
     /// parsed.
     pub fn arena(&self) -> Bump {
@@ -98,56 +91,42 @@ impl<'a> Bodies<'a> {
         }
     }
 
-    /// Both bodies as JSON documents, to be parsed into `arena` as the comparison needs, when
-    /// both look like JSON and are UTF-8; else they are compared byte for byte (and so are
-    /// documents that turn out not to parse).
-    pub fn documents<'s>(&'s self, arena: &'s Bump) -> Option<Documents<'s>> {
-        match self {
-            Self::Decoded {
-                primary,
-                shadow,
-                json: true,
-            } => Some(Documents {
-                primary: Node::unparsed(primary)?,
-                shadow: Node::unparsed(shadow)?,
-                arena,
-            }),
-            _ => None,
-        }
-    }
-
     /// Whether the bodies were compared (and so count for the noise of body fields).
     pub fn compared(&self) -> bool {
         !matches!(self, Self::NotCompared(_))
     }
 
-    /// Adds the bodies' differences to `out`; `documents` are [`Self::documents`].
+    /// Adds the bodies' differences to `out`, parsing JSON into `arena` ([`Self::arena`]) as
+    /// far as the comparison needs. Bodies that look like JSON and turn out not to be (not UTF-8,
+    /// or not parsing where they differ) are compared byte for byte.
     pub fn differences<'s>(
         &'s self,
-        documents: Option<&'s Documents<'s>>,
+        arena: &'s Bump,
         ignore: &IgnoreSet,
         out: &mut Differences<'s>,
     ) {
-        match (self, documents) {
-            (Self::Same | Self::NotCompared(_), _) => {}
-            (Self::ShadowUndecodable, _) => out.add(
+        match self {
+            Self::Same | Self::NotCompared(_) => {}
+            Self::ShadowUndecodable => out.add(
                 WHOLE_BODY,
                 || WHOLE_BODY.to_string(),
                 Shown::Note("(decoded)"),
                 Shown::Note("(does not decode as its Content-Encoding says)"),
                 true,
             ),
-            (
-                Self::Decoded {
-                    primary, shadow, ..
-                },
-                documents,
-            ) => {
-                // Documents that turn out not to be JSON where they differ are bytes too.
-                if let Some(documents) = documents {
-                    let (left, right) = (&documents.primary, &documents.shadow);
-                    if json::diff(left, right, documents.arena, ignore, out).is_ok() {
-                        return;
+            Self::Decoded {
+                primary,
+                shadow,
+                json,
+            } => {
+                if *json {
+                    if let (Some(left), Some(right)) =
+                        (Node::unparsed(primary), Node::unparsed(shadow))
+                    {
+                        let (left, right) = (arena.alloc(left), arena.alloc(right));
+                        if json::diff(left, right, arena, ignore, out).is_ok() {
+                            return;
+                        }
                     }
                 }
                 let at = primary

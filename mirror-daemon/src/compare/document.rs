@@ -55,14 +55,11 @@ impl<'b> Node<'b> {
         std::str::from_utf8(body).ok().map(Self::Raw)
     }
 
-    /// A [`Node::Raw`] at `level` (the root is at level 0, its members at level 1) parsed: that
-    /// level, its members or items left raw, or whole from [`LAZY_LEVELS`] on; any other node as
-    /// it is. `None` when it is not JSON as far as serde_json reads it.
-    pub fn expand(&self, level: usize, arena: &'b Bump) -> Option<Self> {
-        match *self {
-            Self::Raw(text) => Self::parse_text(text, arena, level < LAZY_LEVELS),
-            ref parsed => Some(parsed.clone()),
-        }
+    /// The text of a [`Node::Raw`] at `level` (the root is at level 0, its members at level 1)
+    /// parsed: that level, its members or items left raw, or whole from [`LAZY_LEVELS`] on.
+    /// `None` when it is not JSON as far as serde_json reads it.
+    pub fn expand(text: &'b str, level: usize, arena: &'b Bump) -> Option<Self> {
+        Self::parse_text(text, arena, level < LAZY_LEVELS)
     }
 
     fn parse_text(text: &'b str, arena: &'b Bump, lazy: bool) -> Option<Self> {
@@ -294,9 +291,7 @@ mod tests {
             let value: Value = serde_json::from_str(text).expect("parses as a value");
             assert_eq!(node.to_string(), value.to_string(), "{text}");
             // A level at a time: the root parsed, its values raw, then each parsed in turn.
-            let level = Node::unparsed(text.as_bytes())
-                .and_then(|raw| raw.expand(0, &arena))
-                .expect("parses a level");
+            let level = Node::expand(text, 0, &arena).expect("parses a level");
             assert_eq!(level.to_string(), value.to_string(), "{text}");
             let children: Vec<&Node> = match &level {
                 Node::Object(members) => members.iter().map(|(_, value)| value).collect(),
@@ -307,12 +302,12 @@ mod tests {
                 let Node::Raw(raw) = child else {
                     panic!("{text}: the root's values are raw: {child:?}");
                 };
-                let parsed = child.expand(1, &arena).expect("parses");
+                let parsed = Node::expand(raw, 1, &arena).expect("parses");
                 assert!(!matches!(parsed, Node::Raw(_)));
                 let whole = Node::parse(raw.as_bytes(), &arena).expect("parses");
                 assert_eq!(parsed.to_string(), whole.to_string(), "{raw}");
                 // Deep enough, a raw value is parsed whole: nothing raw is left in it.
-                let deep = child.expand(LAZY_LEVELS, &arena).expect("parses");
+                let deep = Node::expand(raw, LAZY_LEVELS, &arena).expect("parses");
                 assert_eq!(deep, whole, "{raw}");
             }
         }
@@ -376,16 +371,14 @@ mod tests {
             "[\"\\x\"]",
         ] {
             let arena = Bump::new();
-            let level = Node::unparsed(text.as_bytes()).and_then(|raw| raw.expand(0, &arena));
-            assert_eq!(level, None, "{text}");
+            assert_eq!(Node::expand(text, 0, &arena), None, "{text}");
         }
         for text in ["[1e400]", r#"["\ud800"]"#] {
             let arena = Bump::new();
-            let level = Node::unparsed(text.as_bytes()).and_then(|raw| raw.expand(0, &arena));
-            let Some(Node::Array([raw])) = level else {
+            let Some(Node::Array([Node::Raw(raw)])) = Node::expand(text, 0, &arena) else {
                 panic!("{text} parses a level");
             };
-            assert_eq!(raw.expand(1, &arena), None, "{text}");
+            assert_eq!(Node::expand(raw, 1, &arena), None, "{text}");
         }
     }
 }

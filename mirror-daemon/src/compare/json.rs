@@ -170,7 +170,7 @@ impl<'a> Walker<'a, '_> {
             return Some(node);
         };
         let parsed = if further {
-            node.expand(self.steps.len(), self.arena)
+            Node::expand(text, self.steps.len(), self.arena)
         } else {
             Node::parse(text.as_bytes(), self.arena)
         };
@@ -259,7 +259,7 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::compare::path::IgnorePath;
+    use crate::compare::{path::IgnorePath, tests::json_diff};
 
     /// The differences of two documents, given as values (written out, then parsed as bodies):
     /// the same whether the documents are parsed whole or a level at a time.
@@ -276,26 +276,6 @@ mod tests {
         whole.expect("both are JSON")
     }
 
-    /// Two bodies as documents: parsed whole, or (`lazy`) left for the walk to parse.
-    fn documents<'a>(
-        primary: &'a str,
-        shadow: &'a str,
-        arena: &'a bumpalo::Bump,
-        lazy: bool,
-    ) -> (Node<'a>, Node<'a>) {
-        let parse = |text: &'a str| {
-            if lazy {
-                Node::unparsed(text.as_bytes())
-            } else {
-                Node::parse(text.as_bytes(), arena)
-            }
-        };
-        (
-            parse(primary).expect("primary parses"),
-            parse(shadow).expect("shadow parses"),
-        )
-    }
-
     /// The differences of two bodies, parsed whole or (`lazy`) a level at a time.
     fn texts_differ(
         primary: &str,
@@ -303,14 +283,10 @@ mod tests {
         ignore: &IgnoreSet,
         lazy: bool,
     ) -> Result<Vec<(String, String, u32)>, NotJson> {
-        let arena = bumpalo::Bump::new();
-        let (primary, shadow) = documents(primary, shadow, &arena, lazy);
-        let mut out = Differences::default();
-        diff(&primary, &shadow, &arena, ignore, &mut out)?;
-        Ok(out
-            .list
+        let found = json_diff(primary, shadow, ignore, lazy)?.found;
+        Ok(found
             .into_iter()
-            .map(|d| (d.shape, d.path, d.places))
+            .map(|(shape, path, places, ..)| (shape, path, places))
             .collect())
     }
 
@@ -486,13 +462,10 @@ mod tests {
             .into();
         let (primary, shadow) = (primary.to_string(), shadow.to_string());
         for lazy in [false, true] {
-            let arena = bumpalo::Bump::new();
-            let (primary, shadow) = documents(&primary, &shadow, &arena, lazy);
-            let ignore = IgnoreSet::default();
-            let mut out = Differences::default();
-            assert_eq!(diff(&primary, &shadow, &arena, &ignore, &mut out), Ok(()));
-            assert_eq!(out.list.len(), crate::compare::differences::MAX_SHAPES);
-            assert!(out.overflow);
+            let found = json_diff(&primary, &shadow, &IgnoreSet::default(), lazy);
+            let found = found.expect("both are JSON");
+            assert_eq!(found.found.len(), crate::compare::differences::MAX_SHAPES);
+            assert!(found.overflow);
         }
     }
 }

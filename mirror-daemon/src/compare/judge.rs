@@ -81,8 +81,7 @@ pub(super) fn judge<R>(
     }
     let bodies = Bodies::prepare(primary, shadow, settings.max_body_bytes);
     let arena = bodies.arena();
-    let documents = bodies.documents(&arena);
-    bodies.differences(documents.as_ref(), &settings.ignore, &mut differences);
+    bodies.differences(&arena, &settings.ignore, &mut differences);
     then(Judgement::Compared {
         differences,
         bodies_compared: bodies.compared(),

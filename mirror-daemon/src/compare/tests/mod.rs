@@ -15,6 +15,57 @@ use super::{
 };
 use crate::config;
 
+/// One differing shape: the shape, its first path, its places and both excerpts.
+pub(super) type Found = (String, String, u32, Option<String>, Option<String>);
+
+/// What comparing two JSON bodies found, and whether more shapes differed than a pair keeps.
+#[derive(Debug, PartialEq)]
+pub(super) struct JsonDiff {
+    pub found: Vec<Found>,
+    pub overflow: bool,
+}
+
+/// The differences [`super::json::diff`] finds between two bodies, parsed whole first (both must
+/// parse) or (`lazy`) given unparsed, as the daemon gives them.
+pub(super) fn json_diff<'t>(
+    primary: &'t str,
+    shadow: &'t str,
+    ignore: &super::path::IgnoreSet,
+    lazy: bool,
+) -> Result<JsonDiff, super::json::NotJson> {
+    use super::document::Node;
+    let arena = bumpalo::Bump::new();
+    let document = |text: &'t str| {
+        let node = if lazy {
+            Node::unparsed(text.as_bytes())
+        } else {
+            Node::parse(text.as_bytes(), &arena)
+        };
+        arena.alloc(node.expect("the test's documents parse"))
+    };
+    let (primary, shadow) = (document(primary), document(shadow));
+    let mut out = super::differences::Differences::default();
+    super::json::diff(primary, shadow, &arena, ignore, &mut out)?;
+    let found = out
+        .list
+        .iter()
+        .map(|d| {
+            let excerpts = (d.primary.excerpt(), d.shadow.excerpt());
+            (
+                d.shape.clone(),
+                d.path.clone(),
+                d.places,
+                excerpts.0,
+                excerpts.1,
+            )
+        })
+        .collect();
+    Ok(JsonDiff {
+        found,
+        overflow: out.overflow,
+    })
+}
+
 /// A config with one target `staging` (removing `x-api-key` from copies) and one rule
 /// `orders` whose `[compare]` section is `compare` (TOML lines).
 fn config(compare: &str) -> config::Config {

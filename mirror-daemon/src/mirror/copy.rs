@@ -133,6 +133,7 @@ pub fn build_h2_head(head: &h2::RequestHead, edits: &Edits) -> Option<http::Requ
         .body(())
         .ok()?;
     let headers = request.headers_mut();
+    headers.reserve(head.fields().len() + edits.add.len());
     for (name, value) in head.fields().iter() {
         if edits.remove.iter().any(|removed| removed == name.as_str()) {
             continue;

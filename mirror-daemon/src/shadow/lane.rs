@@ -1,5 +1,5 @@
-//! A target's lane on one worker: its queue, how copies are batched, and which connection each
-//! batch goes out on.
+//! A target's lane on one worker: its queue of HTTP/1.1 copies, how they are batched, and which
+//! connection each batch goes out on (HTTP/2 copies skip the queue: [`super::target`]).
 //!
 //! The relay goes first. When copies arrive, the lane yields once before it takes them: the
 //! connections the worker has to serve right now (readiness already collected) run before any
@@ -19,9 +19,8 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    http2::{H2Sender, QueuePlace},
     pool::EVICTABLE_AFTER,
-    request::Submitted,
+    request::ShadowRequest,
     sender::{Queued, Sender, Way},
 };
 
@@ -34,8 +33,7 @@ pub(super) const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Takes copies off a lane's queue and sends them in batches until `closing` is cancelled.
 pub(super) async fn run(
     sender: Arc<Sender>,
-    h2: Arc<H2Sender>,
-    mut queue: mpsc::UnboundedReceiver<Submitted>,
+    mut queue: mpsc::UnboundedReceiver<ShadowRequest>,
     closing: CancellationToken,
     aborting: CancellationToken,
     tasks: TaskTracker,
@@ -46,7 +44,6 @@ pub(super) async fn run(
     let mut pending: VecDeque<Queued> = VecDeque::new();
     'lane: loop {
         if pending.is_empty() {
-            // HTTP/2 copies go out as they are taken: they wait for nothing of the lane's.
             tokio::select! {
                 biased;
                 () = closing.cancelled() => break,
@@ -55,7 +52,7 @@ pub(super) async fn run(
                     None => break,
                 },
                 copy = queue.recv() => match copy {
-                    Some(copy) => take(copy, &mut pending, &sender, &h2, &tasks, &aborting),
+                    Some(copy) => take(copy, &mut pending),
                     None => break,
                 },
             }
@@ -66,7 +63,7 @@ pub(super) async fn run(
             requeue(&mut pending, copies, &sender);
         }
         while let Ok(copy) = queue.try_recv() {
-            take(copy, &mut pending, &sender, &h2, &tasks, &aborting);
+            take(copy, &mut pending);
         }
         while !pending.is_empty() {
             let way = match ready_way(&sender).await {
@@ -109,8 +106,6 @@ pub(super) async fn run(
             });
         }
     }
-    // In-flight HTTP/2 copies keep the connection until they end.
-    h2.close().await;
     queue.close();
     let mut dropped = pending.len();
     for _ in &pending {
@@ -125,36 +120,11 @@ pub(super) async fn run(
     }
 }
 
-/// An HTTP/1.1 copy joins the pending ones; an HTTP/2 copy goes out at once, a stream of the
-/// lane's HTTP/2 connection.
-fn take(
-    copy: Submitted,
-    pending: &mut VecDeque<Queued>,
-    sender: &Sender,
-    h2: &Arc<H2Sender>,
-    tasks: &TaskTracker,
-    aborting: &CancellationToken,
-) {
-    match copy {
-        Submitted::Http1(copy) => pending.push_back(Queued {
-            copy,
-            retried: false,
-        }),
-        Submitted::Http2(copy) => {
-            // Its place in the queue is given back once its stream is open.
-            let place = QueuePlace::new(sender.queue_depth().clone());
-            let h2 = h2.clone();
-            let dequeued = Instant::now();
-            let aborting = aborting.clone();
-            tasks.spawn(async move {
-                tokio::select! {
-                    biased;
-                    () = aborting.cancelled() => {}
-                    () = h2.deliver(*copy, place, dequeued) => {}
-                }
-            });
-        }
-    }
+fn take(copy: ShadowRequest, pending: &mut VecDeque<Queued>) {
+    pending.push_back(Queued {
+        copy,
+        retried: false,
+    });
 }
 
 async fn deliver(

@@ -9,13 +9,6 @@
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-/// A copy in a lane's queue.
-#[derive(Debug)]
-pub(super) enum Submitted {
-    Http1(ShadowRequest),
-    Http2(Box<super::http2::H2Copy>),
-}
-
 /// One request copy, produced by the mirror engine while the original streams to the primary.
 #[derive(Debug)]
 pub struct ShadowRequest {

@@ -3,14 +3,17 @@
 //! [`Target::try_submit`] is the primary path's only contact with a shadow, and it cannot wait:
 //! the copy joins the queue of the calling worker's lane or is rejected. Each lane runs on its
 //! worker's runtime ([`crate::workers`]): its queue, its batches in flight and its pooled
-//! connections ([`super::lane`]), so a copy never crosses a thread. The lanes share the target's
-//! limits: `queue_size` copies waiting (counted in the queue-depth gauge) and `max_concurrent`
-//! connections open ([`super::pool::Slots`]), each carrying one batch of copies at a time.
+//! connections ([`super::lane`]), so a copy never crosses a thread. An HTTP/2 copy waits for no
+//! batch: [`Target::try_submit_h2`] starts its delivery at once, a task on the calling worker,
+//! a stream of that worker's HTTP/2 connection to the target ([`super::http2`]). The lanes share
+//! the target's limits: `queue_size` copies waiting (counted in the queue-depth gauge) and
+//! `max_concurrent` connections open ([`super::pool::Slots`]), each carrying one batch of copies
+//! (or many HTTP/2 streams) at a time.
 
 use std::{sync::Arc, time::Duration};
 
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::{runtime::Handle, sync::mpsc};
+use tokio::{runtime::Handle, sync::mpsc, time::Instant};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{config::split_host_port, workers};
@@ -19,11 +22,11 @@ use super::{
     dial::Dialer,
     error::{Error, Rejected},
     health::Health,
-    http2::{H2Copy, H2Sender},
+    http2::{H2Copy, H2Sender, QueuePlace},
     lane,
     metrics::ShadowMetrics,
     pool::{Pool, Slots},
-    request::{ShadowRequest, Submitted},
+    request::ShadowRequest,
     sender::{Delivery, Sender},
     tls::TlsClient,
 };
@@ -38,7 +41,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Target {
     name: Arc<str>,
     /// One per worker, in worker order (one only when started off the workers).
-    lanes: Vec<mpsc::UnboundedSender<Submitted>>,
+    lanes: Vec<mpsc::UnboundedSender<ShadowRequest>>,
+    /// Each lane's HTTP/2 sender and the runtime its copies run on, in the same order.
+    h2: Vec<(Arc<H2Sender>, Handle)>,
     queue_size: i64,
     queue_depth: Gauge,
     /// Stops the dispatchers: no more copies leave the queues.
@@ -123,6 +128,7 @@ impl Target {
         let aborting = CancellationToken::new();
         let tasks = TaskTracker::new();
         let mut lanes = Vec::with_capacity(runtimes.len());
+        let mut h2_lanes = Vec::with_capacity(runtimes.len());
         for (lane, runtime) in runtimes.iter().enumerate() {
             let pool = Arc::new(Pool::new(
                 slots.clone(),
@@ -150,20 +156,27 @@ impl Target {
             let h2 = Arc::new(H2Sender::new(parts, tasks.clone(), aborting.clone()));
             let (queue, waiting) = mpsc::unbounded_channel();
             lanes.push(queue);
+            h2_lanes.push((h2.clone(), runtime.clone()));
             let _guard = runtime.enter();
             tasks.spawn(lane::run(
                 sender,
-                h2,
                 waiting,
                 closing.clone(),
                 aborting.clone(),
                 tasks.clone(),
             ));
             tasks.spawn(reap(pool, tuning.idle_timeout, closing.clone()));
+            // In-flight HTTP/2 copies keep the connection until they end; new ones are refused.
+            let closing = closing.clone();
+            tasks.spawn(async move {
+                closing.cancelled().await;
+                h2.close().await;
+            });
         }
         Ok(Arc::new(Self {
             name,
             lanes,
+            h2: h2_lanes,
             queue_size: i64::try_from(config.queue_size.max(1)).unwrap_or(i64::MAX),
             queue_depth: metrics.queue_depth,
             closing,
@@ -181,25 +194,51 @@ impl Target {
     /// already waiting (all lanes together) the copy is dropped (with its body stream, which
     /// tells the mirror engine) and rejected.
     pub fn try_submit(&self, request: ShadowRequest) -> Result<(), Rejected> {
-        self.submit(Submitted::Http1(request))
+        self.take_place()?;
+        self.lanes[self.lane()].send(request).map_err(|_| {
+            self.queue_depth.dec();
+            Rejected::Closed
+        })
     }
 
-    /// As [`Target::try_submit`], for an HTTP/2 copy.
+    /// As [`Target::try_submit`], for an HTTP/2 copy: its delivery starts now, on the calling
+    /// worker, and it keeps its place in the queue until its stream is open.
     pub fn try_submit_h2(&self, copy: H2Copy) -> Result<(), Rejected> {
-        self.submit(Submitted::Http2(Box::new(copy)))
+        if self.closing.is_cancelled() {
+            return Err(Rejected::Closed);
+        }
+        self.take_place()?;
+        let place = QueuePlace::new(self.queue_depth.clone());
+        let (h2, runtime) = &self.h2[self.lane()];
+        let h2 = h2.clone();
+        let aborting = self.aborting.clone();
+        let dequeued = Instant::now();
+        self.tasks.spawn_on(
+            async move {
+                tokio::select! {
+                    biased;
+                    () = aborting.cancelled() => {}
+                    () = h2.deliver(copy, place, dequeued) => {}
+                }
+            },
+            runtime,
+        );
+        Ok(())
     }
 
-    fn submit(&self, copy: Submitted) -> Result<(), Rejected> {
-        // Counted before it is queued, so the dispatcher never takes it off the gauge first.
+    /// Counts a copy as waiting, unless `queue_size` already are. Counted before it is queued,
+    /// so the dispatcher never takes it off the gauge first.
+    fn take_place(&self) -> Result<(), Rejected> {
         if self.queue_depth.inc() >= self.queue_size {
             self.queue_depth.dec();
             return Err(Rejected::QueueFull);
         }
-        let lane = workers::current().unwrap_or(0) % self.lanes.len();
-        self.lanes[lane].send(copy).map_err(|_| {
-            self.queue_depth.dec();
-            Rejected::Closed
-        })
+        Ok(())
+    }
+
+    /// The calling worker's lane.
+    fn lane(&self) -> usize {
+        workers::current().unwrap_or(0) % self.lanes.len()
     }
 
     /// Stops the sender: copies still waiting are dropped, copies in flight get up to

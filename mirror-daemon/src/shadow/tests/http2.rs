@@ -12,11 +12,11 @@ use super::{
     eventually,
     fake::testdata,
     fake_h2::{FakeH2, H2Seen},
-    target_config, Harness,
+    target_config, within, Harness,
 };
 use crate::{
     config::Tls,
-    shadow::{H2Chunk, H2Copy},
+    shadow::{H2Chunk, H2Copy, Rejected},
 };
 
 /// A gRPC-like copy of `path` with `body` and, when given, trailers; complete.
@@ -266,6 +266,35 @@ async fn tls_targets_speak_http2_by_alpn() {
         .expect("queued");
     harness.reaches("an answer", 1.0, |h| grpc(h, "ok")).await;
     assert_eq!(find(&shadow.seen().requests, "/tls").body, b"over tls");
+}
+
+#[tokio::test]
+async fn shutdown_closes_an_idle_connection_at_once_and_refuses_later_copies() {
+    let harness = Harness::new();
+    let shadow = FakeH2::new().grpc(0).start().await;
+    let target = harness.spawn(target_config(shadow.address));
+    target
+        .try_submit_h2(copy("/before", b"x", None))
+        .expect("queued");
+    harness.reaches("an answer", 1.0, |h| grpc(h, "ok")).await;
+    assert_eq!(harness.open_connections(), 1.0, "kept for the next copies");
+
+    // Nothing is in flight: shutdown ends long before its deadline (a connection left open
+    // would hold it there).
+    within("shutdown", target.shutdown(Duration::from_secs(60))).await;
+    assert_eq!(
+        target.try_submit_h2(copy("/late", b"x", None)),
+        Err(Rejected::Closed)
+    );
+    assert_eq!(harness.value("mirror_shadow_queue_depth", None), 0.0);
+    harness
+        .reaches("the connection closed", 0.0, |h| h.open_connections())
+        .await;
+    assert_eq!(
+        shadow.seen().requests.len(),
+        1,
+        "the late copy was not sent"
+    );
 }
 
 /// The primary's side of a compared gRPC call to the fake shadow: 200, `answer`, ending with

@@ -90,6 +90,48 @@ pub struct MirrorTo {
 pub const MIRROR_CONNECT_TIMEOUT: &str = "1s";
 pub const MIRROR_REQUEST_TIMEOUT: &str = "5s";
 
+/// What the healthy shadow answers each copy (its JSON port aside).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShadowAnswer {
+    /// `200` with a 10-byte text body. nginx's HTTP/2 writes the HEADERS and DATA frames of such
+    /// an answer with a write each, so an HTTP/2 copy's answer arrives as two TCP segments where
+    /// the HTTP/1.1 one is one.
+    Text,
+    /// `204`, no body: one segment for either protocol (HTTP/2: HEADERS with END_STREAM), so the
+    /// two protocols' copies cost the daemon the same packets.
+    Empty,
+}
+
+impl ShadowAnswer {
+    pub fn parse(text: &str) -> Option<ShadowAnswer> {
+        match text {
+            "text" => Some(ShadowAnswer::Text),
+            "empty" => Some(ShadowAnswer::Empty),
+            _ => None,
+        }
+    }
+
+    fn directive(self) -> &'static str {
+        match self {
+            ShadowAnswer::Text => "return 200 \"shadow ok\\n\";",
+            ShadowAnswer::Empty => "return 204;",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            ShadowAnswer::Text => {
+                "`200` with a 10-byte text body (nginx's HTTP/2 sends its HEADERS and DATA frames in two \
+                 segments, its HTTP/1.1 the whole answer in one)"
+            }
+            ShadowAnswer::Empty => {
+                "`204` without a body (one segment for HTTP/1.1 and HTTP/2 alike: \
+                 `--shadow-answer empty`)"
+            }
+        }
+    }
+}
+
 /// What one nginx instance does.
 pub enum Role<'a> {
     Primary {
@@ -104,6 +146,7 @@ pub enum Role<'a> {
         /// h2c with prior knowledge.
         listen_h2: Option<SocketAddr>,
         listen_json: Option<SocketAddr>,
+        answer: ShadowAnswer,
     },
     Proxy {
         listen: SocketAddr,
@@ -167,6 +210,7 @@ pub fn config(role: &Role<'_>, prefix: &Path) -> String {
             listen,
             listen_h2,
             listen_json,
+            answer,
         } => {
             let _ = writeln!(text, "  server {{\n    {}", listen_directive(*listen));
             if let Some(address) = listen_h2 {
@@ -176,7 +220,8 @@ pub fn config(role: &Role<'_>, prefix: &Path) -> String {
                 text,
                 "    default_type text/plain;\n\
                  location = {STATUS_PATH} {{ stub_status; }}\n\
-                 location / {{ return 200 \"shadow ok\\n\"; }}\n  }}"
+                 location / {{ {} }}\n  }}",
+                answer.directive()
             );
             // `stub_status` counts the requests of every server block of the process.
             if let Some(address) = listen_json {
@@ -410,6 +455,7 @@ mod tests {
                 listen: "172.20.0.10:8080".parse()?,
                 listen_h2: Some("172.20.0.10:8090".parse()?),
                 listen_json: None,
+                answer: ShadowAnswer::Text,
             },
             Path::new("/tmp/x"),
         );
@@ -421,10 +467,38 @@ mod tests {
                 listen: "172.20.0.10:8080".parse()?,
                 listen_h2: None,
                 listen_json: None,
+                answer: ShadowAnswer::Text,
             },
             Path::new("/tmp/x"),
         );
         assert!(!plain.contains("http2"), "{plain}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_shadow_answers_with_text_or_without_a_body() -> Result<()> {
+        let shadow = |answer| -> Result<String> {
+            Ok(config(
+                &Role::Shadow {
+                    listen: "172.20.0.10:8080".parse()?,
+                    listen_h2: Some("172.20.0.10:8090".parse()?),
+                    listen_json: None,
+                    answer,
+                },
+                Path::new("/tmp/x"),
+            ))
+        };
+        let text = shadow(ShadowAnswer::Text)?;
+        assert!(
+            text.contains("location / { return 200 \"shadow ok\\n\"; }"),
+            "{text}"
+        );
+        let empty = shadow(ShadowAnswer::Empty)?;
+        assert!(empty.contains("location / { return 204; }"), "{empty}");
+        assert!(!empty.contains("shadow ok"), "{empty}");
+        assert_eq!(ShadowAnswer::parse("empty"), Some(ShadowAnswer::Empty));
+        assert_eq!(ShadowAnswer::parse("text"), Some(ShadowAnswer::Text));
+        assert_eq!(ShadowAnswer::parse("204"), None);
         Ok(())
     }
 
@@ -511,6 +585,7 @@ mod tests {
                 listen: "172.20.0.10:8080".parse()?,
                 listen_h2: None,
                 listen_json: Some("172.20.0.10:8070".parse()?),
+                answer: ShadowAnswer::Text,
             },
             Path::new("/tmp/x"),
         );

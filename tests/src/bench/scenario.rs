@@ -35,7 +35,7 @@ use mirror_tests::node::{Family, Node, SHADOW_V4};
 use mirror_tests::{Behaviour, ShadowServer};
 
 use super::load::{self, ConstantRate, H2Rate, H2Saturation, LoadResult, Mode, Wrk};
-use super::nginx::{self, MirrorTo, Nginx, Role};
+use super::nginx::{self, MirrorTo, Nginx, Role, ShadowAnswer};
 use super::procstat::{self, MachineCpu};
 
 pub const PRIMARY_PORT: u16 = 8080;
@@ -255,6 +255,8 @@ pub struct Settings {
     /// Pin the load generator to CPU 0 and the primary and shadow to CPU 1.
     pub pin: bool,
     pub nginx_workers: usize,
+    /// What the healthy shadow answers.
+    pub shadow_answer: ShadowAnswer,
     pub daemon: PathBuf,
     pub work_dir: PathBuf,
 }
@@ -320,6 +322,7 @@ impl Bed {
                 listen: healthy_address,
                 listen_h2: Some(shadow(H2_HEALTHY_PORT)),
                 listen_json: Some(shadow(JSON_PORT)),
+                answer: settings.shadow_answer,
             },
             &settings.work_dir.join("nginx-shadow"),
             settings.server_cpus(),

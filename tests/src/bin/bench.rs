@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use mirror_tests::environment::{daemon_binary, require_daemon, workspace};
 
+use bench::nginx::ShadowAnswer;
 use bench::report::Results;
 use bench::scenario::{self, Bed, Kind, Protocol, Scenario, Settings};
 use bench::{load, nginx, plots, procstat};
@@ -47,6 +48,9 @@ usage: bench [options]
   --rate-connections N  client threads/connections at the fixed rate (default 8)
   --warmup S            seconds of unmeasured wrk load at the start of each run (default 1)
   --nginx-workers N     worker processes of the nginx proxy (default 2, one per core)
+  --shadow-answer A     what the healthy shadow answers: text (default: 200 with a 10-byte body;
+                        nginx's HTTP/2 sends it in two segments) or empty (204, one segment
+                        for HTTP/1.1 and HTTP/2 alike)
   --no-pin              do not pin the load generator (CPU 0) and the servers (CPU 1)
   --wait-quiet S        wait up to S seconds for the 1-minute load average to fall below
                         --max-load before starting (default 0: start at once, report the noise)
@@ -81,6 +85,7 @@ fn parse_args() -> Result<Options> {
             warmup: Duration::from_secs(1),
             pin: true,
             nginx_workers: 2,
+            shadow_answer: ShadowAnswer::Text,
             daemon: daemon_binary(),
             work_dir: std::env::temp_dir().join(format!("mirror-bench-{}", std::process::id())),
         },
@@ -117,6 +122,11 @@ fn parse_args() -> Result<Options> {
             "--rate-connections" => options.settings.rate_connections = value()?.parse()?,
             "--warmup" => options.settings.warmup = seconds(value()?)?,
             "--nginx-workers" => options.settings.nginx_workers = value()?.parse()?,
+            "--shadow-answer" => {
+                let text = value()?;
+                options.settings.shadow_answer = ShadowAnswer::parse(&text)
+                    .with_context(|| format!("--shadow-answer is text or empty, not {text:?}"))?;
+            }
             "--no-pin" => options.settings.pin = false,
             "--wait-quiet" => options.wait_quiet = seconds(value()?)?,
             "--max-load" => options.max_load = value()?.parse()?,
@@ -374,9 +384,10 @@ fn method(settings: &Settings, options: &Options) -> String {
     let _ = writeln!(
         out,
         "- primary: nginx, 1 worker, `return 200` with a 1 KiB body; healthy shadow: nginx, 1 worker \
-         (copies counted with `stub_status`); slow shadow: the harness's server answering after {:?}; \
+         (copies counted with `stub_status`), answering {}; slow shadow: the harness's server answering after {:?}; \
          blackholed shadow: SYNs dropped. Daemon targets and nginx `mirror` locations alike: connect \
          timeout {}, request timeout {}; daemon defaults otherwise (32 copies in flight, queue 1024)",
+        settings.shadow_answer.describe(),
         scenario::SLOW_DELAY,
         nginx::MIRROR_CONNECT_TIMEOUT,
         nginx::MIRROR_REQUEST_TIMEOUT

@@ -4,15 +4,17 @@
 //! TLS with ALPN `h2` for `[tls]` ones), made by the `h2` crate's client, with its own flow
 //! control and HPACK state; many copies share it, within the shadow's
 //! `MAX_CONCURRENT_STREAMS`. The connection holds one of the target's `max_concurrent` slots;
-//! its driver runs as a task of the lane's worker. A copy that would have to wait for a stream
-//! (every one the shadow allows is busy) is not sent: counted `refused`. Body data goes out as
-//! the shadow's flow-control windows allow, within `request_timeout`; data still arriving from
-//! the original follows through a channel, as for HTTP/1.1 copies. The shadow's answer (head,
-//! data, trailers) is read and dropped, its windows released as it comes; its `:status` class is
-//! counted, and for gRPC its `grpc-status` (from the trailers, or from the head of a
-//! Trailers-Only answer). A compared copy's answer is kept as it is read ([`super::capture`]:
-//! status, the compared fields and trailers, data up to the compare cap) and handed to its pair;
-//! a copy that fails (timeout, reset, refused, ...) hands its error kind instead.
+//! its driver runs as a task of the lane's worker, and so does each copy, started by
+//! [`super::Target::try_submit_h2`] without passing through the lane's queue. A copy that
+//! would have to wait for a stream (every one the shadow allows is busy) is not sent: counted
+//! `refused`. Body data goes out as the shadow's flow-control windows allow, within
+//! `request_timeout`; data still arriving from the original follows through a channel, as for
+//! HTTP/1.1 copies. The shadow's answer (head, data, trailers) is read and dropped, its windows
+//! released as it comes; its `:status` class is counted, and for gRPC its `grpc-status` (from
+//! the trailers, or from the head of a Trailers-Only answer). A compared copy's answer is kept
+//! as it is read ([`super::capture`]: status, the compared fields and trailers, data up to the
+//! compare cap) and handed to its pair; a copy that fails (timeout, reset, refused, ...) hands
+//! its error kind instead.
 
 use std::{
     future::poll_fn,

@@ -11,7 +11,8 @@
 //! with its timeout) -> `pool` (idle connections) or `dial` with `tls` (new ones) -> `exchange`
 //! (copies on one connection, pipelined) -> `write` (raw request bytes out, vectored) and
 //! `response` with `chunked` (the responses read and thrown away, or kept by `capture` for a
-//! comparison with the primary's, [`crate::compare`]).
+//! comparison with the primary's, [`crate::compare`]). An HTTP/2 copy goes from `target`
+//! straight to `http2`: a stream of the worker's HTTP/2 connection to the target, at once.
 //! [`error`], [`metrics`] and `health` (logging) say how it went.
 
 mod capture;

@@ -41,9 +41,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Target {
     name: Arc<str>,
     /// One per worker, in worker order (one only when started off the workers).
-    lanes: Vec<mpsc::UnboundedSender<ShadowRequest>>,
-    /// Each lane's HTTP/2 sender and the runtime its copies run on, in the same order.
-    h2: Vec<(Arc<H2Sender>, Handle)>,
+    lanes: Vec<Lane>,
     queue_size: i64,
     queue_depth: Gauge,
     /// Stops the dispatchers: no more copies leave the queues.
@@ -52,6 +50,16 @@ pub struct Target {
     aborting: CancellationToken,
     tasks: TaskTracker,
     slots: Arc<Slots>,
+}
+
+/// What the primary path reaches of one lane.
+#[derive(Debug)]
+struct Lane {
+    /// The lane's queue of HTTP/1.1 copies ([`lane::run`] takes them off).
+    queue: mpsc::UnboundedSender<ShadowRequest>,
+    /// The lane's HTTP/2 connection, and the runtime its copies run on.
+    h2: Arc<H2Sender>,
+    runtime: Handle,
 }
 
 /// Knobs the config does not expose, so tests can turn them.
@@ -128,7 +136,6 @@ impl Target {
         let aborting = CancellationToken::new();
         let tasks = TaskTracker::new();
         let mut lanes = Vec::with_capacity(runtimes.len());
-        let mut h2_lanes = Vec::with_capacity(runtimes.len());
         for (lane, runtime) in runtimes.iter().enumerate() {
             let pool = Arc::new(Pool::new(
                 slots.clone(),
@@ -155,8 +162,11 @@ impl Target {
             let sender = Arc::new(Sender::new(parts.clone()));
             let h2 = Arc::new(H2Sender::new(parts, tasks.clone(), aborting.clone()));
             let (queue, waiting) = mpsc::unbounded_channel();
-            lanes.push(queue);
-            h2_lanes.push((h2.clone(), runtime.clone()));
+            lanes.push(Lane {
+                queue,
+                h2,
+                runtime: runtime.clone(),
+            });
             let _guard = runtime.enter();
             tasks.spawn(lane::run(
                 sender,
@@ -166,17 +176,10 @@ impl Target {
                 tasks.clone(),
             ));
             tasks.spawn(reap(pool, tuning.idle_timeout, closing.clone()));
-            // In-flight HTTP/2 copies keep the connection until they end; new ones are refused.
-            let closing = closing.clone();
-            tasks.spawn(async move {
-                closing.cancelled().await;
-                h2.close().await;
-            });
         }
         Ok(Arc::new(Self {
             name,
             lanes,
-            h2: h2_lanes,
             queue_size: i64::try_from(config.queue_size.max(1)).unwrap_or(i64::MAX),
             queue_depth: metrics.queue_depth,
             closing,
@@ -195,7 +198,7 @@ impl Target {
     /// tells the mirror engine) and rejected.
     pub fn try_submit(&self, request: ShadowRequest) -> Result<(), Rejected> {
         self.take_place()?;
-        self.lanes[self.lane()].send(request).map_err(|_| {
+        self.lane().queue.send(request).map_err(|_| {
             self.queue_depth.dec();
             Rejected::Closed
         })
@@ -209,8 +212,8 @@ impl Target {
         }
         self.take_place()?;
         let place = QueuePlace::new(self.queue_depth.clone());
-        let (h2, runtime) = &self.h2[self.lane()];
-        let h2 = h2.clone();
+        let lane = self.lane();
+        let h2 = lane.h2.clone();
         let aborting = self.aborting.clone();
         let dequeued = Instant::now();
         self.tasks.spawn_on(
@@ -221,7 +224,7 @@ impl Target {
                     () = h2.deliver(copy, place, dequeued) => {}
                 }
             },
-            runtime,
+            &lane.runtime,
         );
         Ok(())
     }
@@ -237,8 +240,8 @@ impl Target {
     }
 
     /// The calling worker's lane.
-    fn lane(&self) -> usize {
-        workers::current().unwrap_or(0) % self.lanes.len()
+    fn lane(&self) -> &Lane {
+        &self.lanes[workers::current().unwrap_or(0) % self.lanes.len()]
     }
 
     /// Stops the sender: copies still waiting are dropped, copies in flight get up to
@@ -246,10 +249,14 @@ impl Target {
     pub async fn shutdown(&self, deadline: Duration) {
         self.closing.cancel();
         self.tasks.close();
-        if tokio::time::timeout(deadline, self.tasks.wait())
-            .await
-            .is_err()
-        {
+        let finish = async {
+            // In-flight HTTP/2 copies keep their connection until they end.
+            for lane in &self.lanes {
+                lane.h2.close().await;
+            }
+            self.tasks.wait().await;
+        };
+        if tokio::time::timeout(deadline, finish).await.is_err() {
             tracing::debug!(target_name = %self.name, "shadow copies in flight cut off at shutdown");
             self.aborting.cancel();
             self.tasks.wait().await;

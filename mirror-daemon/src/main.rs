@@ -3,7 +3,7 @@
 //! Exit codes (from sysexits.h): 0 success, 64 bad config or usage, 69 a kernel feature is
 //! unavailable, 70 internal error, 77 missing privilege. Each fatal error is one line on stderr.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{io::Write, net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use mirror_daemon::{app, compare, config::Config, privilege};
@@ -149,9 +149,10 @@ fn current_thread_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         .map_err(|e| fatal(EX_SOFTWARE, &format!("cannot start the runtime: {e}")))
 }
 
-/// One line on stderr, whatever the log format, and the exit code.
+/// One line on stderr, whatever the log format, and the exit code (the code still, when stderr
+/// is gone).
 fn fatal(code: u8, message: &str) -> ExitCode {
-    eprintln!("mirror-daemon: {message}");
+    let _ = writeln!(std::io::stderr(), "mirror-daemon: {message}");
     ExitCode::from(code)
 }
 
@@ -164,7 +165,12 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A line that cannot be written (nobody reads stderr any more: the log collector went
+        // away) is dropped. Left on, tracing-subscriber reports the failure with `eprintln!`,
+        // which panics on the same broken stderr: at start-up the daemon died with 101, and later
+        // the task that logged died with it (the signal task: SIGTERM was then never acted on).
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -16,6 +16,14 @@ use nix::unistd::Pid;
 
 use crate::netns::Netns;
 
+/// What becomes of a program's output.
+enum Log {
+    /// Read into the log, and echoed live when `echo`.
+    Kept { echo: bool },
+    /// Not read: the pipes' read ends are closed at once.
+    Unread,
+}
+
 /// A running program, owned by the test.
 pub struct Background {
     name: String,
@@ -43,6 +51,28 @@ impl Background {
         args: &[String],
         echo: bool,
     ) -> Result<Background> {
+        Background::start(name, netns, program, args, Log::Kept { echo })
+    }
+
+    /// [`Background::spawn`] with nobody reading the program's output: its stdout and stderr
+    /// are pipes whose read ends are closed at once, so every write to them fails (`EPIPE`),
+    /// as when a log collector has gone away. The log stays empty.
+    pub fn spawn_unread(
+        name: &str,
+        netns: &Netns,
+        program: &str,
+        args: &[String],
+    ) -> Result<Background> {
+        Background::start(name, netns, program, args, Log::Unread)
+    }
+
+    fn start(
+        name: &str,
+        netns: &Netns,
+        program: &str,
+        args: &[String],
+        log_mode: Log,
+    ) -> Result<Background> {
         let mut child = Command::new("ip")
             .args(["netns", "exec", netns.name(), program])
             .args(args)
@@ -53,12 +83,20 @@ impl Background {
             .with_context(|| format!("{name}: cannot start `ip netns exec … {program}`"))?;
         let log = Arc::new(Mutex::new(String::new()));
         let (lines, stdout_lines) = mpsc::channel();
-        let echo = echo.then(|| format!("[{name} {}]", child.id()));
-        if let Some(stdout) = child.stdout.take() {
-            collect(stdout, Arc::clone(&log), Some(lines), echo.clone());
-        }
-        if let Some(stderr) = child.stderr.take() {
-            collect(stderr, Arc::clone(&log), None, echo);
+        match log_mode {
+            Log::Kept { echo } => {
+                let echo = echo.then(|| format!("[{name} {}]", child.id()));
+                if let Some(stdout) = child.stdout.take() {
+                    collect(stdout, Arc::clone(&log), Some(lines), echo.clone());
+                }
+                if let Some(stderr) = child.stderr.take() {
+                    collect(stderr, Arc::clone(&log), None, echo);
+                }
+            }
+            Log::Unread => {
+                drop(child.stdout.take());
+                drop(child.stderr.take());
+            }
         }
         Ok(Background {
             name: name.to_owned(),

@@ -401,6 +401,15 @@ pub struct Daemon {
     print_log_on_drop: bool,
 }
 
+/// Whether the harness reads the daemon's output.
+#[derive(Clone, Copy)]
+enum Output {
+    /// Kept as its log (and echoed live when [`LIVE_LOG_ENV`] is set).
+    Kept,
+    /// Nobody reads it: [`Background::spawn_unread`].
+    Unread,
+}
+
 impl Daemon {
     /// Starts the daemon in `netns` with `config` and waits until `/readyz` answers 200.
     pub fn start(binary: &Path, netns: &Netns, config: &DaemonConfig) -> Result<Daemon> {
@@ -443,6 +452,21 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// Starts the daemon in `netns` with `config`, nobody reading its log (stdout and stderr
+    /// are pipes already closed at the other end: a log collector that went away), and waits
+    /// until `/readyz` answers 200.
+    pub fn start_with_log_unread(
+        binary: &Path,
+        netns: &Netns,
+        config: &DaemonConfig,
+    ) -> Result<Daemon> {
+        let toml = config.to_toml();
+        let mut daemon =
+            Daemon::spawn_config(binary, netns, Some((&toml, config.admin)), Output::Unread)?;
+        daemon.wait_ready(READY_TIMEOUT)?;
+        Ok(daemon)
+    }
+
     /// Starts the daemon without waiting for readiness.
     pub fn spawn(binary: &Path, netns: &Netns, config: Option<&DaemonConfig>) -> Result<Daemon> {
         let text = config.map(|config| (config.to_toml(), config.admin));
@@ -460,8 +484,17 @@ impl Daemon {
         netns: &Netns,
         config: Option<(&str, SocketAddr)>,
     ) -> Result<Daemon> {
+        Daemon::spawn_config(binary, netns, config, Output::Kept)
+    }
+
+    fn spawn_config(
+        binary: &Path,
+        netns: &Netns,
+        config: Option<(&str, SocketAddr)>,
+        output: Output,
+    ) -> Result<Daemon> {
         let Some((toml, admin)) = config else {
-            return Daemon::spawn_process(binary, netns, None, DEFAULT_ADMIN.parse()?);
+            return Daemon::spawn_process(binary, netns, None, DEFAULT_ADMIN.parse()?, output);
         };
         let dir = std::env::temp_dir().join(format!(
             "{}-daemon-{}",
@@ -472,7 +505,7 @@ impl Daemon {
         let path = dir.join("config.toml");
         let spawned = std::fs::write(&path, toml)
             .map_err(anyhow::Error::from)
-            .and_then(|()| Daemon::spawn_process(binary, netns, Some(path), admin));
+            .and_then(|()| Daemon::spawn_process(binary, netns, Some(path), admin, output));
         match spawned {
             Ok(mut daemon) => {
                 daemon.config_dir = Some(dir);
@@ -493,7 +526,7 @@ impl Daemon {
         path: &Path,
         admin: SocketAddr,
     ) -> Result<Daemon> {
-        Daemon::spawn_process(binary, netns, Some(path.to_path_buf()), admin)
+        Daemon::spawn_process(binary, netns, Some(path.to_path_buf()), admin, Output::Kept)
     }
 
     fn spawn_process(
@@ -501,19 +534,24 @@ impl Daemon {
         netns: &Netns,
         config_path: Option<PathBuf>,
         admin: SocketAddr,
+        output: Output,
     ) -> Result<Daemon> {
         let mut args: Vec<String> = vec!["run".into()];
         if let Some(path) = &config_path {
             args.push("--config".into());
             args.push(path.display().to_string());
         }
-        let mut process = Background::spawn_echoing(
-            "mirror-daemon",
-            netns,
-            &binary.display().to_string(),
-            &args,
-            std::env::var_os(LIVE_LOG_ENV).is_some(),
-        )?;
+        let program = binary.display().to_string();
+        let mut process = match output {
+            Output::Kept => Background::spawn_echoing(
+                "mirror-daemon",
+                netns,
+                &program,
+                &args,
+                std::env::var_os(LIVE_LOG_ENV).is_some(),
+            )?,
+            Output::Unread => Background::spawn_unread("mirror-daemon", netns, &program, &args)?,
+        };
         // Drop prints the log with the config, below.
         process.print_log_on_panic(false);
         Ok(Daemon {

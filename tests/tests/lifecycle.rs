@@ -30,6 +30,29 @@ fn echoes(stream: std::net::TcpStream, message: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// A node with pod `a` and an echo server as its IPv4 primary.
+fn node_with_echo_primary() -> Result<(Node, Server)> {
+    let node = Node::new()?.with_pod("a")?.with_primary()?;
+    let primary = Server::echo(
+        node.primary().netns(),
+        node.primary().addr(Family::V4, INTERCEPTED_PORT),
+    )?;
+    Ok((node, primary))
+}
+
+/// Fails with what the daemon left in the node's kernel since `before`. Sysctls are outside the
+/// contract (the daemon may deliberately leave tcp_early_demux off while TIME_WAIT sockets
+/// remain, see the guide): shown, not asserted.
+fn assert_nothing_left(node: &Node, before: &KernelState) -> Result<()> {
+    let left = KernelState::capture(node.netns())?.diff(before);
+    if left.touches(SYSCTLS) {
+        eprintln!("sysctls differ after SIGTERM (not part of the contract):\n{left}");
+    }
+    let left = left.without(SYSCTLS);
+    assert!(left.is_empty(), "left behind after SIGTERM:\n{left}");
+    Ok(())
+}
+
 #[test]
 fn connections_go_direct_after_sigkill_and_are_intercepted_again_after_restart() -> Result<()> {
     let Some(binary) = require_daemon(
@@ -68,12 +91,8 @@ fn sigterm_leaves_no_kernel_state_behind() -> Result<()> {
     let Some(binary) = require_daemon("sigterm_leaves_no_kernel_state_behind") else {
         return Ok(());
     };
-    let node = Node::new()?.with_pod("a")?.with_primary()?;
+    let (node, primary) = node_with_echo_primary()?;
     let pod = node.pod("a");
-    let primary = Server::echo(
-        node.primary().netns(),
-        node.primary().addr(Family::V4, INTERCEPTED_PORT),
-    )?;
     let before = KernelState::capture(node.netns())?;
 
     let mut daemon = Daemon::start(&binary, node.netns(), &config())?;
@@ -100,16 +119,30 @@ fn sigterm_leaves_no_kernel_state_behind() -> Result<()> {
 
     let status = daemon.terminate()?;
     assert!(status.success(), "mirror-daemon exited with {status}");
-    let after = KernelState::capture(node.netns())?;
-    let left = after.diff(&before);
-    // Sysctls are outside the contract: the daemon may deliberately leave tcp_early_demux off
-    // while TIME_WAIT sockets remain (see the guide). Shown, not asserted.
-    if left.touches(SYSCTLS) {
-        eprintln!("sysctls differ after SIGTERM (not part of the contract):\n{left}");
-    }
-    let left = left.without(SYSCTLS);
-    assert!(left.is_empty(), "left behind after SIGTERM:\n{left}");
-    Ok(())
+    assert_nothing_left(&node, &before)
+}
+
+/// A daemon whose log nobody reads (stdout and stderr are pipes closed at the other end, as when
+/// the node's log collector has gone away) still starts, relays, and on SIGTERM drains and
+/// leaves the kernel as it found it: a log line that cannot be written is dropped, never the
+/// daemon's failure.
+#[test]
+fn a_daemon_whose_log_nobody_reads_runs_and_stops_on_sigterm() -> Result<()> {
+    let Some(binary) = require_daemon("a_daemon_whose_log_nobody_reads_runs_and_stops_on_sigterm")
+    else {
+        return Ok(());
+    };
+    let (node, primary) = node_with_echo_primary()?;
+    let pod = node.pod("a");
+    let before = KernelState::capture(node.netns())?;
+
+    let mut daemon = Daemon::start_with_log_unread(&binary, node.netns(), &config())?;
+    round_trip(pod, &primary, b"relayed while the log goes nowhere")?;
+    assert_eq!(daemon.intercepted()?, 1);
+
+    let status = daemon.terminate()?;
+    assert!(status.success(), "mirror-daemon exited with {status}");
+    assert_nothing_left(&node, &before)
 }
 
 /// Connections the daemon does not select, opened back to back while it starts, stops, starts

@@ -33,6 +33,22 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok((utime + stime) / ticks_per_second())
 }
 
+/// Runs every thread of `pid` under SCHED_IDLE from now on: it gets a CPU only when nothing else
+/// wants one.
+pub fn run_when_idle(pid: u32) -> Result<()> {
+    let dir = format!("/proc/{pid}/task");
+    for task in std::fs::read_dir(&dir).with_context(|| format!("cannot read {dir}"))? {
+        let tid: libc::pid_t = task?.file_name().to_string_lossy().parse()?;
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid sched_param for the call's duration.
+        if unsafe { libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("cannot set SCHED_IDLE on thread {tid} of {pid}"));
+        }
+    }
+    Ok(())
+}
+
 /// CPU seconds of several processes together.
 pub fn cpu_seconds_of(pids: &[u32]) -> Result<f64> {
     pids.iter().map(|&pid| cpu_seconds(pid)).sum()
@@ -235,6 +251,23 @@ mod tests {
         assert!(context_switches(pid)? > 0);
         assert!(peak_rss(pid)? > 0);
         assert!(loadavg() >= 0.0);
+        Ok(())
+    }
+
+    #[test]
+    fn a_process_set_to_run_when_idle_is_sched_idle() -> Result<()> {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn()?;
+        let pid = child.id();
+        // SAFETY: sched_getscheduler only reads the policy of the given pid.
+        let policy = || unsafe { libc::sched_getscheduler(pid as libc::pid_t) };
+        let before = policy();
+        let set = run_when_idle(pid);
+        let after = policy();
+        child.kill()?;
+        child.wait()?;
+        set?;
+        assert_eq!(before, libc::SCHED_OTHER);
+        assert_eq!(after, libc::SCHED_IDLE);
         Ok(())
     }
 }

@@ -424,7 +424,8 @@ fn method(settings: &Settings, options: &Options) -> String {
              counting it; the rate it actually sent is under Noise); then h2load -c{} -m{} for {:?} (closed \
              loop; throughput and the largest request time only: its per-request log would cost the client a \
              write per request). Slow h2c shadow: the harness's Python `h2` server (`tests/h2/h2_server.py \
-             --delay {}`); blackholed shadow: the same dropped port. Ratios are taken to `h2-direct`",
+             --delay {}`, under SCHED_IDLE: it runs on the bed's cores only when they are \
+             otherwise idle); blackholed shadow: the same dropped port. Ratios are taken to `h2-direct`",
             settings.rate,
             settings.rate_duration,
             plan.rps_per_client,

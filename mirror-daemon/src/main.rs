@@ -69,10 +69,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match Config::from_file(&config) {
             Ok(config) => match toml::to_string_pretty(&config) {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
+                Ok(text) => print_out(&text),
                 Err(e) => fatal(EX_SOFTWARE, &format!("cannot print the config: {e}")),
             },
             Err(e) => fatal(EX_USAGE, &e.to_string()),
@@ -132,13 +129,23 @@ fn comparisons(admin: SocketAddr, json: bool) -> ExitCode {
     };
     if json {
         match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
-            Err(e) => return fatal(EX_SOFTWARE, &format!("cannot print the report: {e}")),
+            Ok(text) => print_out(&(text + "\n")),
+            Err(e) => fatal(EX_SOFTWARE, &format!("cannot print the report: {e}")),
         }
     } else {
-        print!("{}", compare::render::render(&report));
+        print_out(&compare::render::render(&report))
     }
-    ExitCode::SUCCESS
+}
+
+/// Writes `text` to stdout. A reader that has gone (`| head`) took what it wanted: success.
+fn print_out(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            fatal(EX_SOFTWARE, &format!("cannot write to stdout: {e}"))
+        }
+        _ => ExitCode::SUCCESS,
+    }
 }
 
 /// A current-thread runtime, or the exit code of failing to start one (said on stderr).

@@ -137,3 +137,47 @@ fn comparisons_without_a_daemon_say_where_they_looked_in_one_line() {
         "{stderr}"
     );
 }
+
+/// `mirror-daemon args…` with stdout or stderr a pipe nobody reads (closed at the other end
+/// before the program starts, as under `| head` once head has what it wants): its exit code and
+/// what it wrote to the other stream.
+fn daemon_into_closed_pipe(args: &[&str], closed: Stream) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mirror-daemon"));
+    command.args(args).env_remove("RUST_LOG");
+    match closed {
+        Stream::Stdout => command.stdout(writer),
+        Stream::Stderr => command.stderr(writer),
+    };
+    let output = command.output().expect("run mirror-daemon");
+    let other = match closed {
+        Stream::Stdout => output.stderr,
+        Stream::Stderr => output.stdout,
+    };
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&other).into_owned(),
+    )
+}
+
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+#[test]
+fn output_nobody_reads_changes_no_exit_code() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mirror.toml");
+    let example = example.to_str().expect("utf8");
+    // The config printed into a closed pipe: the reader took what it wanted; no panic.
+    let (code, stderr) = daemon_into_closed_pipe(&["check", "--config", example], Stream::Stdout);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    // A config error said into a closed stderr: still the usage error's code.
+    let (code, stdout) = daemon_into_closed_pipe(
+        &["check", "--config", "/nonexistent/mirror.toml"],
+        Stream::Stderr,
+    );
+    assert_eq!(code, Some(64), "{stdout}");
+}

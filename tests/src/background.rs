@@ -17,10 +17,12 @@ use nix::unistd::Pid;
 use crate::netns::Netns;
 
 /// What becomes of a program's output.
-enum Log {
-    /// Read into the log, and echoed live when `echo`.
+#[derive(Clone, Copy, Debug)]
+pub enum Output {
+    /// Read into the log, and echoed live to stderr as `[<name> <pid>] line` when `echo`.
     Kept { echo: bool },
-    /// Not read: the pipes' read ends are closed at once.
+    /// Nobody reads it: stdout and stderr are pipes whose read ends are closed at once, so every
+    /// write to them fails (`EPIPE`), as when a log collector has gone away. The log stays empty.
     Unread,
 }
 
@@ -51,27 +53,16 @@ impl Background {
         args: &[String],
         echo: bool,
     ) -> Result<Background> {
-        Background::start(name, netns, program, args, Log::Kept { echo })
+        Background::spawn_with(name, netns, program, args, Output::Kept { echo })
     }
 
-    /// [`Background::spawn`] with nobody reading the program's output: its stdout and stderr
-    /// are pipes whose read ends are closed at once, so every write to them fails (`EPIPE`),
-    /// as when a log collector has gone away. The log stays empty.
-    pub fn spawn_unread(
+    /// [`Background::spawn`], its output kept or left unread as `output` says.
+    pub fn spawn_with(
         name: &str,
         netns: &Netns,
         program: &str,
         args: &[String],
-    ) -> Result<Background> {
-        Background::start(name, netns, program, args, Log::Unread)
-    }
-
-    fn start(
-        name: &str,
-        netns: &Netns,
-        program: &str,
-        args: &[String],
-        log_mode: Log,
+        output: Output,
     ) -> Result<Background> {
         let mut child = Command::new("ip")
             .args(["netns", "exec", netns.name(), program])
@@ -83,8 +74,8 @@ impl Background {
             .with_context(|| format!("{name}: cannot start `ip netns exec … {program}`"))?;
         let log = Arc::new(Mutex::new(String::new()));
         let (lines, stdout_lines) = mpsc::channel();
-        match log_mode {
-            Log::Kept { echo } => {
+        match output {
+            Output::Kept { echo } => {
                 let echo = echo.then(|| format!("[{name} {}]", child.id()));
                 if let Some(stdout) = child.stdout.take() {
                     collect(stdout, Arc::clone(&log), Some(lines), echo.clone());
@@ -93,7 +84,7 @@ impl Background {
                     collect(stderr, Arc::clone(&log), None, echo);
                 }
             }
-            Log::Unread => {
+            Output::Unread => {
                 drop(child.stdout.take());
                 drop(child.stderr.take());
             }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use nix::sys::signal::Signal;
 
-use crate::background::Background;
+use crate::background::{Background, Output};
 use crate::http;
 use crate::metrics::{Counters, Metrics};
 use crate::netns::Netns;
@@ -401,13 +401,11 @@ pub struct Daemon {
     print_log_on_drop: bool,
 }
 
-/// Whether the harness reads the daemon's output.
-#[derive(Clone, Copy)]
-enum Output {
-    /// Kept as its log (and echoed live when [`LIVE_LOG_ENV`] is set).
-    Kept,
-    /// Nobody reads it: [`Background::spawn_unread`].
-    Unread,
+/// The daemon's output kept as its log, echoed live when [`LIVE_LOG_ENV`] is set.
+fn kept_log() -> Output {
+    Output::Kept {
+        echo: std::env::var_os(LIVE_LOG_ENV).is_some(),
+    }
 }
 
 impl Daemon {
@@ -484,7 +482,7 @@ impl Daemon {
         netns: &Netns,
         config: Option<(&str, SocketAddr)>,
     ) -> Result<Daemon> {
-        Daemon::spawn_config(binary, netns, config, Output::Kept)
+        Daemon::spawn_config(binary, netns, config, kept_log())
     }
 
     fn spawn_config(
@@ -526,7 +524,7 @@ impl Daemon {
         path: &Path,
         admin: SocketAddr,
     ) -> Result<Daemon> {
-        Daemon::spawn_process(binary, netns, Some(path.to_path_buf()), admin, Output::Kept)
+        Daemon::spawn_process(binary, netns, Some(path.to_path_buf()), admin, kept_log())
     }
 
     fn spawn_process(
@@ -541,17 +539,13 @@ impl Daemon {
             args.push("--config".into());
             args.push(path.display().to_string());
         }
-        let program = binary.display().to_string();
-        let mut process = match output {
-            Output::Kept => Background::spawn_echoing(
-                "mirror-daemon",
-                netns,
-                &program,
-                &args,
-                std::env::var_os(LIVE_LOG_ENV).is_some(),
-            )?,
-            Output::Unread => Background::spawn_unread("mirror-daemon", netns, &program, &args)?,
-        };
+        let mut process = Background::spawn_with(
+            "mirror-daemon",
+            netns,
+            &binary.display().to_string(),
+            &args,
+            output,
+        )?;
         // Drop prints the log with the config, below.
         process.print_log_on_panic(false);
         Ok(Daemon {

@@ -154,14 +154,14 @@ impl H2Sender {
         }
     }
 
-    /// Sends one copy and counts how it went.
-    pub async fn deliver(&self, mut copy: H2Copy, place: QueuePlace, dequeued: Instant) {
+    /// Sends one copy and counts how it went; `request_timeout` runs from `submitted`.
+    pub async fn deliver(&self, mut copy: H2Copy, place: QueuePlace, submitted: Instant) {
         let mut peer = None;
         let compared = copy.compare.take();
         let mut capture = compared.as_ref().map(Capture::new);
         let mut written = None;
         let result = timeout_at(
-            dequeued + self.parts.request_timeout,
+            submitted + self.parts.request_timeout,
             self.exchange(copy, place, &mut peer, capture.as_mut(), &mut written),
         )
         .await
@@ -169,7 +169,7 @@ impl H2Sender {
         match result {
             Ok(answer) => {
                 self.parts
-                    .answered(answer.status, answer.grpc, dequeued.elapsed());
+                    .answered(answer.status, answer.grpc, submitted.elapsed());
                 if let Some(capture) = capture {
                     capture.answered(written);
                 }

@@ -215,13 +215,13 @@ impl Target {
         let lane = self.lane();
         let h2 = lane.h2.clone();
         let aborting = self.aborting.clone();
-        let dequeued = Instant::now();
+        let submitted = Instant::now();
         self.tasks.spawn_on(
             async move {
                 tokio::select! {
                     biased;
                     () = aborting.cancelled() => {}
-                    () = h2.deliver(copy, place, dequeued) => {}
+                    () = h2.deliver(copy, place, submitted) => {}
                 }
             },
             &lane.runtime,

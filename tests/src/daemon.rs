@@ -266,6 +266,8 @@ pub struct DaemonConfig {
     pub watchdog_timeout: Option<String>,
     pub rules: Vec<InterceptRule>,
     pub connect_timeout: Option<String>,
+    /// `relay.workers` (`None`: the daemon's default, one per CPU).
+    pub workers: Option<usize>,
     pub drain_timeout: Option<String>,
     pub admin: SocketAddr,
     pub shadow_targets: Vec<ShadowTarget>,
@@ -279,6 +281,7 @@ impl Default for DaemonConfig {
             watchdog_timeout: None,
             rules: Vec::new(),
             connect_timeout: None,
+            workers: None,
             drain_timeout: None,
             admin: DEFAULT_ADMIN.parse().unwrap_or_else(|_| unreachable!()),
             shadow_targets: Vec::new(),
@@ -313,6 +316,12 @@ impl DaemonConfig {
     /// Sets the watchdog timeout (humantime, `"0s"` disables).
     pub fn watchdog_timeout(mut self, timeout: &str) -> DaemonConfig {
         self.watchdog_timeout = Some(timeout.to_owned());
+        self
+    }
+
+    /// Sets `relay.workers`: how many worker threads carry the connections.
+    pub fn workers(mut self, workers: usize) -> DaemonConfig {
+        self.workers = Some(workers);
         self
     }
 
@@ -361,6 +370,9 @@ impl DaemonConfig {
         text.push_str("\n[relay]\n");
         if let Some(timeout) = &self.connect_timeout {
             let _ = writeln!(text, "connect_timeout = {}", toml_string(timeout));
+        }
+        if let Some(workers) = self.workers {
+            let _ = writeln!(text, "workers = {workers}");
         }
         text.push_str("\n[shutdown]\n");
         if let Some(timeout) = &self.drain_timeout {
@@ -804,6 +816,9 @@ mod tests {
     fn config_is_valid_toml_of_the_documented_shape() -> Result<()> {
         let config = DaemonConfig::intercepting_primary(&[8080, 80]).drain_timeout("3s");
         let value: toml::Table = toml::from_str(&config.to_toml())?;
+        assert!(value["relay"].get("workers").is_none(), "{value}");
+        let one_worker: toml::Table = toml::from_str(&config.clone().workers(1).to_toml())?;
+        assert_eq!(one_worker["relay"]["workers"].as_integer(), Some(1));
         let rules = value["interception"]["rules"]
             .as_array()
             .context("rules is not an array")?;

@@ -1,7 +1,7 @@
-//! `cargo xtask bench` and `cargo xtask restart-bench`: setup (as for the demo, plus wrk and
-//! nginx from Debian; the setup already brings h2load and the Python venv the HTTP/2 scenarios
-//! and the restart bench's sessions use), build the daemon, then run a node-level bench against
-//! it. Neither is part of `cargo xtask test`.
+//! `cargo xtask bench` and `cargo xtask restart-bench`: setup (as for the demo, plus wrk, nginx
+//! and valgrind from Debian; the setup already brings h2load and the Python venv the HTTP/2
+//! scenarios and the restart bench's sessions use), build the daemon, then run a node-level bench
+//! against it. Neither is part of `cargo xtask test`.
 //!
 //! - `bench` (`mirror-tests --bin bench`): the daemon's cost on the primary path. It prints a
 //!   markdown report and writes it to `target/bench/results-<date>.md`, with its pictures beside
@@ -26,6 +26,9 @@ const BENCH_TOOLS: &[(&str, &str)] = &[
     ("wrk", "wrk"),
     ("nginx", "nginx"),
     ("taskset", "util-linux"),
+    // `bench --instructions` runs the daemon under callgrind.
+    ("valgrind", "valgrind"),
+    ("callgrind_control", "valgrind"),
 ];
 
 /// The two benches, by the harness binary that runs each.
@@ -61,8 +64,9 @@ pub fn run(bench: Bench, args: &[OsString]) -> Result<()> {
     cmd::run(&mut cargo)
 }
 
-/// Installs wrk and nginx when missing. The bench runs nginx with its own configuration in its
-/// own namespaces; the distribution's nginx service is neither used nor touched.
+/// Installs wrk, nginx and valgrind when missing. The bench runs nginx with its own
+/// configuration in its own namespaces; the distribution's nginx service is neither used nor
+/// touched.
 fn install_bench_tools() -> Result<()> {
     let dirs = cmd::system_dirs();
     let mut missing: Vec<&str> = BENCH_TOOLS

@@ -35,6 +35,7 @@ use mirror_tests::h2c::{H2Options, H2Server};
 use mirror_tests::node::{Family, Node, SHADOW_V4};
 use mirror_tests::{Behaviour, ShadowServer};
 
+use super::callgrind::Callgrind;
 use super::load::{self, ConstantRate, H2Rate, H2Saturation, LoadResult, Mode, Wrk};
 use super::nginx::{self, MirrorTo, Nginx, Role, ShadowAnswer};
 use super::procstat::{self, MachineCpu};
@@ -235,6 +236,14 @@ impl Scenario {
         }
     }
 
+    /// Whether the daemon is the proxy under test (not direct, not nginx).
+    pub fn runs_the_daemon(self) -> bool {
+        !matches!(
+            self,
+            Scenario::Direct | Scenario::H2Direct | Scenario::NginxMirror | Scenario::NginxDegraded
+        )
+    }
+
     /// Whether the primary and the shadow answer the JSON document (on [`JSON_PORT`]).
     pub fn serves_json(self) -> bool {
         Scenario::COMPARE.contains(&self)
@@ -260,6 +269,11 @@ pub struct Settings {
     pub shadow_answer: ShadowAnswer,
     pub daemon: PathBuf,
     pub work_dir: PathBuf,
+    /// Count the daemon's instructions under callgrind (`--instructions`): the fixed-rate
+    /// phases only.
+    pub callgrind: Option<Callgrind>,
+    /// The daemon's `relay.workers` (`None`: its default, one per core).
+    pub daemon_workers: Option<usize>,
 }
 
 impl Settings {
@@ -450,12 +464,24 @@ impl Bed {
         }
         let mut phases = Vec::new();
         let mut rss = Vec::new();
-        for kind in [Kind::Rate, Kind::Saturation] {
+        let kinds: &[Kind] = if settings.callgrind.is_some() {
+            &[Kind::Rate]
+        } else {
+            &[Kind::Rate, Kind::Saturation]
+        };
+        for &kind in kinds {
             let sampler = RssSampler::start(proxy.pids());
             for &mode in scenario.modes() {
                 let before = (proxy.cpu_seconds(), self.delivered(), MachineCpu::now());
                 let switches_before = proxy.context_switches();
                 let bed_before = self.bed_cpu_seconds();
+                let counting = match (&settings.callgrind, &proxy) {
+                    (Some(callgrind), Proxy::Daemon(daemon)) => {
+                        callgrind.start(daemon.pid())?;
+                        Some((callgrind, daemon.pid()))
+                    }
+                    _ => None,
+                };
                 let load = Load {
                     protocol: scenario.protocol(),
                     kind,
@@ -476,6 +502,11 @@ impl Bed {
                 if scenario.copies_per_request() > 0 {
                     self.settle(Duration::from_secs(1));
                 }
+                // Counted until the last copies are answered, as the CPU is.
+                let instructions = counting
+                    .map(|(callgrind, pid)| callgrind.stop(pid))
+                    .transpose()
+                    .context("counting the daemon's instructions")?;
                 let proxy_cpu = proxy.cpu_seconds() - before.0;
                 let proxy_switches = proxy.context_switches().saturating_sub(switches_before);
                 let delivered = self.delivered().saturating_sub(before.1);
@@ -490,6 +521,7 @@ impl Bed {
                     shadow_cpu: bed.shadow,
                     copies_expected: 0,
                     copies_delivered: delivered,
+                    instructions,
                     machine_busy,
                     others_busy: others_busy(
                         machine_busy,
@@ -630,6 +662,8 @@ pub struct Phase {
     pub shadow_cpu: f64,
     pub copies_expected: u64,
     pub copies_delivered: u64,
+    /// Instructions the daemon executed during the phase, when counted (`--instructions`).
+    pub instructions: Option<u64>,
     /// Share of the machine's CPUs busy during the phase (everything, ours and others').
     pub machine_busy: f64,
     /// Share of the machine's CPUs busy with anything but the bed during the phase: the competition
@@ -749,8 +783,15 @@ impl Proxy {
         };
         let healthy = mirror_to(&[("healthy", healthy_port)]);
         let degraded = mirror_to(&[("slow", slow_port), ("blackhole", BLACKHOLE_PORT)]);
-        let daemon = |config: DaemonConfig| -> Result<Proxy> {
-            let mut daemon = Daemon::start(&settings.daemon, bed.node.netns(), &config)?;
+        let daemon = |mut config: DaemonConfig| -> Result<Proxy> {
+            if let Some(workers) = settings.daemon_workers {
+                config = config.workers(workers);
+            }
+            let binary = settings
+                .callgrind
+                .as_ref()
+                .map_or(&settings.daemon, |callgrind| &callgrind.launcher);
+            let mut daemon = Daemon::start(binary, bed.node.netns(), &config)?;
             daemon.print_log_on_drop(false);
             Ok(Proxy::Daemon(daemon))
         };

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use mirror_tests::environment::{daemon_binary, require_daemon, workspace};
 
+use bench::callgrind::{self, Callgrind};
 use bench::nginx::ShadowAnswer;
 use bench::report::Results;
 use bench::scenario::{self, Bed, Kind, Protocol, Scenario, Settings};
@@ -48,6 +49,8 @@ usage: bench [options]
   --rate-connections N  client threads/connections at the fixed rate (default 8)
   --warmup S            seconds of unmeasured wrk load at the start of each run (default 1)
   --nginx-workers N     worker processes of the nginx proxy (default 2, one per core)
+  --workers N           the daemon's worker threads, relay.workers (default: its own, one per
+                        core)
   --shadow-answer A     what the healthy shadow answers: text (default: 200 with a 10-byte body;
                         nginx's HTTP/2 sends it in two segments) or empty (204, one segment
                         for HTTP/1.1 and HTTP/2 alike)
@@ -55,11 +58,22 @@ usage: bench [options]
   --wait-quiet S        wait up to S seconds for the 1-minute load average to fall below
                         --max-load before starting (default 0: start at once, report the noise)
   --max-load L          (default 1.0)
+  --instructions        count the daemon's instructions per request instead of timing it: the
+                        daemon runs under callgrind (Debian's valgrind), only the fixed-rate
+                        phases run, at --rate 200 unless given, and the report is the count per
+                        request and its ratios (default scenarios then
+                        intercept,mirror,h2-intercept,h2-mirror; daemon scenarios only)
   --out DIR             where results-<date>.md and its pictures go
                         (default <workspace>/target/bench)";
 
+/// The fixed rate under `--instructions` unless given: what the daemon keeps up with under
+/// callgrind on this bed.
+const INSTRUCTIONS_RATE: f64 = 200.0;
+
 struct Options {
     scenarios: Vec<Scenario>,
+    /// `--instructions`: count instructions under callgrind instead of timing.
+    instructions: bool,
     reps: usize,
     wait_quiet: Duration,
     max_load: f64,
@@ -69,7 +83,8 @@ struct Options {
 
 fn parse_args() -> Result<Options> {
     let mut options = Options {
-        scenarios: Scenario::HTTP1.to_vec(),
+        scenarios: Vec::new(),
+        instructions: false,
         reps: 3,
         wait_quiet: Duration::ZERO,
         max_load: 1.0,
@@ -88,8 +103,12 @@ fn parse_args() -> Result<Options> {
             shadow_answer: ShadowAnswer::Text,
             daemon: daemon_binary(),
             work_dir: std::env::temp_dir().join(format!("mirror-bench-{}", std::process::id())),
+            callgrind: None,
+            daemon_workers: None,
         },
     };
+    let mut rate_given = false;
+    let mut scenarios_given = false;
     let mut args = std::env::args().skip(1);
     let seconds = |value: String| -> Result<Duration> {
         Ok(Duration::from_secs_f64(value.parse::<f64>().with_context(
@@ -100,6 +119,7 @@ fn parse_args() -> Result<Options> {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--scenarios" => {
+                scenarios_given = true;
                 options.scenarios = Vec::new();
                 for key in value()?.split(',') {
                     let group = Scenario::parse_group(key.trim())
@@ -113,7 +133,11 @@ fn parse_args() -> Result<Options> {
                 }
             }
             "--reps" => options.reps = value()?.parse()?,
-            "--rate" => options.settings.rate = value()?.parse()?,
+            "--rate" => {
+                rate_given = true;
+                options.settings.rate = value()?.parse()?;
+            }
+            "--instructions" => options.instructions = true,
             "--rate-duration" => options.settings.rate_duration = seconds(value()?)?,
             "--duration" => options.settings.saturation_duration = seconds(value()?)?,
             "--connections" => options.settings.wrk_connections = value()?.parse()?,
@@ -122,6 +146,7 @@ fn parse_args() -> Result<Options> {
             "--rate-connections" => options.settings.rate_connections = value()?.parse()?,
             "--warmup" => options.settings.warmup = seconds(value()?)?,
             "--nginx-workers" => options.settings.nginx_workers = value()?.parse()?,
+            "--workers" => options.settings.daemon_workers = Some(value()?.parse()?),
             "--shadow-answer" => {
                 let text = value()?;
                 options.settings.shadow_answer = ShadowAnswer::parse(&text)
@@ -136,6 +161,29 @@ fn parse_args() -> Result<Options> {
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    if !scenarios_given {
+        options.scenarios = if options.instructions {
+            vec![
+                Scenario::Intercept,
+                Scenario::Mirror,
+                Scenario::H2Intercept,
+                Scenario::H2Mirror,
+            ]
+        } else {
+            Scenario::HTTP1.to_vec()
+        };
+    }
+    if options.instructions {
+        if !rate_given {
+            options.settings.rate = INSTRUCTIONS_RATE;
+        }
+        if let Some(other) = options.scenarios.iter().find(|s| !s.runs_the_daemon()) {
+            bail!(
+                "--instructions counts the daemon's instructions: {} does not run it",
+                other.key()
+            );
         }
     }
     if options.scenarios.is_empty() || options.reps == 0 {
@@ -170,6 +218,9 @@ fn run() -> Result<()> {
     if http2 {
         tools.push("h2load");
     }
+    if options.instructions {
+        tools.extend(callgrind::TOOLS);
+    }
     for tool in tools {
         if Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
@@ -185,6 +236,15 @@ fn run() -> Result<()> {
     settings.daemon = settings.work_dir.join("mirror-daemon");
     std::fs::copy(&daemon, &settings.daemon)
         .with_context(|| format!("cannot copy {}", daemon.display()))?;
+    if options.instructions {
+        // Kept beside the report, for callgrind_annotate.
+        let dumps = options.out.join("callgrind");
+        settings.callgrind = Some(Callgrind::prepare(&settings.daemon, &dumps)?);
+        eprintln!(
+            "bench: counting the daemon's instructions under callgrind (dumps in {})",
+            dumps.display()
+        );
+    }
     wait_for_quiet(options.wait_quiet, options.max_load);
     let competing_at_start = procstat::competing_processes();
     let started = Instant::now();
@@ -218,6 +278,18 @@ fn run() -> Result<()> {
         runs: &runs,
         scenarios: &options.scenarios,
     };
+    let stem = format!("results-{}", now_for_file());
+    std::fs::create_dir_all(&options.out)?;
+    if options.instructions {
+        return write_instructions_report(
+            &results,
+            &settings,
+            &options,
+            &environment,
+            started,
+            &stem,
+        );
+    }
     let mut report = String::new();
     let _ = writeln!(report, "## Bench results\n");
     let _ = writeln!(report, "{environment}\n");
@@ -225,8 +297,6 @@ fn run() -> Result<()> {
     report.push('\n');
     report.push_str(&results.goals(settings.rate));
     // Named before writing: the report links its pictures by name.
-    let stem = format!("results-{}", now_for_file());
-    std::fs::create_dir_all(&options.out)?;
     let (pictures, written) =
         plots::write_beside(&plots::draw(&results, settings.rate), &options.out, &stem);
     report.push('\n');
@@ -257,12 +327,72 @@ fn run() -> Result<()> {
     Ok(())
 }
 
+/// `--instructions`: the instruction counts and how they were taken, printed and written to
+/// `<stem>-instructions.md`.
+fn write_instructions_report(
+    results: &Results<'_>,
+    settings: &Settings,
+    options: &Options,
+    environment: &str,
+    started: Instant,
+    stem: &str,
+) -> Result<()> {
+    let mut report = String::from("## Bench results: the daemon's instructions\n\n");
+    let _ = writeln!(report, "{environment}\n");
+    report.push_str(&results.instructions_table(settings.rate));
+    let _ = writeln!(
+        report,
+        "\n### Method\n\n\
+         - scenarios, in run order, repeated {} times: {}\n\
+         - each run starts the daemon afresh under callgrind (`valgrind --tool=callgrind \
+         --instr-atstart=no`), warms up for {:?} (not counted), then runs each fixed-rate phase \
+         ({:.0} req/s for {:?}; HTTP/1.1 keep-alive and with a new connection per request, HTTP/2 \
+         with h2load, keep-alive) with instrumentation switched on from the phase's start until \
+         its last copies are answered; every thread of the daemon is counted, and the count is \
+         divided by the requests completed\n\
+         - healthy shadow answering {}; no saturation phases (the daemon runs some 20 to 50 times \
+         slower under callgrind, so latency and CPU time are not measured)\n\
+         - daemon: {}\n\
+         - {} runs in {:.0} s",
+        options.reps,
+        options
+            .scenarios
+            .iter()
+            .map(|s| format!("`{}`", s.key()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        settings.warmup,
+        settings.rate,
+        settings.rate_duration,
+        settings.shadow_answer.describe(),
+        settings.daemon_workers.map_or_else(
+            || "its default workers, one per core".to_owned(),
+            |n| format!("{n} worker thread(s) (`--workers`)")
+        ),
+        results.runs.len(),
+        started.elapsed().as_secs_f64(),
+    );
+    println!("{report}");
+    let path = options.out.join(format!("{stem}-instructions.md"));
+    std::fs::write(&path, &report).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("bench: written to {}", path.display());
+    Ok(())
+}
+
 fn summary(run: &scenario::Run) -> String {
     let mut parts = Vec::new();
     for phase in &run.phases {
-        let text = match phase.kind {
-            Kind::Rate => format!("{} p99 {:.0} µs", phase.mode.label(), phase.load.p99),
-            Kind::Saturation => format!("{} {:.0} req/s", phase.mode.label(), phase.load.rps()),
+        let text = match (phase.kind, phase.instructions) {
+            (Kind::Rate, Some(count)) => format!(
+                "{} {:.1} k instructions / req ({} req)",
+                phase.mode.label(),
+                count as f64 / 1000.0 / phase.load.completed.max(1) as f64,
+                phase.load.completed
+            ),
+            (Kind::Rate, None) => format!("{} p99 {:.0} µs", phase.mode.label(), phase.load.p99),
+            (Kind::Saturation, _) => {
+                format!("{} {:.0} req/s", phase.mode.label(), phase.load.rps())
+            }
         };
         parts.push(text);
     }
@@ -440,8 +570,12 @@ fn method(settings: &Settings, options: &Options) -> String {
     let _ = writeln!(
         out,
         "- nginx proxy: {} workers, keep-alive upstream pools (its best set-up), in the node namespace at the \
-         pod's gateway address; the daemon runs with its defaults (tokio, one worker per core)",
-        settings.nginx_workers
+         pod's gateway address; the daemon runs with its defaults, {}",
+        settings.nginx_workers,
+        settings.daemon_workers.map_or_else(
+            || "one worker (a current-thread tokio runtime) per core".to_owned(),
+            |n| format!("except {n} worker thread(s) (`--workers`)")
+        )
     );
     let _ = writeln!(
         out,

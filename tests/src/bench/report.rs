@@ -1154,12 +1154,9 @@ impl Results<'_> {
     }
 }
 
-/// The daemon's instructions per completed request; NaN when not counted.
+/// The daemon's instructions per completed request; NaN (left out of spreads) when not counted.
 fn instructions_per_request(phase: &Phase) -> f64 {
-    match phase.instructions {
-        Some(count) if phase.load.completed > 0 => count as f64 / phase.load.completed as f64,
-        _ => f64::NAN,
-    }
+    phase.instructions_per_request().unwrap_or(f64::NAN)
 }
 
 fn cpu_us_per_request(phase: &Phase) -> f64 {

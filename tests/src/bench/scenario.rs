@@ -671,6 +671,14 @@ pub struct Phase {
     pub others_busy: f64,
 }
 
+impl Phase {
+    /// The daemon's instructions per completed request, when counted.
+    pub fn instructions_per_request(&self) -> Option<f64> {
+        let count = self.instructions?;
+        (self.load.completed > 0).then(|| count as f64 / self.load.completed as f64)
+    }
+}
+
 /// The machine's busy share less the bed's own share (its CPU seconds over all the cores' seconds).
 fn others_busy(machine_busy: f64, bed_cpu: f64, cpu_seconds: f64) -> f64 {
     if cpu_seconds <= 0.0 {

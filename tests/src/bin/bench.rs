@@ -382,11 +382,11 @@ fn write_instructions_report(
 fn summary(run: &scenario::Run) -> String {
     let mut parts = Vec::new();
     for phase in &run.phases {
-        let text = match (phase.kind, phase.instructions) {
-            (Kind::Rate, Some(count)) => format!(
+        let text = match (phase.kind, phase.instructions_per_request()) {
+            (Kind::Rate, Some(per_request)) => format!(
                 "{} {:.1} k instructions / req ({} req)",
                 phase.mode.label(),
-                count as f64 / 1000.0 / phase.load.completed.max(1) as f64,
+                per_request / 1000.0,
                 phase.load.completed
             ),
             (Kind::Rate, None) => format!("{} p99 {:.0} µs", phase.mode.label(), phase.load.p99),

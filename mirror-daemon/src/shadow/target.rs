@@ -216,14 +216,16 @@ impl Target {
         let h2 = lane.h2.clone();
         let aborting = self.aborting.clone();
         let submitted = Instant::now();
+        // Boxed: the delivery's state machine runs to a few kilobytes, which the task's cell
+        // would otherwise copy in when spawned and again at each change of stage.
         self.tasks.spawn_on(
-            async move {
+            Box::pin(async move {
                 tokio::select! {
                     biased;
                     () = aborting.cancelled() => {}
                     () = h2.deliver(copy, place, submitted) => {}
                 }
-            },
+            }),
             &lane.runtime,
         );
         Ok(())

@@ -420,33 +420,92 @@ const fn build_huffman_table() -> HuffmanTable {
     table
 }
 
+/// The shortest code (RFC 7541 Appendix B: `0`, `1`, `2`, `a`, `c`, `e`, ...).
+const MIN_CODE_LEN: usize = 5;
+
+/// Every code of at most 8 bits, by the byte that starts with it: its symbol and length (0 for a
+/// byte that starts a longer code).
+const SHORT_CODES: [(u8, u8); 256] = build_short_codes();
+
+const fn build_short_codes() -> [(u8, u8); 256] {
+    let mut table = [(0u8, 0u8); 256];
+    let mut len = MIN_CODE_LEN;
+    while len <= 8 {
+        let mut rank = 0;
+        while rank < HUFFMAN.count[len] {
+            let symbol = HUFFMAN.symbols[HUFFMAN.offset[len] as usize + rank as usize] as u8;
+            let first = ((HUFFMAN.first_code[len] + rank) << (8 - len)) as usize;
+            let mut byte = first;
+            while byte < first + (1 << (8 - len)) {
+                table[byte] = (symbol, len as u8);
+                byte += 1;
+            }
+            rank += 1;
+        }
+        len += 1;
+    }
+    table
+}
+
 /// Decodes a Huffman-coded string (section 5.2), appending to `out`. EOS in the string, and
 /// padding longer than 7 bits or not all ones, are errors.
+///
+/// The input goes through a 64-bit window that always holds a whole code (at most 30 bits)
+/// while input remains. A code of up to 8 bits (the letters, digits and common punctuation) is
+/// read from [`SHORT_CODES`] with the window's next byte; a longer one is found by trying its
+/// length from 9 bits up against the canonical code's ranges.
 fn huffman_decode(input: &[u8], out: &mut Vec<u8>) -> Result<(), TunnelReason> {
-    let mut code = 0u32;
-    let mut len = 0usize;
-    for &byte in input {
-        for shift in (0..8).rev() {
-            code = (code << 1) | u32::from((byte >> shift) & 1);
-            len += 1;
+    out.reserve(input.len() * 8 / MIN_CODE_LEN);
+    let mut bytes = input.iter();
+    // The `pending` lowest bits of `window` are the input not decoded yet.
+    let mut window = 0u64;
+    let mut pending = 0usize;
+    loop {
+        while pending <= 56 {
+            let Some(&byte) = bytes.next() else { break };
+            window = (window << 8) | u64::from(byte);
+            pending += 8;
+        }
+        let mut len = MIN_CODE_LEN;
+        if pending >= 8 {
+            let (symbol, short_len) = SHORT_CODES[((window >> (pending - 8)) & 0xff) as usize];
+            if short_len != 0 {
+                out.push(symbol);
+                pending -= usize::from(short_len);
+                window &= (1 << pending) - 1;
+                continue;
+            }
+            len = 9;
+        }
+        let index = loop {
+            if len > pending {
+                // The input ends within a code: what is left must be padding, the most
+                // significant bits of EOS (all ones), at most 7 of them.
+                let rest = window & ((1 << pending) - 1);
+                return if pending <= 7 && rest == (1 << pending) - 1 {
+                    Ok(())
+                } else {
+                    Err(TunnelReason::HpackInvalidHuffman)
+                };
+            }
+            let code = (window >> (pending - len)) as u32;
             let index = code.wrapping_sub(HUFFMAN.first_code[len]);
             if index < HUFFMAN.count[len] {
-                let symbol = HUFFMAN.symbols[usize::from(HUFFMAN.offset[len]) + index as usize];
-                let Ok(symbol) = u8::try_from(symbol) else {
-                    return Err(TunnelReason::HpackInvalidHuffman);
-                };
-                out.push(symbol);
-                code = 0;
-                len = 0;
-            } else if len == MAX_CODE_LEN {
+                break usize::from(HUFFMAN.offset[len]) + index as usize;
+            }
+            if len == MAX_CODE_LEN {
                 return Err(TunnelReason::HpackInvalidHuffman);
             }
-        }
+            len += 1;
+        };
+        // EOS (256) is the only symbol that is not a byte.
+        let Ok(symbol) = u8::try_from(HUFFMAN.symbols[index]) else {
+            return Err(TunnelReason::HpackInvalidHuffman);
+        };
+        out.push(symbol);
+        pending -= len;
+        window &= (1 << pending) - 1;
     }
-    if len > 7 || code != (1 << len) - 1 {
-        return Err(TunnelReason::HpackInvalidHuffman);
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -516,6 +575,50 @@ pub(super) mod tests {
         assert_eq!(code_of(0), (0x1ff8, 13));
         assert_eq!(code_of(255), (0x3ffffee, 26));
         assert_eq!(code_of(256), (0x3fffffff, 30));
+    }
+
+    /// Every byte, alone and in one long string (which crosses the decoder's 64-bit window at
+    /// every alignment), encoded with the code of Appendix B and then decoded.
+    #[test]
+    fn huffman_decodes_every_byte_at_every_alignment() {
+        let encode = |text: &[u8]| {
+            let (mut bits, mut len, mut out) = (0u64, 0usize, Vec::new());
+            for &byte in text {
+                let symbol = u16::from(byte);
+                let code_len = HUFFMAN_CODE_LENGTHS[usize::from(symbol)] as usize;
+                let rank = HUFFMAN.symbols[usize::from(HUFFMAN.offset[code_len])..]
+                    .iter()
+                    .position(|&s| s == symbol)
+                    .expect("placed");
+                bits = (bits << code_len) | u64::from(HUFFMAN.first_code[code_len] + rank as u32);
+                len += code_len;
+                while len >= 8 {
+                    out.push((bits >> (len - 8)) as u8);
+                    len -= 8;
+                    bits &= (1 << len) - 1;
+                }
+            }
+            if len > 0 {
+                // Padding: the most significant bits of EOS.
+                out.push(((bits << (8 - len)) | ((1 << (8 - len)) - 1)) as u8);
+            }
+            out
+        };
+        for byte in 0..=u8::MAX {
+            let mut out = Vec::new();
+            huffman_decode(&encode(&[byte]), &mut out).expect("one byte");
+            assert_eq!(out, [byte]);
+        }
+        let text: Vec<u8> = (0..4)
+            .flat_map(|_| 0..=u8::MAX)
+            .chain(*b"www.example.com")
+            .collect();
+        for start in 0..40 {
+            let mut out = b"kept".to_vec();
+            huffman_decode(&encode(&text[start..]), &mut out).expect("long string");
+            assert_eq!(&out[..4], b"kept");
+            assert_eq!(&out[4..], &text[start..]);
+        }
     }
 
     #[test]

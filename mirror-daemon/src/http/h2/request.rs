@@ -5,9 +5,13 @@
 //! where the RFC asks more than h2 checks, it says so at the rule.
 //!
 //! Field names and values are `http::HeaderName` / `http::HeaderValue` in the order sent, so a
-//! copy can be re-encoded by an HTTP/2 client without another parse.
+//! copy can be re-encoded by an HTTP/2 client without another parse. A section's values (and a
+//! request's `:scheme`, `:authority` and `:path`) share one buffer: one allocation per section,
+//! not one per value, and cloning one for a copy only counts a reference.
 
-use bytes::Bytes;
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Uri};
@@ -50,10 +54,6 @@ impl FieldList {
     /// Takes the fields out, in order.
     pub fn into_vec(self) -> Vec<(HeaderName, HeaderValue)> {
         self.0
-    }
-
-    pub(super) fn push(&mut self, name: HeaderName, value: HeaderValue) {
-        self.0.push((name, value));
     }
 }
 
@@ -239,17 +239,21 @@ impl SkipReason {
 /// against its limit, and the first reason to skip the stream.
 #[derive(Debug)]
 pub(super) struct Section {
-    pub(super) fields: FieldList,
+    /// The regular fields so far: each name, and where its value lies in `values`.
+    fields: Vec<(HeaderName, Range<usize>)>,
+    /// The values kept so far, one after another (bounded by `max_size`, which counts them).
+    values: BytesMut,
     /// RFC 9113 section 6.5.2 size so far (32 + name + value per field).
     size: usize,
     max_size: usize,
-    pub(super) error: Option<SkipReason>,
+    error: Option<SkipReason>,
 }
 
 impl Section {
     pub(super) fn new(max_size: usize) -> Self {
         Self {
-            fields: FieldList::default(),
+            fields: Vec::new(),
+            values: BytesMut::new(),
             size: 0,
             max_size,
             error: None,
@@ -272,17 +276,95 @@ impl Section {
 
     pub(super) fn fail(&mut self, reason: SkipReason) {
         self.error = Some(reason);
-        self.fields = FieldList::default();
+        self.fields = Vec::new();
+        self.values = BytesMut::new();
     }
+
+    /// Whether a regular field came already (pseudo-headers must come before).
+    pub(super) fn has_fields(&self) -> bool {
+        !self.fields.is_empty()
+    }
+
+    /// Keeps `value` (admitted) in the section's buffer; returns where it lies.
+    pub(super) fn keep(&mut self, value: &[u8]) -> Range<usize> {
+        if self.values.capacity() == 0 {
+            self.values.reserve(VALUES_CAPACITY);
+        }
+        let start = self.values.len();
+        self.values.extend_from_slice(value);
+        start..self.values.len()
+    }
+
+    /// Takes an admitted regular field, as HTTP/2 allows it (RFC 9113 section 8.2): a lowercase
+    /// token name, a value `http::HeaderValue` accepts, and not connection-specific.
+    ///
+    /// gRPC's "true binary" metadata is the exception: a `-bin` value starting with a NUL byte is
+    /// the raw value (a grpc-core extension two peers negotiate with SETTINGS 0xFE03, which the
+    /// client saw in the primary's SETTINGS). It is kept base64-encoded, the form every gRPC peer
+    /// takes: the copy goes over the daemon's own connection, which never negotiates the
+    /// extension.
+    pub(super) fn regular(&mut self, name: &[u8], value: &[u8]) -> Result<(), SkipReason> {
+        // `from_lowercase` refuses uppercase, as HTTP/2 does, and accepts what h2's server
+        // accepts (it is what h2 uses), which is a little more than `from_bytes` (`"`, for
+        // example).
+        let name = HeaderName::from_lowercase(name).map_err(|_| SkipReason::InvalidField)?;
+        let range = match value.split_first() {
+            Some((0, raw)) if name.as_str().ends_with("-bin") => {
+                use base64::Engine as _;
+                self.keep(
+                    base64::engine::general_purpose::STANDARD_NO_PAD
+                        .encode(raw)
+                        .as_bytes(),
+                )
+            }
+            _ if !value.iter().all(|&b| is_value_byte(b)) => return Err(SkipReason::InvalidField),
+            _ => self.keep(value),
+        };
+        if is_connection_specific(&name, &self.values[range.clone()]) {
+            return Err(SkipReason::ConnectionSpecificField);
+        }
+        self.fields.push((name, range));
+        Ok(())
+    }
+
+    /// The fields in order, and the buffer of every value kept (to slice pseudo-headers from);
+    /// or why the section failed.
+    pub(super) fn finish(self) -> Result<(FieldList, Bytes), SkipReason> {
+        if let Some(reason) = self.error {
+            return Err(reason);
+        }
+        let values = self.values.freeze();
+        let fields = self
+            .fields
+            .into_iter()
+            .map(|(name, range)| {
+                // Checked in `regular`; `from_maybe_shared` checks again and does not copy.
+                let value = HeaderValue::from_maybe_shared(values.slice(range))
+                    .map_err(|_| SkipReason::InvalidField)?;
+                Ok((name, value))
+            })
+            .collect::<Result<_, SkipReason>>()?;
+        Ok((FieldList(fields), values))
+    }
+}
+
+/// The first reservation of a section's value buffer, enough for a typical gRPC request's values
+/// (it grows as needed, up to `max_header_bytes`).
+const VALUES_CAPACITY: usize = 256;
+
+/// A byte `http::HeaderValue` accepts in a value: visible ASCII, space, tab, and obs-text.
+fn is_value_byte(b: u8) -> bool {
+    (b >= 32 && b != 127) || b == b'\t'
 }
 
 /// Collects a request's decoded fields, checking them as they come.
 #[derive(Debug)]
 pub struct RequestBuilder {
     method: Option<Method>,
-    scheme: Option<Bytes>,
-    authority: Option<Bytes>,
-    path: Option<Bytes>,
+    /// Where `:scheme`, `:authority` and `:path` lie in the section's buffer.
+    scheme: Option<Range<usize>>,
+    authority: Option<Range<usize>>,
+    path: Option<Range<usize>>,
     protocol: bool,
     section: Section,
 }
@@ -311,11 +393,9 @@ impl RequestBuilder {
 
     fn take(&mut self, name: &[u8], value: &[u8]) -> Result<(), SkipReason> {
         let Some(pseudo) = name.strip_prefix(b":") else {
-            let (name, value) = regular_field(name, value)?;
-            self.section.fields.push(name, value);
-            return Ok(());
+            return self.section.regular(name, value);
         };
-        if !self.section.fields.is_empty() {
+        if self.section.has_fields() {
             return Err(SkipReason::InvalidPseudoHeader);
         }
         let slot = match pseudo {
@@ -347,33 +427,32 @@ impl RequestBuilder {
         if std::str::from_utf8(value).is_err() {
             return Err(SkipReason::InvalidTarget);
         }
-        *slot = Some(Bytes::copy_from_slice(value));
+        *slot = Some(self.section.keep(value));
         Ok(())
     }
 
     /// The request head, or why the stream is not one to describe. `end_stream`: the HEADERS
     /// frame ended the stream.
     pub fn finish(self, end_stream: bool) -> Result<RequestHead, SkipReason> {
-        if let Some(reason) = self.section.error {
-            return Err(reason);
-        }
+        let (fields, values) = self.section.finish()?;
         let method = self.method.ok_or(SkipReason::MissingPseudoHeader)?;
         if method == Method::CONNECT || self.protocol {
             return Err(SkipReason::Connect);
         }
         let scheme = self.scheme.ok_or(SkipReason::MissingPseudoHeader)?;
-        let scheme = Scheme::try_from(&scheme[..]).map_err(|_| SkipReason::InvalidTarget)?;
+        let scheme = Scheme::try_from(&values[scheme]).map_err(|_| SkipReason::InvalidTarget)?;
         let path = self.path.ok_or(SkipReason::MissingPseudoHeader)?;
         if path.is_empty() {
             return Err(SkipReason::MissingPseudoHeader);
         }
-        let path = PathAndQuery::from_maybe_shared(path).map_err(|_| SkipReason::InvalidTarget)?;
+        let path = PathAndQuery::from_maybe_shared(values.slice(path))
+            .map_err(|_| SkipReason::InvalidTarget)?;
         let authority = self
             .authority
-            .map(Authority::from_maybe_shared)
+            .map(|authority| Authority::from_maybe_shared(values.slice(authority)))
             .transpose()
             .map_err(|_| SkipReason::InvalidTarget)?;
-        let content_length = content_length(&self.section.fields)?;
+        let content_length = content_length(&fields)?;
         if end_stream && content_length.is_some_and(|length| length > 0) {
             return Err(SkipReason::ContentLengthMismatch);
         }
@@ -382,7 +461,7 @@ impl RequestBuilder {
             scheme,
             authority,
             path,
-            fields: self.section.fields,
+            fields,
             content_length,
         };
         // h2's server builds this URI and resets the stream when it cannot.
@@ -408,61 +487,29 @@ impl TrailersBuilder {
         if !self.section.admit(name, value) {
             return;
         }
-        let field = if name.starts_with(b":") {
+        let taken = if name.starts_with(b":") {
             Err(SkipReason::PseudoHeaderInTrailers)
         } else {
-            regular_field(name, value)
+            self.section.regular(name, value)
         };
-        match field {
-            Ok((name, value)) => self.section.fields.push(name, value),
-            Err(reason) => self.section.fail(reason),
+        if let Err(reason) = taken {
+            self.section.fail(reason);
         }
     }
 
     pub fn finish(self) -> Result<FieldList, SkipReason> {
-        match self.section.error {
-            Some(reason) => Err(reason),
-            None => Ok(self.section.fields),
-        }
+        self.section.finish().map(|(fields, _)| fields)
     }
-}
-
-/// A regular field as HTTP/2 allows it (RFC 9113 section 8.2): a lowercase token name, a value
-/// `http::HeaderValue` accepts, and not connection-specific.
-///
-/// gRPC's "true binary" metadata is the exception: a `-bin` value starting with a NUL byte is the
-/// raw value (a grpc-core extension two peers negotiate with SETTINGS 0xFE03, which the client
-/// saw in the primary's SETTINGS). It is kept base64-encoded, the form every gRPC peer takes: the
-/// copy goes over the daemon's own connection, which never negotiates the extension.
-pub(super) fn regular_field(
-    name: &[u8],
-    value: &[u8],
-) -> Result<(HeaderName, HeaderValue), SkipReason> {
-    // `from_lowercase` refuses uppercase, as HTTP/2 does, and accepts what h2's server accepts
-    // (it is what h2 uses), which is a little more than `from_bytes` (`"`, for example).
-    let name = HeaderName::from_lowercase(name).map_err(|_| SkipReason::InvalidField)?;
-    let value = match value.split_first() {
-        Some((0, raw)) if name.as_str().ends_with("-bin") => {
-            use base64::Engine as _;
-            let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(raw);
-            HeaderValue::from_str(&encoded).map_err(|_| SkipReason::InvalidField)?
-        }
-        _ => HeaderValue::from_bytes(value).map_err(|_| SkipReason::InvalidField)?,
-    };
-    if is_connection_specific(&name, &value) {
-        return Err(SkipReason::ConnectionSpecificField);
-    }
-    Ok((name, value))
 }
 
 /// RFC 9113 section 8.2.2 (h2 checks the same names).
-fn is_connection_specific(name: &HeaderName, value: &HeaderValue) -> bool {
+fn is_connection_specific(name: &HeaderName, value: &[u8]) -> bool {
     *name == CONNECTION
         || *name == http::header::TRANSFER_ENCODING
         || *name == http::header::UPGRADE
         || name.as_str() == "keep-alive"
         || name.as_str() == "proxy-connection"
-        || (*name == TE && value.as_bytes() != b"trailers")
+        || (*name == TE && value != b"trailers")
 }
 
 /// Every Content-Length must be digits (at most 19) and all must agree. As in h2, an empty value
@@ -491,24 +538,38 @@ pub(super) fn content_length(fields: &FieldList) -> Result<Option<u64>, SkipReas
 
 #[cfg(test)]
 mod tests {
-    use super::{regular_field, SkipReason};
+    use super::{SkipReason, TrailersBuilder};
     use crate::http::label_checks::{assert_labels, assert_lowercase_messages};
 
     #[test]
     fn grpc_true_binary_metadata_is_kept_base64_encoded_and_other_nuls_are_invalid() {
-        let (name, value) =
-            regular_field(b"x-trace-bin", b"\0\0\x01\xfe\xff").expect("true binary metadata");
+        let mut builder = TrailersBuilder::new(4096);
+        builder.field(b"x-trace-bin", b"\0\0\x01\xfe\xff");
+        builder.field(b"x-plain-bin", b"AAH+/w");
+        builder.field(b"x-other", b"\ttab and obs-text \x80\xff");
+        let fields = builder.finish().expect("valid");
+        let fields: Vec<(&str, &[u8])> = fields
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            .collect();
         assert_eq!(
-            (name.as_str(), value.as_bytes()),
-            ("x-trace-bin", &b"AAH+/w"[..])
+            fields,
+            [
+                ("x-trace-bin", &b"AAH+/w"[..]),
+                ("x-plain-bin", b"AAH+/w"),
+                ("x-other", b"\ttab and obs-text \x80\xff"),
+            ]
         );
-        let (_, value) = regular_field(b"x-trace-bin", b"AAH+/w").expect("base64 as sent");
-        assert_eq!(value.as_bytes(), b"AAH+/w");
-        assert_eq!(
-            regular_field(b"x-trace", b"\0\x01"),
-            Err(SkipReason::InvalidField),
-            "a NUL is only the true-binary marker of a -bin field"
-        );
+        for value in [&b"\0\x01"[..], b"a\x7f", b"line\nbreak", b"\x1f"] {
+            let mut builder = TrailersBuilder::new(4096);
+            builder.field(b"x-trace", value);
+            assert_eq!(
+                builder.finish(),
+                Err(SkipReason::InvalidField),
+                "{value:?}: a NUL is only the true-binary marker of a -bin field, and controls \
+                 other than tab are invalid"
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use http::StatusCode;
 
-use super::request::{content_length, regular_field, FieldList, Section, SkipReason};
+use super::request::{content_length, FieldList, Section, SkipReason};
 
 /// A well-formed response head of one stream: final, or interim (1xx).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,12 +66,10 @@ impl ResponseBuilder {
 
     fn take(&mut self, name: &[u8], value: &[u8]) -> Result<(), SkipReason> {
         if !name.starts_with(b":") {
-            let (name, value) = regular_field(name, value)?;
-            self.section.fields.push(name, value);
-            return Ok(());
+            return self.section.regular(name, value);
         }
         // The only response pseudo-header (RFC 9113 section 8.3.2), once, before the fields.
-        if name != b":status" || self.status.is_some() || !self.section.fields.is_empty() {
+        if name != b":status" || self.status.is_some() || self.section.has_fields() {
             return Err(SkipReason::InvalidPseudoHeader);
         }
         // `StatusCode::from_bytes` takes exactly three digits from 100 to 999, as h2 does.
@@ -82,17 +80,15 @@ impl ResponseBuilder {
 
     /// The response head, or why the response is not one to describe.
     pub fn finish(self) -> Result<ResponseHead, SkipReason> {
-        if let Some(reason) = self.section.error {
-            return Err(reason);
-        }
+        let (fields, _) = self.section.finish()?;
         let status = self.status.ok_or(SkipReason::MissingPseudoHeader)?;
-        let content_length = content_length(&self.section.fields)?;
+        let content_length = content_length(&fields)?;
         if status.is_informational() && content_length.is_some() {
             return Err(SkipReason::MalformedInterim);
         }
         Ok(ResponseHead {
             status,
-            fields: self.section.fields,
+            fields,
             content_length,
         })
     }

@@ -114,24 +114,23 @@ pub fn build_head(head: &RequestHead, edits: &Edits) -> Vec<u8> {
 /// in their order less `remove_headers`, then `add_headers` (names in lower case, as HTTP/2
 /// requires). HTTP/2 has no hop-by-hop fields to drop: RFC 9113 forbids them, and the decoder
 /// skips requests that carry them. `None` when the edits make no valid request.
-pub fn build_h2_head(head: &h2::RequestHead, edits: &Edits) -> Option<http::Request<()>> {
-    let rewrite = |value: &str| -> Option<String> {
-        String::from_utf8(rewrite_host(value.as_bytes(), &edits.host)).ok()
+pub fn build_h2_head(
+    head: &h2::RequestHead,
+    edits: &Edits,
+    authorities: &mut Authorities,
+) -> Option<http::Request<()>> {
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(head.scheme().clone());
+    uri.path_and_query = Some(head.path_and_query().clone());
+    uri.authority = match (head.authority(), &edits.host) {
+        (Some(authority), rewrite) => Some(authorities.rewrite(authority, rewrite)?),
+        (None, HostRewrite::Literal(literal)) => Some(literal.parse().ok()?),
+        (None, _) => None,
     };
-    let mut uri = http::Uri::builder()
-        .scheme(head.scheme().clone())
-        .path_and_query(head.path_and_query().clone());
-    if let Some(authority) = head.authority() {
-        uri = uri.authority(rewrite(authority.as_str())?);
-    } else if let HostRewrite::Literal(literal) = &edits.host {
-        uri = uri.authority(literal.as_str());
-    }
-    let mut request = http::Request::builder()
-        .method(head.method().clone())
-        .uri(uri.build().ok()?)
-        .version(http::Version::HTTP_2)
-        .body(())
-        .ok()?;
+    let mut request = http::Request::new(());
+    *request.method_mut() = head.method().clone();
+    *request.uri_mut() = http::Uri::from_parts(uri).ok()?;
+    *request.version_mut() = http::Version::HTTP_2;
     let headers = request.headers_mut();
     headers.reserve(head.fields().len() + edits.add.len());
     for (name, value) in head.fields().iter() {
@@ -139,8 +138,8 @@ pub fn build_h2_head(head: &h2::RequestHead, edits: &Edits) -> Option<http::Requ
             continue;
         }
         if name == http::header::HOST {
-            let value = rewrite(value.to_str().ok()?)?;
-            headers.append(name.clone(), http::HeaderValue::from_str(&value).ok()?);
+            let value = rewrite_host(value.to_str().ok()?.as_bytes(), &edits.host);
+            headers.append(name.clone(), http::HeaderValue::from_bytes(&value).ok()?);
             continue;
         }
         headers.append(name.clone(), value.clone());
@@ -152,6 +151,41 @@ pub fn build_h2_head(head: &h2::RequestHead, edits: &Edits) -> Option<http::Requ
         );
     }
     Some(request)
+}
+
+/// The `:authority` rewrites of one connection's copies. A gRPC channel sends the same
+/// `:authority` on every stream, so each one is rewritten and parsed once per connection and
+/// target rather than once per copy; at most [`Authorities::MAX`] are kept.
+#[derive(Debug, Default)]
+pub struct Authorities(Vec<(http::uri::Authority, HostRewrite, http::uri::Authority)>);
+
+impl Authorities {
+    const MAX: usize = 4;
+
+    /// `authority` under `rewrite`; `None` when the result is not an authority.
+    fn rewrite(
+        &mut self,
+        authority: &http::uri::Authority,
+        rewrite: &HostRewrite,
+    ) -> Option<http::uri::Authority> {
+        let known = self.0.iter().find(|(original, known_rewrite, _)| {
+            original.as_str() == authority.as_str() && known_rewrite == rewrite
+        });
+        if let Some((_, _, rewritten)) = known {
+            return Some(rewritten.clone());
+        }
+        let rewritten = http::uri::Authority::from_maybe_shared(bytes::Bytes::from(rewrite_host(
+            authority.as_str().as_bytes(),
+            rewrite,
+        )))
+        .ok()?;
+        if self.0.len() == Self::MAX {
+            self.0.remove(0);
+        }
+        self.0
+            .push((authority.clone(), rewrite.clone(), rewritten.clone()));
+        Some(rewritten)
+    }
 }
 
 fn is_framing_field(lower: &str) -> bool {

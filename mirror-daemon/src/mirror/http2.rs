@@ -27,7 +27,12 @@ use fnv::FnvHashMap;
 use http::HeaderMap;
 use tokio::sync::mpsc;
 
-use super::{copy, h2answers::PrimaryStreams, tap::Context, Engine, BODY_CHANNEL_SLOTS};
+use super::{
+    copy::{self, Authorities},
+    h2answers::PrimaryStreams,
+    tap::Context,
+    Engine, BODY_CHANNEL_SLOTS,
+};
 use crate::{
     compare::{Protocol, RequestLine},
     http::h2::{Event, FieldList, H2Decoder, H2Limits, Peer, RequestHead, StreamId},
@@ -75,6 +80,8 @@ pub(super) struct Copies {
     answers: PrimaryStreams,
     /// The decoder reports the primary's answers: streams may be compared.
     decodes_responses: bool,
+    /// The copies' `:authority`, rewritten once per connection.
+    authorities: Authorities,
 }
 
 impl Copies {
@@ -90,6 +97,7 @@ impl Copies {
             streams: FnvHashMap::default(),
             answers: PrimaryStreams::default(),
             decodes_responses: decode_responses,
+            authorities: Authorities::default(),
         }
     }
 
@@ -247,7 +255,7 @@ impl Copies {
         let mut pairs = Vec::new();
         for (i, index) in chosen.into_iter().enumerate() {
             let target = &engine.targets[index];
-            match copy::build_h2_head(head, &target.edits) {
+            match copy::build_h2_head(head, &target.edits, &mut self.authorities) {
                 Some(head) => copies.push(StreamCopy::Starting {
                     target: index,
                     head: Box::new(head),

@@ -298,4 +298,42 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: a\r\nCookie: c=1\r\nx-shadow: true\r\n\r\n"
         );
     }
+
+    #[test]
+    fn authorities_are_rewritten_per_rewrite_kept_and_bounded() {
+        let mut authorities = Authorities::default();
+        let suffix = HostRewrite::Suffix("-shadow".into());
+        let literal = HostRewrite::Literal("staging:9000".into());
+        let orders: http::uri::Authority = "orders.prod:8080".parse().expect("authority");
+        let mut rewrite = |authority: &http::uri::Authority, rewrite: &HostRewrite| {
+            authorities
+                .rewrite(authority, rewrite)
+                .map(|rewritten| rewritten.as_str().to_owned())
+        };
+        for _ in 0..2 {
+            // The second time from what was kept.
+            assert_eq!(
+                rewrite(&orders, &suffix).as_deref(),
+                Some("orders.prod-shadow:8080")
+            );
+            assert_eq!(rewrite(&orders, &literal).as_deref(), Some("staging:9000"));
+            assert_eq!(
+                rewrite(&orders, &HostRewrite::Keep).as_deref(),
+                Some("orders.prod:8080")
+            );
+        }
+        // A rewrite that makes no authority.
+        assert_eq!(rewrite(&orders, &HostRewrite::Suffix("/x".into())), None);
+        assert_eq!(authorities.0.len(), 3);
+        for i in 0..10 {
+            let service: http::uri::Authority = format!("svc-{i}:80").parse().expect("authority");
+            assert_eq!(
+                authorities
+                    .rewrite(&service, &suffix)
+                    .map(|rewritten| rewritten.as_str().to_owned()),
+                Some(format!("svc-{i}-shadow:80"))
+            );
+        }
+        assert_eq!(authorities.0.len(), Authorities::MAX);
+    }
 }

@@ -313,9 +313,13 @@ fn read_tally(path: &Path) -> BTreeMap<String, u64> {
     tally
 }
 
-/// Appends one event to the tally (one short write in append mode).
+/// Appends one event to the tally (one short write in append mode), making its directory on a
+/// fresh clone.
 fn record(path: &Path, target: &str, event: &str) -> Result<()> {
     use std::io::Write;
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let mut file = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -416,8 +420,8 @@ mod tests {
     #[test]
     fn the_tally_adds_runs_up_starts_again_at_a_reset_and_skips_bad_lines() {
         let dir = std::env::temp_dir().join(format!("xtask-tally-{}", std::process::id()));
-        fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("executions");
+        // As on a fresh clone: the tally's directory does not exist yet.
+        let path = dir.join("work").join("executions");
         assert!(read_tally(&path).is_empty());
         for (target, event) in [
             ("config", "12"),

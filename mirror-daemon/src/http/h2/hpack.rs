@@ -466,45 +466,49 @@ fn huffman_decode(input: &[u8], out: &mut Vec<u8>) -> Result<(), TunnelReason> {
             window = (window << 8) | u64::from(byte);
             pending += 8;
         }
-        let mut len = MIN_CODE_LEN;
-        if pending >= 8 {
-            let (symbol, short_len) = SHORT_CODES[((window >> (pending - 8)) & 0xff) as usize];
-            if short_len != 0 {
-                out.push(symbol);
-                pending -= usize::from(short_len);
-                window &= (1 << pending) - 1;
-                continue;
-            }
-            len = 9;
-        }
-        let index = loop {
-            if len > pending {
-                // The input ends within a code: what is left must be padding, the most
-                // significant bits of EOS (all ones), at most 7 of them.
-                let rest = window & ((1 << pending) - 1);
-                return if pending <= 7 && rest == (1 << pending) - 1 {
-                    Ok(())
-                } else {
-                    Err(TunnelReason::HpackInvalidHuffman)
-                };
-            }
-            let code = (window >> (pending - len)) as u32;
-            let index = code.wrapping_sub(HUFFMAN.first_code[len]);
-            if index < HUFFMAN.count[len] {
-                break usize::from(HUFFMAN.offset[len]) + index as usize;
-            }
-            if len == MAX_CODE_LEN {
-                return Err(TunnelReason::HpackInvalidHuffman);
-            }
-            len += 1;
-        };
-        // EOS (256) is the only symbol that is not a byte.
-        let Ok(symbol) = u8::try_from(HUFFMAN.symbols[index]) else {
-            return Err(TunnelReason::HpackInvalidHuffman);
+        let Some((symbol, len)) = next_symbol(window, pending)? else {
+            return Ok(());
         };
         out.push(symbol);
         pending -= len;
         window &= (1 << pending) - 1;
+    }
+}
+
+/// The symbol whose code starts the `pending` lowest bits of `window`, and the code's length;
+/// `None` at the end of the input, when what is left is valid padding.
+fn next_symbol(window: u64, pending: usize) -> Result<Option<(u8, usize)>, TunnelReason> {
+    let mut len = MIN_CODE_LEN;
+    if pending >= 8 {
+        let (symbol, short_len) = SHORT_CODES[((window >> (pending - 8)) & 0xff) as usize];
+        if short_len != 0 {
+            return Ok(Some((symbol, usize::from(short_len))));
+        }
+        len = 9;
+    }
+    loop {
+        if len > pending {
+            // The input ends within a code: what is left must be padding, the most significant
+            // bits of EOS (all ones), at most 7 of them.
+            let rest = window & ((1 << pending) - 1);
+            return if pending <= 7 && rest == (1 << pending) - 1 {
+                Ok(None)
+            } else {
+                Err(TunnelReason::HpackInvalidHuffman)
+            };
+        }
+        let code = (window >> (pending - len)) as u32;
+        let index = code.wrapping_sub(HUFFMAN.first_code[len]);
+        if index < HUFFMAN.count[len] {
+            let symbol = HUFFMAN.symbols[usize::from(HUFFMAN.offset[len]) + index as usize];
+            // EOS (256) is the only symbol that is not a byte.
+            let symbol = u8::try_from(symbol).map_err(|_| TunnelReason::HpackInvalidHuffman)?;
+            return Ok(Some((symbol, len)));
+        }
+        if len == MAX_CODE_LEN {
+            return Err(TunnelReason::HpackInvalidHuffman);
+        }
+        len += 1;
     }
 }
 

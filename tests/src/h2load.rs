@@ -38,6 +38,9 @@ pub struct H2Load {
     pub log: bool,
     /// Run under `taskset -c` with this CPU list.
     pub cpus: Option<String>,
+    /// `--h1`: speak HTTP/1.1 instead (`:authority` becomes the Host; `streams` above 1 would
+    /// pipeline).
+    pub http1: bool,
 }
 
 impl H2Load {
@@ -56,6 +59,7 @@ impl H2Load {
             connection_rate: None,
             log: false,
             cpus: None,
+            http1: false,
         }
     }
 
@@ -126,6 +130,13 @@ impl H2Load {
         self
     }
 
+    /// Speaks HTTP/1.1 (h2load's `--h1`) rather than h2c: the same pacing and per-request log
+    /// for the other protocol.
+    pub fn http1(mut self) -> H2Load {
+        self.http1 = true;
+        self
+    }
+
     /// How long the run may take before it is stopped as hung.
     fn time_limit(&self) -> Duration {
         let slack = Duration::from_secs(30);
@@ -162,6 +173,9 @@ impl H2Load {
         }
         if self.log {
             args.push(format!("--log-file={}", log_file.display()));
+        }
+        if self.http1 {
+            args.push("--h1".to_owned());
         }
         args.extend(header_and_data);
         args.extend(self.urls.iter().cloned());
@@ -514,6 +528,14 @@ req/s           :    2365.63     2540.29     2452.96      123.51   100.00%
         ] {
             assert!(args.iter().any(|a| a == expected), "{expected}: {args:?}");
         }
+        assert!(!args.iter().any(|a| a == "--h1"), "{args:?}");
+        let http1 = paced.clone().streams(1).http1();
+        let args = http1.args(log_file, Vec::new());
+        assert!(args.iter().any(|a| a == "--h1"), "{args:?}");
+        assert!(
+            args.iter().any(|a| a == "--max-concurrent-streams=1"),
+            "{args:?}"
+        );
         assert_eq!(
             args.last().map(String::as_str),
             Some("http://10.96.0.10:8090/api")

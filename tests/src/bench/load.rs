@@ -15,7 +15,9 @@
 //!   the latencies come from its per-request log: from the moment each request's HEADERS went
 //!   out, not from an intended send time. At saturation it runs closed loop (connections ×
 //!   streams in flight) and gives throughput and the largest request time only (its log would
-//!   cost the client a write per request).
+//!   cost the client a write per request). [`h2load_rate`] also paces HTTP/1.1 keep-alive
+//!   (`--h1`, one request at a time per connection) on request, so that both protocols can be
+//!   timed against the same client.
 //!
 //! All send the same request (a small GET with typical headers) and, in new-connection mode,
 //! `Connection: close` with a fresh connection per request. The constant-rate clients also keep
@@ -438,13 +440,15 @@ fn h2load_request(target: SocketAddr, cpus: Option<&str>) -> H2Load {
     }
 }
 
-/// A fixed-rate HTTP/2 run with h2load.
+/// A fixed-rate run with h2load: HTTP/2, or HTTP/1.1 keep-alive when `http1` (`--h1`, one
+/// request at a time per connection), paced the same way.
 pub struct H2Rate<'a> {
     pub netns: &'a Netns,
     pub target: SocketAddr,
     pub rate: f64,
     pub duration: Duration,
     pub cpus: Option<&'a str>,
+    pub http1: bool,
 }
 
 /// How h2load is asked for a fixed rate. Its `--rps` timer fires at most every 10 ms and sends
@@ -487,14 +491,19 @@ const RATE_STREAMS: u32 = 128;
 
 pub fn h2load_rate(run: &H2Rate<'_>) -> Result<LoadResult> {
     let plan = H2RatePlan::new(run.rate, run.duration);
-    let summary = h2load_request(run.target, run.cpus)
+    let load = h2load_request(run.target, run.cpus)
         .requests(plan.requests)
         .clients(plan.clients)
-        .streams(RATE_STREAMS)
         .rps_per_client(plan.rps_per_client)
         .connection_rate(1, plan.stagger)
-        .log()
-        .run(run.netns)?;
+        .log();
+    // HTTP/1.1 without pipelining: a request due while the last is unanswered waits in h2load.
+    let load = if run.http1 {
+        load.streams(1).http1()
+    } else {
+        load.streams(RATE_STREAMS)
+    };
+    let summary = load.run(run.netns)?;
     Ok(from_h2load_log(&summary.logged, &plan, run.duration))
 }
 

@@ -284,12 +284,25 @@ impl Results<'_> {
         };
         let http1 = of(Protocol::Http1);
         if !http1.is_empty() {
+            // h2load (`--h1-rate-client h2load`) logs how well it kept its schedule; our client
+            // does not.
+            let h2load_h1 = self.runs.iter().any(|run| {
+                run.scenario.protocol() == Protocol::Http1
+                    && run
+                        .phases
+                        .iter()
+                        .any(|p| p.kind == Kind::Rate && p.load.schedule_kept.is_some())
+            });
+            let client = if h2load_h1 {
+                "keep-alive: h2load `--h1`, from each request's send; new connection: open loop, \
+                 from the intended send time"
+            } else {
+                "open loop, from the intended send time"
+            };
             self.latency_table(
                 &mut out,
                 &http1,
-                &format!(
-                    "Latency at a fixed {rate:.0} requests/s (open loop, from the intended send time)"
-                ),
+                &format!("Latency at a fixed {rate:.0} requests/s ({client})"),
             );
             self.throughput_table(
                 &mut out,
@@ -1090,7 +1103,7 @@ impl Results<'_> {
         if h2_schedule.is_some() {
             let _ = writeln!(
                 out,
-                "- h2load at the fixed rate (HTTP/2) kept ×{} of its schedule (the planned time from its \
+                "- h2load at the fixed rate kept ×{} of its schedule (the planned time from its \
                  first request to its last, over the time it took; 1.00 = on time)",
                 show(h2_schedule, 3)
             );
@@ -1527,6 +1540,39 @@ mod tests {
         );
         let cpu = section("Where the CPU goes");
         assert_eq!(cpu.len(), HTTP2_AND_MIRROR.len(), "{cpu:?}");
+    }
+
+    #[test]
+    fn http1_latency_title_says_when_h2load_paced_keep_alive() {
+        let scenarios = [Scenario::Mirror];
+        let title = |runs: &[Run]| -> String {
+            let tables = Results {
+                runs,
+                scenarios: &scenarios,
+            }
+            .tables(1000.0);
+            tables
+                .lines()
+                .find(|line| line.starts_with("### Latency at a fixed"))
+                .unwrap_or_else(|| panic!("no latency title in\n{tables}"))
+                .to_owned()
+        };
+        let mut runs = fixture::runs(&scenarios, 1, 0.5, measured);
+        assert_eq!(
+            title(&runs),
+            "### Latency at a fixed 1000 requests/s (open loop, from the intended send time)"
+        );
+        // h2load `--h1` logs its schedule, as it does for HTTP/2.
+        for phase in &mut runs[0].phases {
+            if phase.kind == Kind::Rate && phase.mode == Mode::KeepAlive {
+                phase.load.schedule_kept = Some(1.0);
+            }
+        }
+        assert_eq!(
+            title(&runs),
+            "### Latency at a fixed 1000 requests/s (keep-alive: h2load `--h1`, from each \
+             request's send; new connection: open loop, from the intended send time)"
+        );
     }
 
     #[test]

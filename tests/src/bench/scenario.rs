@@ -274,6 +274,29 @@ pub struct Settings {
     pub callgrind: Option<Callgrind>,
     /// The daemon's `relay.workers` (`None`: its default, one per core).
     pub daemon_workers: Option<usize>,
+    /// What sends HTTP/1.1 keep-alive requests at the fixed rate.
+    pub h1_rate_client: RateClient,
+}
+
+/// The HTTP/1.1 keep-alive client at the fixed rate (`--h1-rate-client`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateClient {
+    /// Our open-loop client ([`load::constant_rate`]): the default.
+    Ours,
+    /// h2load `--h1`, paced exactly as the HTTP/2 scenarios are ([`load::h2load_rate`]): the
+    /// same client process and schedule for both protocols, so their daemon CPU compares
+    /// without the two clients' own differences. New-connection phases keep our client.
+    H2load,
+}
+
+impl RateClient {
+    pub fn parse(text: &str) -> Option<RateClient> {
+        match text {
+            "ours" => Some(RateClient::Ours),
+            "h2load" => Some(RateClient::H2load),
+            _ => None,
+        }
+    }
 }
 
 impl Settings {
@@ -568,11 +591,23 @@ struct Load {
 }
 
 impl Bed {
-    /// Runs `load` with the generator for its protocol and kind: our open-loop client or wrk
-    /// (HTTP/1.1), h2load paced or closed loop (HTTP/2, keep-alive only).
+    /// Runs `load` with the generator for its protocol and kind: our open-loop client (or h2load
+    /// `--h1`, when asked) or wrk (HTTP/1.1), h2load paced or closed loop (HTTP/2, keep-alive
+    /// only).
     fn load(&self, load: &Load, settings: &Settings) -> Result<LoadResult> {
         let netns = self.node.pod("a").netns();
+        let h2load_h1 = settings.h1_rate_client == RateClient::H2load;
         match (load.protocol, load.kind) {
+            (Protocol::Http1, Kind::Rate) if h2load_h1 && load.mode == Mode::KeepAlive => {
+                load::h2load_rate(&H2Rate {
+                    netns,
+                    target: load.target,
+                    rate: settings.rate,
+                    duration: load.duration,
+                    cpus: settings.load_cpus(),
+                    http1: true,
+                })
+            }
             (Protocol::Http1, Kind::Rate) => load::constant_rate(&ConstantRate {
                 netns,
                 target: load.target,
@@ -597,6 +632,7 @@ impl Bed {
                 rate: settings.rate,
                 duration: load.duration,
                 cpus: settings.load_cpus(),
+                http1: false,
             }),
             (Protocol::Http2, Kind::Saturation) => load::h2load_saturation(&H2Saturation {
                 netns,
@@ -921,6 +957,14 @@ pub fn clean(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_http1_rate_client_is_ours_or_h2load() {
+        assert_eq!(RateClient::parse("ours"), Some(RateClient::Ours));
+        assert_eq!(RateClient::parse("h2load"), Some(RateClient::H2load));
+        assert_eq!(RateClient::parse("wrk"), None);
+        assert_eq!(RateClient::parse(""), None);
+    }
 
     #[test]
     fn groups_name_the_scenarios_of_each_protocol() {

@@ -28,7 +28,7 @@ use mirror_tests::environment::{daemon_binary, require_daemon, workspace};
 use bench::callgrind::{self, Callgrind};
 use bench::nginx::ShadowAnswer;
 use bench::report::Results;
-use bench::scenario::{self, Bed, Kind, Protocol, Scenario, Settings};
+use bench::scenario::{self, Bed, Kind, Protocol, RateClient, Scenario, Settings};
 use bench::{load, nginx, plots, procstat};
 
 const USAGE: &str = "\
@@ -51,6 +51,9 @@ usage: bench [options]
   --nginx-workers N     worker processes of the nginx proxy (default 2, one per core)
   --workers N           the daemon's worker threads, relay.workers (default: its own, one per
                         core)
+  --h1-rate-client C    what sends HTTP/1.1 keep-alive requests at the fixed rate: ours (default,
+                        an open-loop client) or h2load (`h2load --h1`, paced exactly as the
+                        HTTP/2 scenarios: the same client for both protocols)
   --shadow-answer A     what the healthy shadow answers: text (default: 200 with a 10-byte body;
                         nginx's HTTP/2 sends it in two segments) or empty (204, one segment
                         for HTTP/1.1 and HTTP/2 alike)
@@ -105,6 +108,7 @@ fn parse_args() -> Result<Options> {
             work_dir: std::env::temp_dir().join(format!("mirror-bench-{}", std::process::id())),
             callgrind: None,
             daemon_workers: None,
+            h1_rate_client: RateClient::Ours,
         },
     };
     let mut rate_given = false;
@@ -147,6 +151,11 @@ fn parse_args() -> Result<Options> {
             "--warmup" => options.settings.warmup = seconds(value()?)?,
             "--nginx-workers" => options.settings.nginx_workers = value()?.parse()?,
             "--workers" => options.settings.daemon_workers = Some(value()?.parse()?),
+            "--h1-rate-client" => {
+                let text = value()?;
+                options.settings.h1_rate_client = RateClient::parse(&text)
+                    .with_context(|| format!("--h1-rate-client is ours or h2load, not {text:?}"))?;
+            }
             "--shadow-answer" => {
                 let text = value()?;
                 options.settings.shadow_answer = ShadowAnswer::parse(&text)
@@ -511,6 +520,15 @@ fn method(settings: &Settings, options: &Options) -> String {
         settings.wrk_connections,
         settings.saturation_duration,
     );
+    if settings.h1_rate_client == RateClient::H2load {
+        let _ = writeln!(
+            out,
+            "- `--h1-rate-client h2load`: the HTTP/1.1 keep-alive phase at the fixed rate is sent by \
+             h2load `--h1` instead, paced and timed exactly as the HTTP/2 scenarios' (below; one \
+             request at a time per connection, no pipelining), so both protocols meet the same \
+             client process and schedule; the new-connection phase keeps the open-loop client"
+        );
+    }
     let _ = writeln!(
         out,
         "- primary: nginx, 1 worker, `return 200` with a 1 KiB body; healthy shadow: nginx, 1 worker \

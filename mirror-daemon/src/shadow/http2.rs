@@ -2,7 +2,7 @@
 //!
 //! A lane keeps one HTTP/2 connection per target (h2c with prior knowledge for plain targets,
 //! TLS with ALPN `h2` for `[tls]` ones), made by the `h2` crate's client, with its own flow
-//! control and HPACK state; many copies share it, within the shadow's
+//! control and HPACK state (and server push refused); many copies share it, within the shadow's
 //! `MAX_CONCURRENT_STREAMS`. The connection holds one of the target's `max_concurrent` slots;
 //! its driver runs as a task of the lane's worker, and so does each copy, started by
 //! [`super::Target::try_submit_h2`] without passing through the lane's queue. A copy that
@@ -275,6 +275,9 @@ impl H2Sender {
             .await
             .map_err(|(failure, _)| failure)?;
         let (send, driver) = h2::client::Builder::new()
+            // No server push: nothing would read a pushed answer, whose data would sit in the
+            // connection's window until its copy ended.
+            .enable_push(false)
             // The shadow's answers are drained as they come: generous windows cost nothing.
             .initial_window_size(1 << 20)
             .initial_connection_window_size(4 << 20)

@@ -29,6 +29,10 @@ pub struct H2Seen {
 pub struct Seen {
     pub accepted: usize,
     pub requests: Vec<H2Seen>,
+    /// Server pushes tried ([`FakeH2::try_push`]) that the client's SETTINGS allowed, and
+    /// refused.
+    pub pushes_sent: usize,
+    pub pushes_refused: usize,
 }
 
 /// How the fake answers.
@@ -41,6 +45,7 @@ pub struct FakeH2 {
     delay: Duration,
     max_streams: Option<u32>,
     tls: bool,
+    try_push: bool,
 }
 
 pub struct RunningH2 {
@@ -67,6 +72,7 @@ impl FakeH2 {
             delay: Duration::ZERO,
             max_streams: None,
             tls: false,
+            try_push: false,
         }
     }
 
@@ -96,6 +102,12 @@ impl FakeH2 {
 
     pub fn tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    /// Before answering, tries to push a 64 KiB answer for `/pushed` (PUSH_PROMISE).
+    pub fn try_push(mut self) -> Self {
+        self.try_push = true;
         self
     }
 
@@ -201,6 +213,9 @@ impl FakeH2 {
         if !complete {
             return;
         }
+        if self.try_push {
+            self.push(&parts, &mut respond, seen);
+        }
         tokio::time::sleep(self.delay).await;
         let mut head = Response::builder().status(self.status);
         if self.grpc_status.is_some() {
@@ -219,6 +234,33 @@ impl FakeH2 {
             let mut trailers = HeaderMap::new();
             trailers.insert("grpc-status", status.to_string().parse().expect("value"));
             let _ = stream.send_trailers(trailers);
+        }
+    }
+}
+
+impl FakeH2 {
+    fn push(
+        &self,
+        parts: &http::request::Parts,
+        respond: &mut h2::server::SendResponse<Bytes>,
+        seen: &Mutex<Seen>,
+    ) {
+        let authority = parts
+            .uri
+            .authority()
+            .map_or("localhost", http::uri::Authority::as_str);
+        let promised = Request::get(format!("http://{authority}/pushed"))
+            .body(())
+            .expect("a pushed request");
+        match respond.push_request(promised) {
+            Ok(mut pushed) => {
+                update(seen, |s| s.pushes_sent += 1);
+                let head = Response::builder().status(200).body(()).expect("head");
+                if let Ok(mut stream) = pushed.send_response(head, false) {
+                    let _ = stream.send_data(Bytes::from(vec![b'p'; 64 * 1024]), true);
+                }
+            }
+            Err(_) => update(seen, |s| s.pushes_refused += 1),
         }
     }
 }

@@ -110,6 +110,27 @@ async fn copies_arrive_as_streams_of_one_connection_with_their_metadata_and_trai
 }
 
 #[tokio::test]
+async fn a_shadow_may_not_push() {
+    // A push would hold the shadow's data on a stream no copy reads; the connection's SETTINGS
+    // forbid it (ENABLE_PUSH 0), so the shadow's push is refused at its end.
+    let harness = Harness::new();
+    let shadow = FakeH2::new().try_push().start().await;
+    let target = harness.spawn(target_config(shadow.address));
+    target
+        .try_submit_h2(copy("/mirror.Echo/Unary", b"message", None))
+        .expect("queued");
+    harness
+        .reaches("the answer", 1.0, |h| h.responses("2xx"))
+        .await;
+    let seen = shadow.seen();
+    assert_eq!(
+        (seen.pushes_sent, seen.pushes_refused),
+        (0, 1),
+        "the shadow tried one push"
+    );
+}
+
+#[tokio::test]
 async fn a_body_larger_than_the_shadows_window_and_a_streaming_one_arrive_whole() {
     let harness = Harness::new();
     let shadow = FakeH2::new().grpc(0).start().await;

@@ -37,7 +37,12 @@ pub fn draw(results: &Results<'_>, rate: f64) -> Vec<Picture> {
         .any(|s| s.protocol() == Protocol::Http2);
     if !lines.is_empty() {
         // h2load's lines say in their labels that they count from each send.
-        let title = if http2 {
+        let title = if results.http1_paced_by_h2load() {
+            format!(
+                "Latency at a fixed {rate:.0} requests/s, keep-alive, every repetition pooled \
+                 (HTTP/1.1 too: h2load `--h1`, from each send)"
+            )
+        } else if http2 {
             format!(
                 "Latency at a fixed {rate:.0} requests/s, keep-alive, every repetition pooled \
                  (HTTP/1.1: open loop)"
@@ -559,6 +564,7 @@ pub fn write_beside(
 #[cfg(test)]
 mod tests {
     use super::super::fixture::{self, Measured};
+    use super::super::scenario::{Kind, Run};
     use super::*;
 
     const SCENARIOS: [Scenario; 10] = Scenario::ALL;
@@ -736,5 +742,38 @@ mod tests {
         };
         let suffixes: Vec<&str> = draw(&results, 1000.0).iter().map(|p| p.suffix).collect();
         assert_eq!(suffixes, ["throughput", "cpu"]);
+    }
+
+    #[test]
+    fn the_latency_title_names_the_http1_client() {
+        let scenarios = [Scenario::Mirror, Scenario::H2Mirror];
+        let mut runs = fixture::runs(&scenarios, 1, 0.5, measured);
+        let title = |runs: &[Run]| -> String {
+            let results = Results {
+                runs,
+                scenarios: &scenarios,
+            };
+            draw(&results, 1000.0)
+                .into_iter()
+                .find(|p| p.suffix == "latency")
+                .map(|p| p.title)
+                .expect("a latency picture")
+        };
+        assert!(
+            title(&runs).ends_with("(HTTP/1.1: open loop)"),
+            "{}",
+            title(&runs)
+        );
+        // h2load `--h1` logs its schedule, as it does for HTTP/2.
+        for phase in &mut runs[0].phases {
+            if phase.kind == Kind::Rate && phase.mode == Mode::KeepAlive {
+                phase.load.schedule_kept = Some(1.0);
+            }
+        }
+        assert!(
+            title(&runs).ends_with("(HTTP/1.1 too: h2load `--h1`, from each send)"),
+            "{}",
+            title(&runs)
+        );
     }
 }

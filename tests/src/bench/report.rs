@@ -193,6 +193,18 @@ impl Results<'_> {
             .map(|(_, run)| run)
     }
 
+    /// Whether h2load (`--h1-rate-client h2load`) sent an HTTP/1.1 fixed-rate phase: it logs
+    /// how well it kept its schedule, our client does not.
+    pub fn http1_paced_by_h2load(&self) -> bool {
+        self.runs.iter().any(|run| {
+            run.scenario.protocol() == Protocol::Http1
+                && run
+                    .phases
+                    .iter()
+                    .any(|p| p.kind == Kind::Rate && p.load.schedule_kept.is_some())
+        })
+    }
+
     /// Repetitions run (the last one possibly cut short).
     pub fn repetitions(&self) -> usize {
         self.runs.len().div_ceil(self.scenarios.len().max(1))
@@ -284,16 +296,7 @@ impl Results<'_> {
         };
         let http1 = of(Protocol::Http1);
         if !http1.is_empty() {
-            // h2load (`--h1-rate-client h2load`) logs how well it kept its schedule; our client
-            // does not.
-            let h2load_h1 = self.runs.iter().any(|run| {
-                run.scenario.protocol() == Protocol::Http1
-                    && run
-                        .phases
-                        .iter()
-                        .any(|p| p.kind == Kind::Rate && p.load.schedule_kept.is_some())
-            });
-            let client = if h2load_h1 {
+            let client = if self.http1_paced_by_h2load() {
                 "keep-alive: h2load `--h1`, from each request's send; new connection: open loop, \
                  from the intended send time"
             } else {

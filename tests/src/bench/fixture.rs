@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::load::{self, LoadResult};
+use super::load::{self, LoadResult, Mode};
 use super::scenario::{Kind, Phase, Protocol, Run, Scenario};
 
 /// What one run of one scenario measured, in the units the goals use.
@@ -39,6 +39,16 @@ pub fn runs(
         }
     }
     runs
+}
+
+/// As `--h1-rate-client h2load` leaves an HTTP/1.1 run: h2load sent its keep-alive fixed-rate
+/// phase, so that phase has h2load's schedule figure.
+pub fn paced_by_h2load(run: &mut Run) {
+    for phase in &mut run.phases {
+        if phase.kind == Kind::Rate && phase.mode == Mode::KeepAlive {
+            phase.load.schedule_kept = Some(1.0);
+        }
+    }
 }
 
 fn run(scenario: Scenario, loadavg: f64, m: Measured) -> Run {

@@ -564,7 +564,7 @@ pub fn write_beside(
 #[cfg(test)]
 mod tests {
     use super::super::fixture::{self, Measured};
-    use super::super::scenario::{Kind, Run};
+    use super::super::scenario::Run;
     use super::*;
 
     const SCENARIOS: [Scenario; 10] = Scenario::ALL;
@@ -764,12 +764,7 @@ mod tests {
             "{}",
             title(&runs)
         );
-        // h2load `--h1` logs its schedule, as it does for HTTP/2.
-        for phase in &mut runs[0].phases {
-            if phase.kind == Kind::Rate && phase.mode == Mode::KeepAlive {
-                phase.load.schedule_kept = Some(1.0);
-            }
-        }
+        fixture::paced_by_h2load(&mut runs[0]);
         assert!(
             title(&runs).ends_with("(HTTP/1.1 too: h2load `--h1`, from each send)"),
             "{}",

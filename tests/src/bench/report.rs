@@ -1565,12 +1565,7 @@ mod tests {
             title(&runs),
             "### Latency at a fixed 1000 requests/s (open loop, from the intended send time)"
         );
-        // h2load `--h1` logs its schedule, as it does for HTTP/2.
-        for phase in &mut runs[0].phases {
-            if phase.kind == Kind::Rate && phase.mode == Mode::KeepAlive {
-                phase.load.schedule_kept = Some(1.0);
-            }
-        }
+        fixture::paced_by_h2load(&mut runs[0]);
         assert_eq!(
             title(&runs),
             "### Latency at a fixed 1000 requests/s (keep-alive: h2load `--h1`, from each \

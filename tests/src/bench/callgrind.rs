@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
+use super::launcher;
+
 /// The commands this needs, all from Debian's `valgrind`.
 pub const TOOLS: [&str; 2] = ["valgrind", "callgrind_control"];
 
@@ -29,18 +31,17 @@ impl Callgrind {
     /// Writes the launcher for `daemon` into `dir` (created), where the dumps go too.
     pub fn prepare(daemon: &Path, dir: &Path) -> Result<Callgrind> {
         std::fs::create_dir_all(dir)?;
-        let launcher = dir.join("mirror-daemon-callgrind");
-        let script = format!(
-            "#!/bin/sh\n\
-             exec valgrind --tool=callgrind --instr-atstart=no \
-             --callgrind-out-file={}/callgrind.%p.out {} \"$@\"\n",
-            dir.display(),
-            daemon.display()
-        );
-        std::fs::write(&launcher, script)?;
-        let mut permissions = std::fs::metadata(&launcher)?.permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-        std::fs::set_permissions(&launcher, permissions)?;
+        let out_file = format!("--callgrind-out-file={}/callgrind.%p.out", dir.display());
+        let launcher = launcher::write(
+            &dir.join("mirror-daemon-callgrind"),
+            &[
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                &out_file,
+            ],
+            daemon,
+        )?;
         Ok(Callgrind {
             launcher,
             out_dir: dir.to_path_buf(),

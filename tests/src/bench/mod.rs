@@ -3,6 +3,7 @@
 //!
 //! - [`scenario`]: the bed (node, primary, shadows) and one run of one scenario;
 //! - [`callgrind`]: the daemon under callgrind, its instructions counted per phase;
+//! - [`launcher`]: scripts that start the daemon under callgrind or `taskset`;
 //! - [`load`]: wrk (saturation) and an open-loop constant-rate client (latency);
 //! - [`nginx`]: nginx as the primary, the healthy shadow and the mirroring proxy;
 //! - [`procstat`]: CPU seconds, peak RSS, load average from `/proc`;
@@ -10,6 +11,7 @@
 //! - [`plots`]: the report's pictures (SVG).
 
 pub mod callgrind;
+pub mod launcher;
 pub mod load;
 pub mod nginx;
 pub mod plots;

@@ -262,8 +262,8 @@ pub struct Settings {
     pub h2_connections: u32,
     pub h2_streams: u32,
     pub warmup: Duration,
-    /// Pin the load generator to CPU 0 and the primary and shadow to CPU 1.
-    pub pin: bool,
+    /// Which CPUs the load generator, the servers and the proxy under test run on.
+    pub pinning: Pinning,
     pub nginx_workers: usize,
     /// What the healthy shadow answers.
     pub shadow_answer: ShadowAnswer,
@@ -272,8 +272,11 @@ pub struct Settings {
     /// Count the daemon's instructions under callgrind (`--instructions`): the fixed-rate
     /// phases only.
     pub callgrind: Option<Callgrind>,
-    /// The daemon's `relay.workers` (`None`: its default, one per core).
+    /// The daemon's `relay.workers` (`None`: its default, one per core it may run on).
     pub daemon_workers: Option<usize>,
+    /// What the harness starts in the daemon's place (`None`: the daemon itself): a
+    /// [`super::launcher`] running it under callgrind or `taskset`.
+    pub daemon_launcher: Option<PathBuf>,
     /// What sends HTTP/1.1 keep-alive requests at the fixed rate.
     pub h1_rate_client: RateClient,
 }
@@ -299,17 +302,68 @@ impl RateClient {
     }
 }
 
+/// Which CPUs the bench's processes run on (`--no-pin`, `--proxy-alone`); the bed has two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pinning {
+    /// Nothing pinned.
+    None,
+    /// The default: the load generator on CPU 0, the primary and shadows on CPU 1, the proxy
+    /// under test (daemon or nginx) on either, wherever the scheduler puts it.
+    Split,
+    /// The proxy under test alone on CPU 1, the load generator, primary and shadows together
+    /// on CPU 0: nothing the bench runs shares the proxy's core or preempts it (the daemon then
+    /// runs one worker). What a bed with a core for the load would show, on two cores.
+    ProxyAlone,
+}
+
+impl Pinning {
+    /// The `taskset -c` list of the load generator, when pinned.
+    pub fn load_cpus(self) -> Option<&'static str> {
+        (self != Pinning::None).then_some("0")
+    }
+
+    /// The `taskset -c` list of the primary and shadows, when pinned.
+    pub fn server_cpus(self) -> Option<&'static str> {
+        match self {
+            Pinning::None => None,
+            Pinning::Split => Some("1"),
+            Pinning::ProxyAlone => Some("0"),
+        }
+    }
+
+    /// The `taskset -c` list of the proxy under test, when pinned.
+    pub fn proxy_cpus(self) -> Option<&'static str> {
+        (self == Pinning::ProxyAlone).then_some("1")
+    }
+
+    /// The report's line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Pinning::None => "none",
+            Pinning::Split => {
+                "load generator (wrk, constant-rate client, h2load) on CPU 0, primary and shadow \
+                 nginx on CPU 1; the daemon and the nginx proxy are not pinned"
+            }
+            Pinning::ProxyAlone => {
+                "the proxy under test alone on CPU 1 (the daemon, which then runs one worker, or \
+                 the nginx proxy with its workers); load generator (wrk, constant-rate client, \
+                 h2load), primary and shadow nginx together on CPU 0 (`--proxy-alone`)"
+            }
+        }
+    }
+}
+
 impl Settings {
     fn load_cpu(&self) -> Option<usize> {
-        self.pin.then_some(0)
+        self.pinning.load_cpus().map(|_| 0)
     }
 
     fn load_cpus(&self) -> Option<&'static str> {
-        self.pin.then_some("0")
+        self.pinning.load_cpus()
     }
 
     fn server_cpus(&self) -> Option<&'static str> {
-        self.pin.then_some("1")
+        self.pinning.server_cpus()
     }
 }
 
@@ -832,9 +886,9 @@ impl Proxy {
                 config = config.workers(workers);
             }
             let binary = settings
-                .callgrind
+                .daemon_launcher
                 .as_ref()
-                .map_or(&settings.daemon, |callgrind| &callgrind.launcher);
+                .unwrap_or(&settings.daemon);
             let mut daemon = Daemon::start(binary, bed.node.netns(), &config)?;
             daemon.print_log_on_drop(false);
             Ok(Proxy::Daemon(daemon))
@@ -864,7 +918,7 @@ impl Proxy {
                 &settings
                     .work_dir
                     .join(format!("nginx-proxy-{}", scenario.key())),
-                None,
+                settings.pinning.proxy_cpus(),
                 bed.proxy(),
             )?;
             Ok(Proxy::Nginx(nginx))
@@ -964,6 +1018,14 @@ mod tests {
         assert_eq!(RateClient::parse("h2load"), Some(RateClient::H2load));
         assert_eq!(RateClient::parse("wrk"), None);
         assert_eq!(RateClient::parse(""), None);
+    }
+
+    #[test]
+    fn only_proxy_alone_gives_the_proxy_a_core_of_its_own() {
+        let cpus = |p: Pinning| (p.load_cpus(), p.server_cpus(), p.proxy_cpus());
+        assert_eq!(cpus(Pinning::None), (None, None, None));
+        assert_eq!(cpus(Pinning::Split), (Some("0"), Some("1"), None));
+        assert_eq!(cpus(Pinning::ProxyAlone), (Some("0"), Some("0"), Some("1")));
     }
 
     #[test]

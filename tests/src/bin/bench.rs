@@ -28,8 +28,8 @@ use mirror_tests::environment::{daemon_binary, require_daemon, workspace};
 use bench::callgrind::{self, Callgrind};
 use bench::nginx::ShadowAnswer;
 use bench::report::Results;
-use bench::scenario::{self, Bed, Kind, Protocol, RateClient, Scenario, Settings};
-use bench::{load, nginx, plots, procstat};
+use bench::scenario::{self, Bed, Kind, Pinning, Protocol, RateClient, Scenario, Settings};
+use bench::{launcher, load, nginx, plots, procstat};
 
 const USAGE: &str = "\
 usage: bench [options]
@@ -58,6 +58,9 @@ usage: bench [options]
                         nginx's HTTP/2 sends it in two segments) or empty (204, one segment
                         for HTTP/1.1 and HTTP/2 alike)
   --no-pin              do not pin the load generator (CPU 0) and the servers (CPU 1)
+  --proxy-alone         pin the proxy under test (daemon or nginx proxy) alone on CPU 1, and the
+                        load generator and the servers together on CPU 0: nothing the bench
+                        runs shares the proxy's core (the daemon then runs one worker)
   --wait-quiet S        wait up to S seconds for the 1-minute load average to fall below
                         --max-load before starting (default 0: start at once, report the noise)
   --max-load L          (default 1.0)
@@ -101,13 +104,14 @@ fn parse_args() -> Result<Options> {
             h2_connections: 4,
             h2_streams: 8,
             warmup: Duration::from_secs(1),
-            pin: true,
+            pinning: Pinning::Split,
             nginx_workers: 2,
             shadow_answer: ShadowAnswer::Text,
             daemon: daemon_binary(),
             work_dir: std::env::temp_dir().join(format!("mirror-bench-{}", std::process::id())),
             callgrind: None,
             daemon_workers: None,
+            daemon_launcher: None,
             h1_rate_client: RateClient::Ours,
         },
     };
@@ -161,7 +165,8 @@ fn parse_args() -> Result<Options> {
                 options.settings.shadow_answer = ShadowAnswer::parse(&text)
                     .with_context(|| format!("--shadow-answer is text or empty, not {text:?}"))?;
             }
-            "--no-pin" => options.settings.pin = false,
+            "--no-pin" => options.settings.pinning = Pinning::None,
+            "--proxy-alone" => options.settings.pinning = Pinning::ProxyAlone,
             "--wait-quiet" => options.wait_quiet = seconds(value()?)?,
             "--max-load" => options.max_load = value()?.parse()?,
             "--out" => options.out = PathBuf::from(value()?),
@@ -187,6 +192,12 @@ fn parse_args() -> Result<Options> {
     if options.instructions {
         if !rate_given {
             options.settings.rate = INSTRUCTIONS_RATE;
+        }
+        if options.settings.pinning == Pinning::ProxyAlone {
+            bail!(
+                "--instructions and --proxy-alone do not go together: instructions do not \
+                 depend on which core runs them"
+            );
         }
         if let Some(other) = options.scenarios.iter().find(|s| !s.runs_the_daemon()) {
             bail!(
@@ -248,11 +259,20 @@ fn run() -> Result<()> {
     if options.instructions {
         // Kept beside the report, for callgrind_annotate.
         let dumps = options.out.join("callgrind");
-        settings.callgrind = Some(Callgrind::prepare(&settings.daemon, &dumps)?);
+        let callgrind = Callgrind::prepare(&settings.daemon, &dumps)?;
+        settings.daemon_launcher = Some(callgrind.launcher.clone());
+        settings.callgrind = Some(callgrind);
         eprintln!(
             "bench: counting the daemon's instructions under callgrind (dumps in {})",
             dumps.display()
         );
+    }
+    if let Some(cpus) = settings.pinning.proxy_cpus() {
+        settings.daemon_launcher = Some(launcher::write(
+            &settings.work_dir.join("mirror-daemon-pinned"),
+            &["taskset", "-c", cpus],
+            &settings.daemon,
+        )?);
     }
     wait_for_quiet(options.wait_quiet, options.max_load);
     let competing_at_start = procstat::competing_processes();
@@ -591,20 +611,11 @@ fn method(settings: &Settings, options: &Options) -> String {
          pod's gateway address; the daemon runs with its defaults, {}",
         settings.nginx_workers,
         settings.daemon_workers.map_or_else(
-            || "one worker (a current-thread tokio runtime) per core".to_owned(),
+            || "one worker (a current-thread tokio runtime) per core it may run on".to_owned(),
             |n| format!("except {n} worker thread(s) (`--workers`)")
         )
     );
-    let _ = writeln!(
-        out,
-        "- pinning: {}",
-        if settings.pin {
-            "load generator (wrk, constant-rate client, h2load) on CPU 0, primary and shadow nginx on CPU 1; \
-             the daemon and the nginx proxy are not pinned"
-        } else {
-            "none"
-        }
-    );
+    let _ = writeln!(out, "- pinning: {}", settings.pinning.describe());
     out.push_str(
         "- medians over repetitions with (min–max); ratios and differences to direct are taken within \
          each repetition; CPU is utime + stime of the daemon (or all nginx proxy processes) over the phase; \

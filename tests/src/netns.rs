@@ -141,8 +141,13 @@ impl Drop for NetnsGuard {
     }
 }
 
+/// How long processes left in a stale namespace get to exit after SIGTERM before SIGKILL.
+const STALE_TERM_GRACE: Duration = Duration::from_secs(3);
+
 /// Deletes namespaces left behind by earlier runs of the harness whose process is gone (a run
-/// killed with SIGKILL cannot clean up). Only names of the harness's own scheme are touched.
+/// killed with SIGKILL, or SIGTERM, cannot clean up), after ending the processes still running
+/// in them: a daemon, nginx or a load generator of a killed bench outlives its namespace's name
+/// otherwise. Only names of the harness's own scheme are touched.
 pub fn remove_stale_namespaces() -> Result<()> {
     let entries = match std::fs::read_dir(NETNS_DIR) {
         Ok(entries) => entries,
@@ -156,8 +161,57 @@ pub fn remove_stale_namespaces() -> Result<()> {
         };
         if pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists() {
             eprintln!("mirror-tests: removing namespace {name} left by dead process {pid}");
+            end_processes_in(&name);
             let _ = command::run("ip", &["netns", "del", &name]);
         }
     }
     Ok(())
+}
+
+/// Ends every process in the namespace `name`: SIGTERM (a daemon detaches from the kernel on
+/// it), then SIGKILL for those still there after [`STALE_TERM_GRACE`].
+fn end_processes_in(name: &str) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    let running = || -> Vec<i32> {
+        command::run("ip", &["netns", "pids", name])
+            .map(|text| {
+                // Zombies have left their namespace: only the living are listed.
+                text.split_whitespace()
+                    .filter_map(|pid| pid.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let pids = running();
+    if pids.is_empty() {
+        return;
+    }
+    eprintln!("mirror-tests: ending processes {pids:?} left in namespace {name}");
+    for &pid in &pids {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    let gone_within = |grace: Duration| {
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if running().is_empty() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    if gone_within(STALE_TERM_GRACE) {
+        return;
+    }
+    for pid in running() {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    if !gone_within(STALE_TERM_GRACE) {
+        eprintln!(
+            "mirror-tests: processes {:?} outlived SIGKILL in {name}",
+            running()
+        );
+    }
 }

@@ -1,13 +1,17 @@
 //! The simulated node itself, without the daemon: direct traffic flows, names look like a CNI's,
 //! the kernel-state snapshot sees changes, and teardown leaves nothing.
 
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use mirror_tests::environment::require_namespaces;
+use mirror_tests::netns::{remove_stale_namespaces, NETNS_DIR};
 use mirror_tests::node::Family;
 use mirror_tests::tcp::{close_after_peer, read_to_eof, write_while_reading};
+use mirror_tests::{command, names};
 use mirror_tests::{Cni, ConnectOptions, KernelState, Node, Server};
 
 #[test]
@@ -139,6 +143,96 @@ fn dropping_the_node_removes_every_namespace() -> Result<()> {
     for netns in &namespaces {
         assert!(!netns.exists(), "{} left behind", netns.name());
     }
+    Ok(())
+}
+
+/// A namespace of a run that was killed (its owner pid cannot exist), with two processes still in
+/// it: one that ends on SIGTERM and one that ignores it. Dropped on a failed test: the processes
+/// killed and the namespace deleted.
+struct KilledRun {
+    name: String,
+    children: Vec<std::process::Child>,
+}
+
+impl KilledRun {
+    fn start() -> Result<KilledRun> {
+        // One more than the largest pid the kernel hands out: no live process can own the name.
+        let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")?
+            .trim()
+            .parse()?;
+        let name = format!("{}{}-0-killed", names::NAMESPACE_PREFIX, pid_max + 1);
+        command::run("ip", &["netns", "add", &name])?;
+        let mut run = KilledRun {
+            name: name.clone(),
+            children: Vec::new(),
+        };
+        for script in ["exec sleep 300", "trap '' TERM; exec sleep 300"] {
+            run.children.push(
+                Command::new("ip")
+                    .args(["netns", "exec", &name, "sh", "-c", script])
+                    .spawn()?,
+            );
+        }
+        // Both are in the namespace (ip and sh exec in place) before the sweep looks.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while command::run("ip", &["netns", "pids", &name])?
+            .split_whitespace()
+            .count()
+            < 2
+        {
+            ensure!(
+                Instant::now() < deadline,
+                "the processes never entered {name}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(run)
+    }
+
+    fn exists(&self) -> bool {
+        std::path::Path::new(NETNS_DIR).join(&self.name).exists()
+    }
+
+    /// The signal each process ended by, waiting a little for each.
+    fn signals(&mut self) -> Result<Vec<Option<i32>>> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut signals = Vec::new();
+        for child in &mut self.children {
+            let status = loop {
+                match child.try_wait()? {
+                    Some(status) => break Some(status),
+                    None if Instant::now() >= deadline => break None,
+                    None => std::thread::sleep(Duration::from_millis(20)),
+                }
+            };
+            signals.push(status.and_then(|status| status.signal()));
+        }
+        Ok(signals)
+    }
+}
+
+impl Drop for KilledRun {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if self.exists() {
+            let _ = command::run("ip", &["netns", "del", &self.name]);
+        }
+    }
+}
+
+#[test]
+fn stale_namespaces_go_with_the_processes_left_in_them() -> Result<()> {
+    if !require_namespaces("stale_namespaces_go_with_the_processes_left_in_them") {
+        return Ok(());
+    }
+    let mut run = KilledRun::start()?;
+    remove_stale_namespaces()?;
+    assert!(!run.exists(), "{} left behind", run.name);
+    // SIGTERM first; SIGKILL for what ignores it (None: still running).
+    assert_eq!(run.signals()?, [Some(libc::SIGTERM), Some(libc::SIGKILL)]);
     Ok(())
 }
 

@@ -37,6 +37,14 @@ pub fn owner_pid(namespace: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
+/// The owner's pid when `name` (a namespace's, a temporary directory's) is one of the harness's
+/// and its owner is gone: what a killed run left behind.
+pub fn left_by_dead_run(name: &str) -> Option<u32> {
+    let pid = owner_pid(name)?;
+    let dead = pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists();
+    dead.then_some(pid)
+}
+
 /// Host-side interface naming of the CNIs the daemon's default globs cover.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cni {
@@ -128,6 +136,21 @@ mod tests {
     fn names_differ_per_index() {
         assert_ne!(Cni::Calico.host_interface(1), Cni::Calico.host_interface(2));
         assert_ne!(uplink_interface(1), uplink_interface(2));
+    }
+
+    #[test]
+    fn only_names_whose_owner_is_gone_are_left_by_a_dead_run() {
+        let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .expect("pid_max")
+            .trim()
+            .parse()
+            .expect("a number");
+        let gone = pid_max + 1;
+        assert_eq!(left_by_dead_run(&format!("mt{gone}-3-node")), Some(gone));
+        assert_eq!(left_by_dead_run(&format!("mt{gone}-bench")), Some(gone));
+        assert_eq!(left_by_dead_run(&namespace_name(&node_id(), "pod-a")), None);
+        assert_eq!(left_by_dead_run("mt1-0-node"), None, "pid 1 lives");
+        assert_eq!(left_by_dead_run("cni-1234"), None);
     }
 
     #[test]

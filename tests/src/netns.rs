@@ -156,10 +156,7 @@ pub fn remove_stale_namespaces() -> Result<()> {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = crate::names::owner_pid(&name) else {
-            continue;
-        };
-        if pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists() {
+        if let Some(pid) = crate::names::left_by_dead_run(&name) {
             eprintln!("mirror-tests: removing namespace {name} left by dead process {pid}");
             end_processes_in(&name);
             let _ = command::run("ip", &["netns", "del", &name]);

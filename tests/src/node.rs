@@ -201,6 +201,7 @@ impl Node {
     /// Creates the NODE namespace: loopback up, IPv4 and IPv6 forwarding on.
     pub fn new() -> Result<Self> {
         netns::remove_stale_namespaces()?;
+        crate::scratch::remove_stale_dirs()?;
         let id = names::node_id();
         let node = NetnsGuard::create(&names::namespace_name(&id, "node"))?;
         node.sysctl("net/ipv4/ip_forward", "1")?;

@@ -10,6 +10,7 @@ use anyhow::{ensure, Result};
 use mirror_tests::environment::require_namespaces;
 use mirror_tests::netns::{remove_stale_namespaces, NETNS_DIR};
 use mirror_tests::node::Family;
+use mirror_tests::scratch::remove_stale_dirs;
 use mirror_tests::tcp::{close_after_peer, read_to_eof, write_while_reading};
 use mirror_tests::{command, names};
 use mirror_tests::{Cni, ConnectOptions, KernelState, Node, Server};
@@ -146,12 +147,13 @@ fn dropping_the_node_removes_every_namespace() -> Result<()> {
     Ok(())
 }
 
-/// A namespace of a run that was killed (its owner pid cannot exist), with two processes still in
-/// it: one that ends on SIGTERM and one that ignores it. Dropped on a failed test: the processes
-/// killed and the namespace deleted.
+/// What a run that was killed left (its owner pid cannot exist): a namespace with two processes
+/// still in it, one that ends on SIGTERM and one that ignores it, and a work directory with a
+/// file. Dropped on a failed test: the processes killed, the namespace and directory deleted.
 struct KilledRun {
     name: String,
     children: Vec<std::process::Child>,
+    dir: std::path::PathBuf,
 }
 
 impl KilledRun {
@@ -162,9 +164,13 @@ impl KilledRun {
             .parse()?;
         let name = format!("{}{}-0-killed", names::NAMESPACE_PREFIX, pid_max + 1);
         command::run("ip", &["netns", "add", &name])?;
+        let dir = std::env::temp_dir().join(format!("{name}-bench"));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("mirror-daemon"), b"a private copy")?;
         let mut run = KilledRun {
             name: name.clone(),
             children: Vec::new(),
+            dir,
         };
         for script in ["exec sleep 300", "trap '' TERM; exec sleep 300"] {
             run.children.push(
@@ -220,17 +226,21 @@ impl Drop for KilledRun {
         if self.exists() {
             let _ = command::run("ip", &["netns", "del", &self.name]);
         }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 #[test]
-fn stale_namespaces_go_with_the_processes_left_in_them() -> Result<()> {
-    if !require_namespaces("stale_namespaces_go_with_the_processes_left_in_them") {
+fn what_a_killed_run_left_is_swept() -> Result<()> {
+    if !require_namespaces("what_a_killed_run_left_is_swept") {
         return Ok(());
     }
     let mut run = KilledRun::start()?;
+    // What `Node::new` does first.
     remove_stale_namespaces()?;
+    remove_stale_dirs()?;
     assert!(!run.exists(), "{} left behind", run.name);
+    assert!(!run.dir.exists(), "{} left behind", run.dir.display());
     // SIGTERM first; SIGKILL for what ignores it (None: still running).
     assert_eq!(run.signals()?, [Some(libc::SIGTERM), Some(libc::SIGKILL)]);
     Ok(())

@@ -26,7 +26,7 @@
 //! fixed rate, then at saturation; keep-alive and, for HTTP/1.1, new connections), and stops it.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -1001,11 +1001,6 @@ impl Drop for Proxy {
             }
         }
     }
-}
-
-/// Removes what a run left in `dir` (nginx prefixes).
-pub fn clean(dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use mirror_tests::environment::{daemon_binary, require_daemon, workspace};
+use mirror_tests::scratch::ScratchDir;
 
 use bench::callgrind::{self, Callgrind};
 use bench::nginx::ShadowAnswer;
@@ -108,7 +109,8 @@ fn parse_args() -> Result<Options> {
             nginx_workers: 2,
             shadow_answer: ShadowAnswer::Text,
             daemon: daemon_binary(),
-            work_dir: std::env::temp_dir().join(format!("mirror-bench-{}", std::process::id())),
+            // Set by `run`, where it is made.
+            work_dir: PathBuf::new(),
             callgrind: None,
             daemon_workers: None,
             daemon_launcher: None,
@@ -251,8 +253,11 @@ fn run() -> Result<()> {
         }
     }
     let mut settings = options.settings.clone();
+    // Removed on every way out, errors included (and by the next run's sweep if this one is
+    // killed); dropped after the bed, whose servers keep their files in it.
+    let work_dir = ScratchDir::for_process("bench")?;
+    settings.work_dir = work_dir.path().to_path_buf();
     // A private copy: a rebuild of the workspace during the bench must not change what is measured.
-    std::fs::create_dir_all(&settings.work_dir)?;
     settings.daemon = settings.work_dir.join("mirror-daemon");
     std::fs::copy(&daemon, &settings.daemon)
         .with_context(|| format!("cannot copy {}", daemon.display()))?;
@@ -300,7 +305,7 @@ fn run() -> Result<()> {
         }
     }
     drop(bed);
-    scenario::clean(&settings.work_dir);
+    drop(work_dir);
     let competing_at_end = procstat::competing_processes();
 
     let results = Results {

@@ -41,8 +41,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use mirror_tests::command;
 use mirror_tests::environment::{daemon_binary, require_namespaces, workspace};
+use mirror_tests::scratch::ScratchDir;
 
-use restart::bed::{self, Bed, Settings};
+use restart::bed::{Bed, Settings};
 use restart::report::{self, Measured};
 use restart::sessions;
 
@@ -103,7 +104,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options> {
             wrk_pause: Duration::from_millis(1),
             sessions: 3,
             pin: true,
-            work_dir: std::env::temp_dir().join(format!("mirror-restart-{}", std::process::id())),
+            // Set by `run`, where it is made.
+            work_dir: PathBuf::new(),
         },
     };
     let mut args = args.peekable();
@@ -187,8 +189,12 @@ fn private_copy(binary: &Path, dir: &Path, index: usize) -> Result<PathBuf> {
 fn run() -> Result<()> {
     let options = parse_args(std::env::args().skip(1))?;
     check_environment(&options)?;
-    let settings = &options.settings;
-    std::fs::create_dir_all(&settings.work_dir)?;
+    // Removed on every way out, errors included (and by the next run's sweep if this one is
+    // killed); dropped after the bed, whose servers keep their files in it.
+    let work_dir = ScratchDir::for_process("restart")?;
+    let mut settings = options.settings.clone();
+    settings.work_dir = work_dir.path().to_path_buf();
+    let settings = &settings;
     let mut daemons = Vec::new();
     for (index, daemon) in options.daemons.iter().enumerate() {
         daemons.push((
@@ -239,7 +245,7 @@ fn run() -> Result<()> {
         }
     }
     drop(bed);
-    bed::clean(&settings.work_dir);
+    drop(work_dir);
 
     let mut out = String::from("## Restart bench results\n\n");
     let _ = writeln!(out, "{environment}\n");

@@ -196,11 +196,6 @@ fn logged_count(log: &str, message: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Removes what a run left in `dir` (nginx's prefix, wrk's script and timeline).
-pub fn clean(dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,6 +45,17 @@ pub fn left_by_dead_run(name: &str) -> Option<u32> {
     dead.then_some(pid)
 }
 
+/// A pid no process can have: one more than the largest the kernel hands out (`pid_max`), for
+/// names of a run that is surely gone.
+pub fn impossible_pid() -> std::io::Result<u32> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/pid_max")?;
+    let max: u32 = text
+        .trim()
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    Ok(max + 1)
+}
+
 /// Host-side interface naming of the CNIs the daemon's default globs cover.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cni {
@@ -140,12 +151,7 @@ mod tests {
 
     #[test]
     fn only_names_whose_owner_is_gone_are_left_by_a_dead_run() {
-        let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-            .expect("pid_max")
-            .trim()
-            .parse()
-            .expect("a number");
-        let gone = pid_max + 1;
+        let gone = impossible_pid().expect("pid_max");
         assert_eq!(left_by_dead_run(&format!("mt{gone}-3-node")), Some(gone));
         assert_eq!(left_by_dead_run(&format!("mt{gone}-bench")), Some(gone));
         assert_eq!(left_by_dead_run(&namespace_name(&node_id(), "pod-a")), None);

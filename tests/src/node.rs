@@ -197,11 +197,17 @@ pub struct Node {
     id: String,
 }
 
+/// Removes what earlier runs of the harness left when they were killed: their namespaces, with
+/// the processes still in them, and their temporary directories. Every node starts with it.
+pub fn remove_what_dead_runs_left() -> Result<()> {
+    netns::remove_stale_namespaces()?;
+    crate::scratch::remove_stale_dirs()
+}
+
 impl Node {
     /// Creates the NODE namespace: loopback up, IPv4 and IPv6 forwarding on.
     pub fn new() -> Result<Self> {
-        netns::remove_stale_namespaces()?;
-        crate::scratch::remove_stale_dirs()?;
+        remove_what_dead_runs_left()?;
         let id = names::node_id();
         let node = NetnsGuard::create(&names::namespace_name(&id, "node"))?;
         node.sysctl("net/ipv4/ip_forward", "1")?;

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use mirror_tests::environment::require_namespaces;
-use mirror_tests::netns::{remove_stale_namespaces, NETNS_DIR};
-use mirror_tests::node::Family;
-use mirror_tests::scratch::remove_stale_dirs;
+use mirror_tests::netns::NETNS_DIR;
+use mirror_tests::node::{remove_what_dead_runs_left, Family};
 use mirror_tests::tcp::{close_after_peer, read_to_eof, write_while_reading};
 use mirror_tests::{command, names};
 use mirror_tests::{Cni, ConnectOptions, KernelState, Node, Server};
@@ -158,11 +157,11 @@ struct KilledRun {
 
 impl KilledRun {
     fn start() -> Result<KilledRun> {
-        // One more than the largest pid the kernel hands out: no live process can own the name.
-        let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")?
-            .trim()
-            .parse()?;
-        let name = format!("{}{}-0-killed", names::NAMESPACE_PREFIX, pid_max + 1);
+        let name = format!(
+            "{}{}-0-killed",
+            names::NAMESPACE_PREFIX,
+            names::impossible_pid()?
+        );
         command::run("ip", &["netns", "add", &name])?;
         let dir = std::env::temp_dir().join(format!("{name}-bench"));
         std::fs::create_dir_all(&dir)?;
@@ -236,9 +235,7 @@ fn what_a_killed_run_left_is_swept() -> Result<()> {
         return Ok(());
     }
     let mut run = KilledRun::start()?;
-    // What `Node::new` does first.
-    remove_stale_namespaces()?;
-    remove_stale_dirs()?;
+    remove_what_dead_runs_left()?;
     assert!(!run.exists(), "{} left behind", run.name);
     assert!(!run.dir.exists(), "{} left behind", run.dir.display());
     // SIGTERM first; SIGKILL for what ignores it (None: still running).

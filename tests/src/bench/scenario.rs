@@ -317,9 +317,14 @@ pub enum Pinning {
 }
 
 impl Pinning {
+    /// The load generator's CPU, when pinned.
+    pub fn load_cpu(self) -> Option<usize> {
+        (self != Pinning::None).then_some(0)
+    }
+
     /// The `taskset -c` list of the load generator, when pinned.
     pub fn load_cpus(self) -> Option<&'static str> {
-        (self != Pinning::None).then_some("0")
+        self.load_cpu().map(|_| "0")
     }
 
     /// The `taskset -c` list of the primary and shadows, when pinned.
@@ -350,20 +355,6 @@ impl Pinning {
                  h2load), primary and shadow nginx together on CPU 0 (`--proxy-alone`)"
             }
         }
-    }
-}
-
-impl Settings {
-    fn load_cpu(&self) -> Option<usize> {
-        self.pinning.load_cpus().map(|_| 0)
-    }
-
-    fn load_cpus(&self) -> Option<&'static str> {
-        self.pinning.load_cpus()
-    }
-
-    fn server_cpus(&self) -> Option<&'static str> {
-        self.pinning.server_cpus()
     }
 }
 
@@ -404,7 +395,7 @@ impl Bed {
                 listen_json: &[node.primary().addr(Family::V4, JSON_PORT)],
             },
             &settings.work_dir.join("nginx-primary"),
-            settings.server_cpus(),
+            settings.pinning.server_cpus(),
             primary_addresses[0],
         )?;
         let healthy_address = shadow(HEALTHY_PORT);
@@ -417,7 +408,7 @@ impl Bed {
                 answer: settings.shadow_answer,
             },
             &settings.work_dir.join("nginx-shadow"),
-            settings.server_cpus(),
+            settings.pinning.server_cpus(),
             healthy_address,
         )?;
         let slow = ShadowServer::start(
@@ -658,7 +649,7 @@ impl Bed {
                     target: load.target,
                     rate: settings.rate,
                     duration: load.duration,
-                    cpus: settings.load_cpus(),
+                    cpus: settings.pinning.load_cpus(),
                     http1: true,
                 })
             }
@@ -669,7 +660,7 @@ impl Bed {
                 duration: load.duration,
                 mode: load.mode,
                 connections: settings.rate_connections,
-                cpu: settings.load_cpu(),
+                cpu: settings.pinning.load_cpu(),
             }),
             (Protocol::Http1, Kind::Saturation) => load::wrk(&Wrk {
                 netns,
@@ -677,7 +668,7 @@ impl Bed {
                 connections: settings.wrk_connections,
                 duration: load.duration,
                 mode: load.mode,
-                cpus: settings.load_cpus(),
+                cpus: settings.pinning.load_cpus(),
                 script: &self.script,
             }),
             (Protocol::Http2, Kind::Rate) => load::h2load_rate(&H2Rate {
@@ -685,7 +676,7 @@ impl Bed {
                 target: load.target,
                 rate: settings.rate,
                 duration: load.duration,
-                cpus: settings.load_cpus(),
+                cpus: settings.pinning.load_cpus(),
                 http1: false,
             }),
             (Protocol::Http2, Kind::Saturation) => load::h2load_saturation(&H2Saturation {
@@ -694,7 +685,7 @@ impl Bed {
                 connections: settings.h2_connections,
                 streams: settings.h2_streams,
                 duration: load.duration,
-                cpus: settings.load_cpus(),
+                cpus: settings.pinning.load_cpus(),
             }),
         }
     }

@@ -236,9 +236,8 @@ impl FakeH2 {
             let _ = stream.send_trailers(trailers);
         }
     }
-}
 
-impl FakeH2 {
+    /// Promises `/pushed` on the request's stream and, if the client allowed it, sends it.
     fn push(
         &self,
         parts: &http::request::Parts,

@@ -83,7 +83,7 @@ fn run(scenario: Scenario, loadavg: f64, m: Measured) -> Run {
             shadow_cpu: 0.1,
             copies_expected: RATE_REQUESTS * scenario.copies_per_request(),
             copies_delivered: RATE_REQUESTS * scenario.copies_per_request(),
-            instructions: None,
+            counted: None,
             machine_busy: 0.3,
             others_busy: if loadavg > 1.5 { 0.5 } else { 0.02 },
         });
@@ -108,7 +108,7 @@ fn run(scenario: Scenario, loadavg: f64, m: Measured) -> Run {
             shadow_cpu: seconds(m.rest_us / 4.0),
             copies_expected: completed * scenario.copies_per_request(),
             copies_delivered: completed * scenario.copies_per_request(),
-            instructions: None,
+            counted: None,
             machine_busy: 1.0,
             others_busy: if loadavg > 1.5 { 0.5 } else { 0.02 },
         });

@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use super::callgrind::Counts;
 use super::load::{Distribution, Mode};
 use super::scenario::{Kind, Phase, Protocol, Run, Scenario};
 
@@ -362,20 +363,28 @@ impl Results<'_> {
         out
     }
 
-    /// `--instructions`: the daemon's instructions per request in each fixed-rate phase counted
-    /// (thousands), and the ratios that tell code paths apart, taken within each repetition.
+    /// `--instructions`: what the daemon executed per request in each fixed-rate phase counted
+    /// (thousands of instructions; simulated cache misses and mispredicted branches), and the
+    /// ratios that tell code paths apart, taken within each repetition.
     pub fn instructions_table(&self, rate: f64) -> String {
         use Scenario::{H2Intercept, H2Mirror, Intercept, Mirror};
         let mut out = format!(
-            "### Daemon instructions per request at a fixed {rate:.0} requests/s (callgrind)\n\n\
-             | scenario | mode | thousand instructions / req | requests counted |\n\
-             |---|---|---:|---:|\n"
+            "### What the daemon executes per request at a fixed {rate:.0} requests/s (callgrind)\n\n\
+             Misses are callgrind's simulated first-level caches and branch predictor: how much \
+             code and data a request's path runs through, not what the machine's caches did.\n\n\
+             | scenario | mode | thousand instructions / req | I1 misses / req | D1 misses / req \
+             | mispredicted branches / req | requests counted |\n\
+             |---|---|---:|---:|---:|---:|---:|\n"
         );
         for &scenario in self.scenarios {
             for &mode in scenario.modes() {
-                let per_request = self.spread(scenario, Kind::Rate, mode, instructions_per_request);
+                let per_request = |count: fn(&Counts) -> u64| {
+                    self.spread(scenario, Kind::Rate, mode, move |ph| {
+                        ph.per_request(count).unwrap_or(f64::NAN)
+                    })
+                };
                 let counted = self.spread(scenario, Kind::Rate, mode, |ph| {
-                    if ph.instructions.is_some() {
+                    if ph.counted.is_some() {
                         ph.load.completed as f64
                     } else {
                         f64::NAN
@@ -383,10 +392,13 @@ impl Results<'_> {
                 });
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} |",
                     scenario.key(),
                     mode.label(),
-                    show(per_request.map(|s| s.scaled(1e-3)), 1),
+                    show(per_request(|c| c.instructions).map(|s| s.scaled(1e-3)), 1),
+                    show(per_request(|c| c.i1_misses), 0),
+                    show(per_request(|c| c.d1_misses), 0),
+                    show(per_request(|c| c.mispredicted), 0),
                     show(counted, 0),
                 );
             }
@@ -401,24 +413,28 @@ impl Results<'_> {
             if !(self.has(scenario) && self.has(base)) {
                 continue;
             }
-            let ratio = self.ratio(
-                scenario,
-                base,
-                Kind::Rate,
-                Mode::KeepAlive,
-                instructions_per_request,
-            );
+            let ratio = |count: fn(&Counts) -> u64| {
+                let value = move |ph: &Phase| ph.per_request(count).unwrap_or(f64::NAN);
+                show(
+                    self.ratio(scenario, base, Kind::Rate, Mode::KeepAlive, value),
+                    2,
+                )
+            };
             let _ = writeln!(
                 ratios,
-                "| {what} ({} vs {}, keep-alive) | ×{} |",
+                "| {what} ({} vs {}, keep-alive) | ×{} | ×{} | ×{} | ×{} |",
                 scenario.key(),
                 base.key(),
-                show(ratio, 2)
+                ratio(|c| c.instructions),
+                ratio(|c| c.i1_misses),
+                ratio(|c| c.d1_misses),
+                ratio(|c| c.mispredicted),
             );
         }
         if !ratios.is_empty() {
             out.push_str(
-                "\n| instructions per request, within each repetition | median (range) |\n|---|---:|\n",
+                "\n| per request, within each repetition: median (range) | instructions \
+                 | I1 misses | D1 misses | mispredicted branches |\n|---|---:|---:|---:|---:|\n",
             );
             out.push_str(&ratios);
         }
@@ -1170,11 +1186,6 @@ impl Results<'_> {
     }
 }
 
-/// The daemon's instructions per completed request; NaN (left out of spreads) when not counted.
-fn instructions_per_request(phase: &Phase) -> f64 {
-    phase.instructions_per_request().unwrap_or(f64::NAN)
-}
-
 fn cpu_us_per_request(phase: &Phase) -> f64 {
     phase.proxy_cpu * 1e6 / phase.load.completed.max(1) as f64
 }
@@ -1630,12 +1641,24 @@ mod tests {
             H2Intercept => [30.0, 30.0, 30.0],
             _ => [88.0, 54.0, 77.0],
         };
+        // Misses per request: each count its own (I1 2000 against 3000 for HTTP/2, D1 500
+        // against 600, mispredicted branches 400 against 300), whatever the instructions.
+        let misses = |scenario: Scenario| match scenario {
+            H2Intercept | H2Mirror => [3000, 600, 300],
+            _ => [2000, 500, 400],
+        };
+        let requests = fixture::RATE_REQUESTS;
         for (i, run) in runs.iter_mut().enumerate() {
             let thousands = per_request(run.scenario)[i / scenarios.len()];
+            let [i1, d1, mispredicted] = misses(run.scenario);
             for phase in &mut run.phases {
                 if phase.kind == Kind::Rate && phase.mode == Mode::KeepAlive {
-                    let count = thousands * 1000.0 * fixture::RATE_REQUESTS as f64;
-                    phase.instructions = Some(count as u64);
+                    phase.counted = Some(Counts {
+                        instructions: (thousands * 1000.0) as u64 * requests,
+                        i1_misses: i1 * requests,
+                        d1_misses: d1 * requests,
+                        mispredicted: mispredicted * requests,
+                    });
                 }
             }
         }
@@ -1645,13 +1668,13 @@ mod tests {
         }
         .instructions_table(200.0);
         for row in [
-            "| mirror | keep-alive | 80.0 (70.0–90.0) | 1000 (1000–1000) |",
+            "| mirror | keep-alive | 80.0 (70.0–90.0) | 2000 (2000–2000) | 500 (500–500) | 400 (400–400) | 1000 (1000–1000) |",
             // Not counted in this phase: shown as such, not as zero.
-            "| mirror | new conn | – | – |",
-            "| h2-mirror | keep-alive | 77.0 (54.0–88.0) | 1000 (1000–1000) |",
-            "| a mirrored request, HTTP/2 vs HTTP/1.1 (h2-mirror vs mirror, keep-alive) | ×1.10 (0.60–1.10) |",
-            "| HTTP/1.1, mirrored vs relayed alone (mirror vs intercept, keep-alive) | ×2.00 (2.00–2.00) |",
-            "| HTTP/2, mirrored vs relayed alone (h2-mirror vs h2-intercept, keep-alive) | ×2.57 (1.80–2.93) |",
+            "| mirror | new conn | – | – | – | – | – |",
+            "| h2-mirror | keep-alive | 77.0 (54.0–88.0) | 3000 (3000–3000) | 600 (600–600) | 300 (300–300) | 1000 (1000–1000) |",
+            "| a mirrored request, HTTP/2 vs HTTP/1.1 (h2-mirror vs mirror, keep-alive) | ×1.10 (0.60–1.10) | ×1.50 (1.50–1.50) | ×1.20 (1.20–1.20) | ×0.75 (0.75–0.75) |",
+            "| HTTP/1.1, mirrored vs relayed alone (mirror vs intercept, keep-alive) | ×2.00 (2.00–2.00) | ×1.00 (1.00–1.00) | ×1.00 (1.00–1.00) | ×1.00 (1.00–1.00) |",
+            "| HTTP/2, mirrored vs relayed alone (h2-mirror vs h2-intercept, keep-alive) | ×2.57 (1.80–2.93) | ×1.00 (1.00–1.00) | ×1.00 (1.00–1.00) | ×1.00 (1.00–1.00) |",
         ] {
             assert!(table.contains(row), "no {row:?} in\n{table}");
         }

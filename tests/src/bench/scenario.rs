@@ -35,7 +35,7 @@ use mirror_tests::h2c::{H2Options, H2Server};
 use mirror_tests::node::{Family, Node, SHADOW_V4};
 use mirror_tests::{Behaviour, ShadowServer};
 
-use super::callgrind::Callgrind;
+use super::callgrind::{Callgrind, Counts};
 use super::load::{self, ConstantRate, H2Rate, H2Saturation, LoadResult, Mode, Wrk};
 use super::nginx::{self, MirrorTo, Nginx, Role, ShadowAnswer};
 use super::procstat::{self, MachineCpu};
@@ -571,7 +571,7 @@ impl Bed {
                     self.settle(Duration::from_secs(1));
                 }
                 // Counted until the last copies are answered, as the CPU is.
-                let instructions = counting
+                let counted = counting
                     .map(|(callgrind, pid)| callgrind.stop(pid))
                     .transpose()
                     .context("counting the daemon's instructions")?;
@@ -589,7 +589,7 @@ impl Bed {
                     shadow_cpu: bed.shadow,
                     copies_expected: 0,
                     copies_delivered: delivered,
-                    instructions,
+                    counted,
                     machine_busy,
                     others_busy: others_busy(
                         machine_busy,
@@ -743,8 +743,8 @@ pub struct Phase {
     pub shadow_cpu: f64,
     pub copies_expected: u64,
     pub copies_delivered: u64,
-    /// Instructions the daemon executed during the phase, when counted (`--instructions`).
-    pub instructions: Option<u64>,
+    /// What the daemon executed during the phase, when counted (`--instructions`).
+    pub counted: Option<Counts>,
     /// Share of the machine's CPUs busy during the phase (everything, ours and others').
     pub machine_busy: f64,
     /// Share of the machine's CPUs busy with anything but the bed during the phase: the competition
@@ -755,8 +755,13 @@ pub struct Phase {
 impl Phase {
     /// The daemon's instructions per completed request, when counted.
     pub fn instructions_per_request(&self) -> Option<f64> {
-        let count = self.instructions?;
-        (self.load.completed > 0).then(|| count as f64 / self.load.completed as f64)
+        self.per_request(|counts| counts.instructions)
+    }
+
+    /// One of the daemon's counts per completed request, when counted.
+    pub fn per_request(&self, count: impl Fn(&Counts) -> u64) -> Option<f64> {
+        let counts = self.counted.as_ref()?;
+        (self.load.completed > 0).then(|| count(counts) as f64 / self.load.completed as f64)
     }
 }
 

@@ -68,7 +68,8 @@ usage: bench [options]
   --instructions        count the daemon's instructions per request instead of timing it: the
                         daemon runs under callgrind (Debian's valgrind), only the fixed-rate
                         phases run, at --rate 200 unless given, and the report is the count per
-                        request and its ratios (default scenarios then
+                        request, with callgrind's simulated cache misses and mispredicted
+                        branches, and their ratios (default scenarios then
                         intercept,mirror,h2-intercept,h2-mirror; daemon scenarios only)
   --out DIR             where results-<date>.md and its pictures go
                         (default <workspace>/target/bench)";
@@ -379,11 +380,12 @@ fn write_instructions_report(
         "\n### Method\n\n\
          - scenarios, in run order, repeated {} times: {}\n\
          - each run starts the daemon afresh under callgrind (`valgrind --tool=callgrind \
-         --instr-atstart=no`), warms up for {:?} (not counted), then runs each fixed-rate phase \
-         ({:.0} req/s for {:?}; HTTP/1.1 keep-alive and with a new connection per request, HTTP/2 \
-         with h2load, keep-alive) with instrumentation switched on from the phase's start until \
-         its last copies are answered; every thread of the daemon is counted, and the count is \
-         divided by the requests completed\n\
+         --instr-atstart=no --cache-sim=yes --branch-sim=yes`), warms up for {:?} (not counted), \
+         then runs each fixed-rate phase ({:.0} req/s for {:?}; HTTP/1.1 keep-alive and with a new \
+         connection per request, HTTP/2 with h2load, keep-alive) with instrumentation switched on \
+         from the phase's start until its last copies are answered; every thread of the daemon is \
+         counted, and each count is divided by the requests completed; the caches and branch \
+         predictor are callgrind's simulation, not the machine's counters\n\
          - healthy shadow answering {}; no saturation phases (the daemon runs some 20 to 50 times \
          slower under callgrind, so latency and CPU time are not measured)\n\
          - daemon: {}\n\
@@ -418,9 +420,10 @@ fn summary(run: &scenario::Run) -> String {
     for phase in &run.phases {
         let text = match (phase.kind, phase.instructions_per_request()) {
             (Kind::Rate, Some(per_request)) => format!(
-                "{} {:.1} k instructions / req ({} req)",
+                "{} {:.1} k instructions, {:.0} I1 misses / req ({} req)",
                 phase.mode.label(),
                 per_request / 1000.0,
+                phase.per_request(|c| c.i1_misses).unwrap_or(f64::NAN),
                 phase.load.completed
             ),
             (Kind::Rate, None) => format!("{} p99 {:.0} µs", phase.mode.label(), phase.load.p99),

@@ -131,10 +131,14 @@ pub struct Counts {
 }
 
 impl Counts {
-    /// The counts of a complete dump: its `totals:` line, in the order of its `events:` line;
-    /// `None` while the dump is still being written, or if it lacks an event.
+    /// The counts of a complete dump: its `totals:` line (the last, ended by a newline once
+    /// written whole), in the order of its `events:` line; `None` while the dump is still being
+    /// written, or if it lacks an event.
     fn of_dump(dump: &str) -> Option<Counts> {
-        let field = |prefix: &str| dump.lines().find_map(|line| line.strip_prefix(prefix));
+        let field = |prefix: &str| {
+            dump.split_inclusive('\n')
+                .find_map(|line| line.strip_prefix(prefix)?.strip_suffix('\n'))
+        };
         let events: Vec<&str> = field("events:")?.split_whitespace().collect();
         let totals: Vec<u64> = field("totals:")?
             .split_whitespace()
@@ -189,11 +193,14 @@ mod tests {
                 mispredicted: 7,
             })
         );
-        // Still being written: no totals line yet.
+        // Still being written: no totals line yet, or not all of it.
         assert_eq!(
             Counts::of_dump(&format!("version: 1\n{events}fn=(1) main\n")),
             None
         );
+        let cut = dump.trim_end_matches('\n');
+        assert_eq!(Counts::of_dump(&cut[..cut.len() - 2]), None);
+        assert_eq!(Counts::of_dump(cut), None);
         // Instructions only (no simulation asked for), or a total that is not a number.
         assert_eq!(Counts::of_dump("events: Ir\ntotals: 161958603\n"), None);
         assert_eq!(Counts::of_dump(&format!("{events}totals: many\n")), None);

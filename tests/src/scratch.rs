@@ -17,23 +17,26 @@ pub struct ScratchDir {
 impl ScratchDir {
     /// Creates `<tmp>/<namespace>-<label>-<sequence>`.
     pub fn new(netns: &Netns, label: &str) -> Result<ScratchDir> {
-        let path = std::env::temp_dir().join(format!(
+        Self::create(&format!(
             "{}-{label}-{}",
             netns.name(),
             crate::names::next_sequence()
-        ));
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(ScratchDir { path })
+        ))
     }
 
     /// Creates `<tmp>/mt<pid>-<label>`: one per process and label (a bench's or restart
     /// bench's work directory).
     pub fn for_process(label: &str) -> Result<ScratchDir> {
-        let path = std::env::temp_dir().join(format!(
+        Self::create(&format!(
             "{}{}-{label}",
             crate::names::NAMESPACE_PREFIX,
             std::process::id()
-        ));
+        ))
+    }
+
+    /// Creates `<tmp>/<name>`.
+    fn create(name: &str) -> Result<ScratchDir> {
+        let path = std::env::temp_dir().join(name);
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(ScratchDir { path })
     }

@@ -379,9 +379,7 @@ impl Results<'_> {
         for &scenario in self.scenarios {
             for &mode in scenario.modes() {
                 let per_request = |count: fn(&Counts) -> u64| {
-                    self.spread(scenario, Kind::Rate, mode, move |ph| {
-                        ph.per_request(count).unwrap_or(f64::NAN)
-                    })
+                    self.spread(scenario, Kind::Rate, mode, counted_per_request(count))
                 };
                 let counted = self.spread(scenario, Kind::Rate, mode, |ph| {
                     if ph.counted.is_some() {
@@ -414,7 +412,7 @@ impl Results<'_> {
                 continue;
             }
             let ratio = |count: fn(&Counts) -> u64| {
-                let value = move |ph: &Phase| ph.per_request(count).unwrap_or(f64::NAN);
+                let value = counted_per_request(count);
                 show(
                     self.ratio(scenario, base, Kind::Rate, Mode::KeepAlive, value),
                     2,
@@ -1184,6 +1182,11 @@ impl Results<'_> {
         }
         out
     }
+}
+
+/// One of the daemon's counts per completed request; NaN (left out of spreads) when not counted.
+fn counted_per_request(count: fn(&Counts) -> u64) -> impl Fn(&Phase) -> f64 {
+    move |phase| phase.per_request(count).unwrap_or(f64::NAN)
 }
 
 fn cpu_us_per_request(phase: &Phase) -> f64 {

@@ -753,11 +753,6 @@ pub struct Phase {
 }
 
 impl Phase {
-    /// The daemon's instructions per completed request, when counted.
-    pub fn instructions_per_request(&self) -> Option<f64> {
-        self.per_request(|counts| counts.instructions)
-    }
-
     /// One of the daemon's counts per completed request, when counted.
     pub fn per_request(&self, count: impl Fn(&Counts) -> u64) -> Option<f64> {
         let counts = self.counted.as_ref()?;

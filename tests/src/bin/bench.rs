@@ -418,7 +418,7 @@ fn write_instructions_report(
 fn summary(run: &scenario::Run) -> String {
     let mut parts = Vec::new();
     for phase in &run.phases {
-        let text = match (phase.kind, phase.instructions_per_request()) {
+        let text = match (phase.kind, phase.per_request(|c| c.instructions)) {
             (Kind::Rate, Some(per_request)) => format!(
                 "{} {:.1} k instructions, {:.0} I1 misses / req ({} req)",
                 phase.mode.label(),
